@@ -1,0 +1,30 @@
+# The two commands: `make demo` runs the whole pipeline end to end; `make test` runs the CPU suite.
+# Both create .venv and install what they need when it is missing.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?=
+OUT ?= demo_out
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test install clean-demo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch 2.13.0 is a CPU build on the development machines (pip takes it from local disk); a
+	# torch already in the venv (e.g. a CUDA build on a GPU host) is kept. Override with TORCH=...
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[all,dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed
+	$(PY) -m bench.demo --out $(OUT) $(if $(DATA),--data $(DATA),)
+
+clean-demo:
+	rm -rf $(OUT)

@@ -1,0 +1,84 @@
+"""Checkpoints that rebuild their model: weights + constructor arguments + what made them.
+
+Files are written atomically (temporary file, fsync, rename), so a killed process never leaves a
+half-written file under a checkpoint's name, and read with ``torch.load(weights_only=True)``:
+a checkpoint holds only tensors and plain Python values, never pickled objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from banet.model import BANet, ModelConfig, build_model
+
+FORMAT = "banet-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A file is missing, unreadable, or not a BA-Net checkpoint."""
+
+
+def save_checkpoint(path: str | Path, model: torch.nn.Module, *, overwrite: bool = False, **extra: Any) -> Path:
+    """Save ``model``'s weights and config with ``extra`` entries (train config, history, ...).
+
+    Refuses to replace an existing file unless ``overwrite`` is True.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; refusing to overwrite it")
+    net = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    if not isinstance(net, BANet):
+        raise TypeError(f"expected a BANet, got {type(net).__name__}")
+    payload = {"format": FORMAT, "model_config": net.config.to_dict(),
+               "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()}, **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(payload, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict (``weights_only=True``), raising :class:`CheckpointError` clearly."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle refused by weights_only, ...
+        raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a BA-Net checkpoint (expected format {FORMAT!r})")
+    return payload
+
+
+def model_from_checkpoint(path: str | Path) -> tuple[BANet, dict[str, Any]]:
+    """Rebuild the model a checkpoint describes, with its weights, in eval mode."""
+    payload = load_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+        model = build_model(config)
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, ValueError, TypeError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: weights do not match the stored model config: {err}") from None
+    return model.eval(), payload
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (used to tie artifacts to the checkpoint they came from)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Command-line entry points; they own the terminal (progress bars, tables)."""

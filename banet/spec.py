@@ -1,0 +1,96 @@
+"""The one definition of tensor names, dtypes, shapes and constants.
+
+Training, export, the TensorRT profile, the Triton ``config.pbtxt`` writer, the Triton Python
+models, the client and the bench all read these values; none of them spells a literal again.
+This module imports nothing beyond the standard library so that the Triton server's Python
+(which has no torch) can import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- pre-processing: what the network was trained on -------------------------------------------
+IMAGE_SIZE = 256
+"""Network input height and width in pixels (the paper resizes every image to 256x256)."""
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+"""ImageNet normalization (RGB, applied to pixel values scaled to [0, 1])."""
+
+MASK_THRESHOLD = 0.5
+"""Default probability threshold that turns the sigmoid of the logits into a mask."""
+
+MASK_FOREGROUND_VALUE = 255
+"""Value of foreground pixels in the uint8 masks written to disk and returned by Triton."""
+
+GROUND_TRUTH_THRESHOLD = 127
+"""Ground-truth mask files are JPEG (near-binary): foreground is ``value > 127``."""
+
+MAX_IMAGE_PIXELS = 64_000_000
+"""Images with more pixels are rejected from their header, before decoding (decompression bombs)."""
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+"""Largest encoded image accepted by the client and the Triton pre-processing model."""
+
+
+# --- the exported network ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor: ``shape`` excludes the batch axis; -1 marks a variable axis."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    shape: tuple[int, ...]
+
+    @property
+    def triton_dtype(self) -> str:
+        return _TRITON_DTYPES[self.dtype]
+
+
+_TRITON_DTYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "uint8": "TYPE_UINT8",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "object": "TYPE_STRING",
+}
+
+NETWORK_INPUT = TensorSpec("image", "float32", (3, IMAGE_SIZE, IMAGE_SIZE))
+"""Normalized RGB image batch ``(B, 3, H, W)``."""
+
+NETWORK_OUTPUT = TensorSpec("logits", "float32", (1, IMAGE_SIZE, IMAGE_SIZE))
+"""Segmentation logits ``(B, 1, H, W)`` (apply a sigmoid for probabilities)."""
+
+ONNX_OPSET = 17
+BATCH_AXIS_NAME = "batch"
+
+MAX_BATCH_SIZE = 32
+"""Largest batch: Triton's ``max_batch_size`` and the TensorRT optimization profile's max."""
+OPT_BATCH_SIZE = 8
+"""Batch size the TensorRT profile is tuned for."""
+
+# --- Triton model repository ----------------------------------------------------------------------
+ENSEMBLE_MODEL = "banet"
+PREPROCESS_MODEL = "banet_preprocess"
+NETWORK_MODEL = "banet_model"
+POSTPROCESS_MODEL = "banet_postprocess"
+
+ENCODED_IMAGE = TensorSpec("IMAGE_BYTES", "object", (1,))
+"""Encoded image file (PNG or JPEG bytes), one per request item."""
+ORIGINAL_SIZE = TensorSpec("ORIGINAL_SIZE", "int32", (2,))
+"""``(height, width)`` of the decoded image, used to resize the mask back."""
+THRESHOLD = TensorSpec("THRESHOLD", "float32", (1,))
+"""Optional per-request probability threshold in [0, 1]; defaults to :data:`MASK_THRESHOLD`."""
+MASK = TensorSpec("MASK", "uint8", (-1, -1))
+"""Binary mask at the original image size, 0 or :data:`MASK_FOREGROUND_VALUE`."""
+BOUNDARY = TensorSpec("BOUNDARY", "uint8", (-1, -1))
+"""One-pixel contour of the mask at the original size, 0 or :data:`MASK_FOREGROUND_VALUE`."""
+AREA = TensorSpec("AREA", "int64", (1,))
+"""Foreground area of the mask in pixels."""
+
+GRPC_PORT = 8001
+HTTP_PORT = 8000
+METRICS_PORT = 8002
+DEFAULT_HOST = "127.0.0.1"
