@@ -1,0 +1,1 @@
+"""Datasets: image/mask pairs on disk, splits, augmentation, synthetic data."""
