@@ -143,6 +143,11 @@ class ResNetEncoder(nn.Module):
             raise ValueError(f"{path}: expected a state dict, got {type(state).__name__}")
         state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
         own = self.state_dict()
+        # torchvision's legacy ImageNet files predate BatchNorm's ``num_batches_tracked`` buffer;
+        # it only matters for momentum=None BatchNorm, so keep our own value when it is absent.
+        for key in set(own) - set(state):
+            if key.endswith(".num_batches_tracked") or key == "num_batches_tracked":
+                state[key] = own[key]
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
         wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
