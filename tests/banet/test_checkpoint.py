@@ -1,0 +1,123 @@
+"""Checkpoints rebuild their model; bad files give CheckpointError, nothing is overwritten."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import pytest
+import torch
+
+from banet.checkpoint import (
+    FORMAT,
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from banet.model import PRESETS, build_model
+
+TINY = PRESETS["tiny"]
+
+
+@pytest.fixture()
+def trained_like_model():
+    """A tiny model whose BatchNorm statistics are not the defaults (as after training)."""
+    torch.manual_seed(3)
+    model = build_model(TINY.with_ablation("no_ia")).train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randn(2, 3, 64, 64))
+    return model.eval()
+
+
+def test_round_trip_rebuilds_identical_model(tmp_path, trained_like_model):
+    path = save_checkpoint(tmp_path / "sub" / "m.pt", trained_like_model, epoch=7, history=[0.5, 0.25])
+    rebuilt, payload = model_from_checkpoint(path)
+    assert not rebuilt.training
+    assert rebuilt.config == trained_like_model.config
+    assert payload["format"] == FORMAT and payload["epoch"] == 7 and payload["history"] == [0.5, 0.25]
+    for key, value in trained_like_model.state_dict().items():
+        assert torch.equal(rebuilt.state_dict()[key], value), key
+    x = torch.randn(2, 3, 63, 97)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), trained_like_model(x))
+
+
+def test_fixture_checkpoint_rebuilds_with_nontrivial_masks(tiny_checkpoint):
+    model, payload = model_from_checkpoint(tiny_checkpoint)
+    assert payload["model_config"] == TINY.to_dict()
+    with torch.no_grad():
+        fg = (model(torch.randn(2, 3, 64, 64)) > 0).float().mean().item()
+    assert 0.05 < fg < 0.95
+
+
+def test_refuses_to_overwrite_unless_asked(tmp_path, trained_like_model):
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="m.pt exists"):
+        save_checkpoint(path, build_model(TINY))
+    assert path.read_bytes() == before
+    save_checkpoint(path, build_model(TINY), overwrite=True)
+    assert path.read_bytes() != before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
+
+
+def test_only_banet_models_are_saved(tmp_path):
+    with pytest.raises(TypeError, match="expected a BANet, got Linear"):
+        save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2))
+
+
+def test_truncated_file_is_a_checkpoint_error(tmp_path, trained_like_model):
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut.pt is not a readable checkpoint"):
+        load_checkpoint(cut)
+
+
+class _Payload:
+    def __reduce__(self):  # what a malicious pickle does: call something on load
+        return (print, ("executed",))
+
+
+@pytest.mark.parametrize("content", [
+    pickle.dumps(_Payload(), protocol=2),
+    pickle.dumps({"format": FORMAT, "x": _Payload()}, protocol=2),
+    b"\x00\x01 random bytes \xff" * 10,
+    b"",
+], ids=["code-pickle", "dict-with-code", "random-bytes", "empty"])
+def test_random_pickles_and_bytes_are_checkpoint_errors(tmp_path, capsys, content):
+    path = tmp_path / "evil.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="evil.pt is not a readable checkpoint"):
+        load_checkpoint(path)
+    assert "executed" not in capsys.readouterr().out
+
+
+def test_other_torch_files_are_not_checkpoints(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="plain.pt is not a BA-Net checkpoint"):
+        load_checkpoint(tmp_path / "plain.pt")
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_weights_that_do_not_fit_the_config(tmp_path, trained_like_model):
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["stage_channels"] = 16
+    torch.save(payload, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="bad.pt: weights do not match the stored model config"):
+        model_from_checkpoint(tmp_path / "bad.pt")
+    payload["model_config"] = {"backbone": "resnet152"}
+    torch.save(payload, tmp_path / "bad2.pt")
+    with pytest.raises(CheckpointError, match="bad2.pt.*resnet152"):
+        model_from_checkpoint(tmp_path / "bad2.pt")
+
+
+def test_file_sha256(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"banet" * 1000)
+    assert file_sha256(path) == hashlib.sha256(b"banet" * 1000).hexdigest()
