@@ -1,0 +1,42 @@
+"""ONNX Runtime as a :data:`banet.inference.Runner` (the export gate and the bench both use it)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+from banet.inference import Runner
+from banet.spec import NETWORK_INPUT, NETWORK_OUTPUT
+
+
+def available() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def ort_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` on ``path`` (CPU provider unless ``providers`` says)."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # keep ORT's own warnings (e.g. unused initializers) off the terminal
+    if threads is not None:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
+
+
+def ort_runner(path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> Runner:
+    """Run an exported model: ``(B, 3, S, S)`` float32 -> ``(B, 1, S, S)`` float32 logits."""
+    session = ort_session(path, providers, threads)
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        feed = {NETWORK_INPUT.name: np.ascontiguousarray(batch, dtype=np.float32)}
+        (logits,) = session.run([NETWORK_OUTPUT.name], feed)
+        return np.asarray(logits, dtype=np.float32)
+
+    return run

@@ -1,0 +1,175 @@
+"""The accuracy gate: every artifact scored against the FP32 PyTorch model on held-out real images.
+
+One definition, used by ``banet-export`` and the bench:
+
+- agreement: Jaccard index between the artifact's mask and the FP32 PyTorch mask of the same
+  image (both at the image's original size, through :func:`banet.inference.predict_masks`);
+  mean over images and the worst image;
+- the change in JA against the ground truth, in points (JA x 100): ``ja_loss`` is the FP32 model's
+  mean JA minus the artifact's (positive = the artifact is worse);
+- the largest absolute logit difference at network resolution (diagnostic, not gated).
+
+An artifact passes when ``mean agreement >= gate.min_agreement`` and ``ja_loss <= gate.max_ja_loss``
+(the JA criterion is skipped when the images have no ground truth).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from banet import processing
+from banet.data.pairs import SPLITS, find_pairs
+from banet.inference import Runner, predict_logits
+from banet.metrics import jaccard
+from banet.spec import MASK_THRESHOLD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Thresholds of the accuracy gate; ``max_ja_loss`` is in JA points (JA x 100)."""
+
+    min_agreement: float
+    max_ja_loss: float
+
+
+DEFAULT_GATES: dict[str, Gate] = {
+    "fp32": Gate(min_agreement=0.999, max_ja_loss=0.05),
+    "fp16": Gate(min_agreement=0.995, max_ja_loss=0.1),
+    "int8": Gate(min_agreement=0.98, max_ja_loss=0.5),
+}
+"""Per precision. FP32 artifacts (ONNX, engines) differ from PyTorch only by kernel rounding."""
+
+
+@dataclass(frozen=True)
+class ParitySet:
+    """Held-out images (``(H, W, 3)`` uint8) with optional ground truth (``(H, W)`` bool)."""
+
+    source: str
+    names: tuple[str, ...]
+    images: tuple[np.ndarray, ...]
+    truths: tuple[np.ndarray, ...] | None
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The FP32 PyTorch model's logits ``(1, S, S)``, masks and per-image JA on a :class:`ParitySet`."""
+
+    logits: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray, ...]
+    ja: tuple[float, ...] | None
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    """How one artifact compares with the FP32 PyTorch model, and the gate's verdict."""
+
+    artifact: str
+    precision: str
+    images: int
+    mean_agreement: float
+    worst_agreement: float
+    worst_image: str
+    max_abs_logit_diff: float
+    reference_ja: float | None
+    artifact_ja: float | None
+    ja_loss: float | None
+    gate: Gate
+    passed: bool
+    reasons: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["reasons"] = list(self.reasons)
+        return out
+
+
+def parse_data_spec(spec: str | Path) -> tuple[Path, str | None]:
+    """``"ROOT"`` or ``"ROOT:SPLIT"`` (e.g. ``../shared/data/kvasir-seg:test``) -> (root, split)."""
+    text = str(spec)
+    root, sep, split = text.rpartition(":")
+    if sep and split in SPLITS:
+        return Path(root), split
+    return Path(text), None
+
+
+def image_paths(spec: str | Path) -> list[Path]:
+    """Image files of a folder or dataset split spec (see :func:`parse_data_spec`)."""
+    root, split = parse_data_spec(spec)
+    return [p.image for p in find_pairs(root, split)]
+
+
+def load_parity_set(spec: str | Path, *, count: int | None = None,
+                    progress: Callable[[int], None] | None = None) -> ParitySet:
+    """Load up to ``count`` images (evenly spread, sorted by name) and their masks when present."""
+    root, split = parse_data_spec(spec)
+    pairs = find_pairs(root, split)
+    if count is not None and count < len(pairs):
+        picks = np.linspace(0, len(pairs) - 1, count).round().astype(int)
+        pairs = [pairs[i] for i in picks]
+    images, truths = [], []
+    for pair in pairs:
+        images.append(processing.load_image(pair.image))
+        if pair.mask is not None:
+            truth = processing.load_mask(pair.mask)
+            if truth.shape != images[-1].shape[:2]:
+                raise ValueError(f"{pair.mask}: mask {truth.shape} and image {images[-1].shape[:2]} differ in size")
+            truths.append(truth)
+        if progress is not None:
+            progress(1)
+    has_truth = len(truths) == len(images)
+    return ParitySet(str(spec), tuple(p.name for p in pairs), tuple(images), tuple(truths) if has_truth else None)
+
+
+def _masks(logits: Sequence[np.ndarray], images: Sequence[np.ndarray], threshold: float) -> list[np.ndarray]:
+    return [processing.postprocess(lg, img.shape[:2], threshold) for lg, img in zip(logits, images)]
+
+
+def reference(run: Runner, data: ParitySet, *, image_size: int, batch_size: int = 8,
+              threshold: float = MASK_THRESHOLD) -> Reference:
+    """Score the FP32 reference (normally :func:`banet.inference.torch_runner`) once per parity set."""
+    logits = predict_logits(run, data.images, batch_size=batch_size, size=image_size)
+    masks = _masks(logits, data.images, threshold)
+    ja = None if data.truths is None else tuple(jaccard(m, t) for m, t in zip(masks, data.truths))
+    return Reference(tuple(logits), tuple(masks), ja)
+
+
+def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precision: str,
+          image_size: int, gate: Gate | None = None, batch_size: int = 8,
+          threshold: float = MASK_THRESHOLD) -> ParityResult:
+    """Compare ``run`` (an artifact's runner) with ``ref`` on ``data`` and apply ``gate``."""
+    gate = gate or DEFAULT_GATES[precision]
+    logits = predict_logits(run, data.images, batch_size=batch_size, size=image_size)
+    masks = _masks(logits, data.images, threshold)
+    agreement = [jaccard(a, b) for a, b in zip(masks, ref.masks)]
+    worst = int(np.argmin(agreement))
+    max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(logits, ref.logits))
+    ref_ja = art_ja = loss = None
+    if data.truths is not None and ref.ja is not None:
+        ref_ja = 100.0 * float(np.mean(ref.ja))
+        art_ja = 100.0 * float(np.mean([jaccard(m, t) for m, t in zip(masks, data.truths)]))
+        loss = ref_ja - art_ja
+    mean_agreement = float(np.mean(agreement))
+    reasons = []
+    if not np.isfinite(max_diff):
+        reasons.append("non-finite logits")
+    if not mean_agreement >= gate.min_agreement:
+        reasons.append(f"mask agreement {mean_agreement:.4f} < {gate.min_agreement}")
+    if loss is not None and not loss <= gate.max_ja_loss:
+        reasons.append(f"JA loss {loss:.2f} points > {gate.max_ja_loss}")
+    result = ParityResult(
+        artifact=artifact, precision=precision, images=len(data.images),
+        mean_agreement=mean_agreement, worst_agreement=float(agreement[worst]),
+        worst_image=data.names[worst], max_abs_logit_diff=max_diff,
+        reference_ja=ref_ja, artifact_ja=art_ja, ja_loss=loss, gate=gate,
+        passed=not reasons, reasons=tuple(reasons),
+    )
+    log.info("%s: agreement %.4f (worst %.4f), %s", artifact, mean_agreement, result.worst_agreement,
+             "PASS" if result.passed else "FAIL: " + "; ".join(reasons))
+    return result

@@ -1,0 +1,96 @@
+"""PyTorch module -> TensorRT through Torch-TensorRT (dynamo IR), GPU hosts only.
+
+The second engine route: it compiles the eval-mode PyTorch module directly (no ONNX in between).
+Precision is explicit, as on the ONNX route: FP32, or the module cast to FP16 with
+``use_explicit_typing=True`` (the strongly typed network of TensorRT 10+). INT8 on this route
+needs a Q/DQ-annotated PyTorch module (NVIDIA ModelOpt), which this project keeps out; INT8 engines
+come from the ONNX route (:mod:`export.tensorrt`).
+
+Two products: a serialized TensorRT engine (bytes) that Triton serves as ``tensorrt_plan``, and an
+in-process compiled module for the bench.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from banet.inference import Runner
+from banet.spec import NETWORK_INPUT
+from export.tensorrt import DEFAULT_WORKSPACE_GIB, profile_shapes
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16")
+
+
+def available() -> bool:
+    """True when ``torch_tensorrt`` is importable and a CUDA GPU is visible."""
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def unavailable_reason() -> str:
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        return "the torch_tensorrt Python package is not installed"
+    return "no CUDA GPU is visible"
+
+
+def _prepare(model, precision: str, image_size: int):
+    import torch
+    import torch_tensorrt
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"Torch-TensorRT route supports {PRECISIONS}, got {precision!r} "
+                         "(INT8 engines come from the ONNX Q/DQ route)")
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    model = model.eval().to("cuda", dtype=dtype)
+    shapes = profile_shapes(image_size)
+    spec = torch_tensorrt.Input(min_shape=shapes["min"], opt_shape=shapes["opt"], max_shape=shapes["max"],
+                                dtype=dtype, name=NETWORK_INPUT.name)
+    example = torch.zeros(shapes["opt"], dtype=dtype, device="cuda")
+    batch = torch.export.Dim("batch", min=shapes["min"][0], max=shapes["max"][0])
+    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    return exported, spec, dtype
+
+
+def serialize_engine(model, engine_path: str | Path, *, precision: str, image_size: int,
+                     workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Path:
+    """Compile ``model`` into a raw serialized TensorRT engine file (Triton ``tensorrt_plan``).
+
+    The engine's I/O dtype follows ``precision`` (FP16 engines take and return float16).
+    """
+    import torch_tensorrt
+
+    exported, spec, _ = _prepare(model, precision, image_size)
+    engine = torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine(
+        exported, arg_inputs=[spec], use_explicit_typing=True,
+        workspace_size=int(workspace_gib * (1 << 30)))
+    path = Path(engine_path)
+    path.write_bytes(engine)
+    log.info("Torch-TensorRT wrote %s (%s)", path, precision)
+    return path
+
+
+def compiled_runner(model, *, precision: str, image_size: int,
+                    workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Runner:
+    """Compile ``model`` in process and wrap it as a float32-in/float32-out :data:`Runner`."""
+    import torch
+    import torch_tensorrt
+
+    exported, spec, dtype = _prepare(model, precision, image_size)
+    compiled = torch_tensorrt.dynamo.compile(exported, arg_inputs=[spec], use_explicit_typing=True,
+                                             workspace_size=int(workspace_gib * (1 << 30)))
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to("cuda", dtype=dtype)
+            return compiled(x).float().cpu().numpy()
+
+    return run
