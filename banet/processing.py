@@ -156,9 +156,10 @@ def probability_map(logits: np.ndarray, original_size: tuple[int, int]) -> np.nd
     The probability (not the thresholded mask) is resized, bilinearly, so that the mask boundary
     at full resolution is smooth rather than blocky.
     """
-    prob = sigmoid(np.squeeze(np.asarray(logits), axis=0) if np.ndim(logits) == 3 else logits)
-    if prob.ndim != 2:
-        raise ValueError(f"expected logits of shape (1, H, W) or (H, W), got {np.shape(logits)}")
+    shape = np.shape(logits)
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[0] == 1)):
+        raise ValueError(f"expected logits of shape (1, H, W) or (H, W), got {shape}")
+    prob = sigmoid(np.reshape(logits, shape[-2:]))
     height, width = int(original_size[0]), int(original_size[1])
     if prob.shape != (height, width):
         prob = np.asarray(Image.fromarray(prob, mode="F").resize((width, height), Image.BILINEAR))
