@@ -1,0 +1,240 @@
+"""Decode / resize / normalize / threshold: the one numpy+pillow path every backend uses."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from banet import processing
+from banet.processing import ImageDecodeError
+from banet.spec import IMAGE_SIZE, MASK_FOREGROUND_VALUE
+
+RNG = np.random.default_rng(0)
+
+
+def _encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _rgb(h: int = 20, w: int = 30) -> np.ndarray:
+    return RNG.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+# --- decoding -----------------------------------------------------------------------------------
+def test_png_decodes_exactly():
+    image = _rgb()
+    out = processing.decode_image(_encode(Image.fromarray(image), "PNG"))
+    assert out.dtype == np.uint8 and out.shape == (20, 30, 3)
+    assert np.array_equal(out, image)
+
+
+def test_jpeg_decodes_close_to_the_source():
+    image = np.zeros((32, 48, 3), np.uint8)
+    image[:, :24] = (200, 40, 90)
+    out = processing.decode_image(_encode(Image.fromarray(image), "JPEG", quality=95))
+    assert out.shape == (32, 48, 3)
+    assert np.abs(out.astype(int) - image).mean() < 3
+
+
+def test_grayscale_becomes_three_equal_channels():
+    gray = RNG.integers(0, 256, size=(10, 12), dtype=np.uint8)
+    out = processing.decode_image(_encode(Image.fromarray(gray, mode="L"), "PNG"))
+    assert out.shape == (10, 12, 3)
+    assert all(np.array_equal(out[..., c], gray) for c in range(3))
+
+
+def test_rgba_drops_alpha():
+    rgba = np.dstack([_rgb(8, 9), np.zeros((8, 9), np.uint8)])
+    out = processing.decode_image(_encode(Image.fromarray(rgba, mode="RGBA"), "PNG"))
+    assert np.array_equal(out, rgba[..., :3])
+
+
+@pytest.mark.parametrize("transparency", [False, True])
+def test_palette_images_use_their_palette(transparency):
+    pal = Image.new("P", (4, 3))
+    pal.putpalette([10, 20, 30, 200, 100, 50] + [0] * (256 * 3 - 6))
+    pal.putdata([0, 1, 1, 0] * 3)
+    kwargs = {"transparency": 0} if transparency else {}
+    out = processing.decode_image(_encode(pal, "PNG", **kwargs))
+    assert out.shape == (3, 4, 3)
+    assert out[0, 0].tolist() == [10, 20, 30] and out[0, 1].tolist() == [200, 100, 50]
+
+
+def test_16_bit_png_is_scaled_by_its_full_range():
+    values = np.array([[0, 257, 257 * 128], [65535, 257 * 255, 257 * 7]], dtype=np.uint16)
+    data = _encode(Image.fromarray(values), "PNG")
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    out = processing.decode_image(data)
+    assert out.shape == (2, 3, 3)
+    assert out[..., 0].tolist() == [[0, 1, 128], [255, 255, 7]]
+
+
+def test_cmyk_jpeg_becomes_rgb():
+    cmyk = Image.new("CMYK", (16, 8), (255, 0, 0, 0))  # pure cyan ink
+    data = _encode(cmyk, "JPEG", quality=95)
+    assert Image.open(io.BytesIO(data)).mode == "CMYK"
+    out = processing.decode_image(data)
+    assert out.shape == (8, 16, 3)
+    r, g, b = out.reshape(-1, 3).mean(axis=0)
+    assert r < 30 and g > 225 and b > 225
+
+
+@pytest.mark.parametrize("orientation, shape, red_at", [
+    (1, (20, 40, 3), (10, 5)),    # as stored: red on the left
+    (6, (40, 20, 3), (5, 10)),    # rotate 90 clockwise to show: the left half becomes the top
+    (3, (20, 40, 3), (10, 35)),   # rotate 180: red on the right
+])
+def test_exif_orientation_is_honoured(orientation, shape, red_at):
+    image = np.zeros((20, 40, 3), np.uint8)
+    image[:, :20] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = processing.decode_image(_encode(Image.fromarray(image), "JPEG", quality=95, exif=exif.tobytes()))
+    assert out.shape == shape
+    assert out[red_at][0] > 200 and out[red_at][1] < 60
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"", "empty payload"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "corrupt or truncated|not a recognised"),
+    (bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)), "not a recognised image format"),
+    (b"hello, this is a text file\n" * 20, "not a recognised image format"),
+])
+def test_undecodable_bytes_raise_image_decode_error(data, match):
+    with pytest.raises(ImageDecodeError, match=f"upload.bin: ({match})"):
+        processing.decode_image(data, name="upload.bin")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_images_raise_image_decode_error(fmt):
+    data = _encode(Image.fromarray(_rgb(64, 64)), fmt)
+    with pytest.raises(ImageDecodeError, match="cut: corrupt or truncated image"):
+        processing.decode_image(data[: len(data) // 2], name="cut")
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` but whose pixel data is a few bytes."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_pixel_limit_is_checked_from_the_header_before_decoding():
+    # 9000 x 9000 = 81 M pixels: over the project's limit, under Pillow's own bomb threshold; the
+    # pixel data is missing, so any attempt to decode would fail with "truncated" instead
+    with pytest.raises(ImageDecodeError, match="huge.png: 9000x9000 = 81000000 pixels exceeds the limit of 64000000"):
+        processing.decode_image(_png_header_only(9000, 9000), name="huge.png")
+    with pytest.raises(ImageDecodeError, match="exceeds the limit of 599"):
+        processing.decode_image(_encode(Image.fromarray(_rgb()), "PNG"), max_pixels=599)
+    assert processing.decode_image(_encode(Image.fromarray(_rgb()), "PNG"), max_pixels=600).shape == (20, 30, 3)
+
+
+def test_load_image_names_the_file(tmp_path):
+    with pytest.raises(ImageDecodeError, match="absent.png: cannot read"):
+        processing.load_image(tmp_path / "absent.png")
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageDecodeError, match="notes.png: not a recognised image format"):
+        processing.load_image(tmp_path / "notes.png")
+
+
+def test_load_mask_thresholds_at_127(tmp_path):
+    values = np.array([[0, 127, 128, 255]], dtype=np.uint8)
+    Image.fromarray(np.dstack([values] * 3)).save(tmp_path / "m.png")
+    assert processing.load_mask(tmp_path / "m.png").tolist() == [[False, False, True, True]]
+
+
+@pytest.mark.needs_data
+def test_real_kvasir_pair_decodes(kvasir_test_pairs):
+    image_path, mask_path = kvasir_test_pairs[0]
+    image = processing.load_image(image_path)
+    mask = processing.load_mask(mask_path)
+    assert image.ndim == 3 and image.shape[2] == 3 and image.shape[:2] == mask.shape
+    assert 0 < mask.mean() < 1  # a polyp and background
+    x = processing.preprocess(image)
+    assert x.shape == (3, IMAGE_SIZE, IMAGE_SIZE) and x.dtype == np.float32
+
+
+# --- network input ------------------------------------------------------------------------------
+def test_normalize_round_trip_and_constants():
+    image = _rgb(17, 23)
+    chw = processing.normalize(image)
+    assert chw.shape == (3, 17, 23) and chw.dtype == np.float32
+    assert np.array_equal(processing.denormalize(chw), image)
+    grey = np.full((1, 1, 3), 124, np.uint8)  # ~ImageNet mean in red: about 0 after normalization
+    assert abs(processing.normalize(grey)[0, 0, 0]) < 0.01
+
+
+def test_preprocess_resizes_and_normalizes():
+    image = _rgb(50, 70)
+    x = processing.preprocess(image, size=64)
+    assert x.shape == (3, 64, 64) and x.dtype == np.float32
+    assert np.allclose(x, processing.normalize(processing.resize_image(image, 64)))
+    assert processing.denormalize(x).shape == (64, 64, 3)
+    assert processing.preprocess(image).shape == (3, IMAGE_SIZE, IMAGE_SIZE)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8), np.uint8), np.zeros((8, 8, 4), np.uint8),
+                                 np.zeros((8, 8, 3), np.float32)])
+def test_preprocess_rejects_non_rgb_uint8(bad):
+    with pytest.raises(ValueError, match=r"expected an \(H, W, 3\) uint8 image"):
+        processing.preprocess(bad)
+
+
+def test_resize_mask_keeps_labels():
+    mask = np.zeros((10, 10), bool)
+    mask[2:8, 3:6] = True
+    out = processing.resize_mask(mask, (20, 30))
+    assert out.dtype == bool and out.shape == (20, 30)
+    assert out.sum() == mask.sum() * 6
+
+
+# --- network output -----------------------------------------------------------------------------
+def test_postprocess_shape_and_threshold():
+    logits = np.zeros((1, 8, 8), np.float32)
+    logits[0, :4] = 3.0  # top half: p = 0.95; bottom half: p = 0.5 exactly
+    mask = processing.postprocess(logits, (16, 10))
+    assert mask.shape == (16, 10) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) == {0, MASK_FOREGROUND_VALUE}
+    assert mask[:6].all() and not mask[10:].any()          # p > 0.5 strictly
+    assert processing.postprocess(logits, (16, 10), threshold=0.4).all()
+    assert not processing.postprocess(logits, (8, 8), threshold=1.0).any()
+    assert processing.postprocess(logits[0], (8, 8)).shape == (8, 8)
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 1.5, float("nan"), float("inf")])
+def test_postprocess_rejects_bad_thresholds(threshold):
+    with pytest.raises(ValueError, match="threshold must be within"):
+        processing.postprocess(np.zeros((1, 4, 4)), (4, 4), threshold)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4, 4), (2, 4, 4), (4,)])
+def test_postprocess_rejects_bad_logit_shapes(shape):
+    with pytest.raises(ValueError, match="expected logits of shape"):
+        processing.postprocess(np.zeros(shape, np.float32), (4, 4))
+
+
+def test_sigmoid_is_stable_at_extremes():
+    p = processing.sigmoid(np.array([-1e4, 0.0, 1e4]))
+    assert p.dtype == np.float32 and p.tolist() == [0.0, 0.5, 1.0]
+
+
+def test_boundary_by_hand():
+    mask = np.zeros((5, 5), np.uint8)
+    mask[1:4, 1:4] = 255
+    edge = processing.boundary(mask)
+    want = np.zeros((5, 5), np.uint8)
+    want[1:4, 1:4] = MASK_FOREGROUND_VALUE
+    want[2, 2] = 0  # the only pixel whose four neighbours are all foreground
+    assert np.array_equal(edge, want)
+    full = processing.boundary(np.ones((4, 4), bool))
+    assert processing.mask_area(full) == 12  # image-border pixels count as boundary
+    assert not processing.boundary(np.zeros((4, 4))).any()
+    assert processing.mask_area(mask) == 9
