@@ -1,0 +1,230 @@
+"""``banet-info``: parameter count and FLOPs of a BA-Net configuration, as a table or JSON.
+
+FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode` on one eval-mode forward pass
+(batch 1) of a model built on PyTorch's ``meta`` device: shapes only, no weights allocated and no
+arithmetic done, so even ResNet-101 at 512x512 is counted in a second. The counter sees
+convolutions and matrix products only and counts one multiply-add as 2 FLOPs; BatchNorm, ReLU,
+pooling, sigmoid gates (IA, CFF), additions and bilinear resizes are not counted.
+
+Examples::
+
+    banet-info                                   # the paper's ResNet-101 at 256x256
+    banet-info --preset paper resnet50 --ablation all
+    banet-info --preset tiny --size 63 97 --json
+    banet-info --preset paper resnet50 --markdown bench/results/model_size_2026-11-26.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from banet.model.config import ABLATIONS, BACKBONES, PRESETS, ModelConfig
+from banet.spec import IMAGE_SIZE
+
+FLOP_CONVENTION = (
+    "FLOPs from torch.utils.flop_counter.FlopCounterMode, eval mode, batch 1: convolutions and "
+    "matrix products only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BatchNorm, "
+    "activations, pooling, the parameter-free IA/CFF gates and resizes are not counted."
+)
+
+# top-level submodules of BANet, grouped as in the paper's figure
+COMPONENTS = {
+    "encoder": ("encoder",),
+    "aspp": ("aspp",),
+    "stages": ("squeeze", "pee", "mtl"),
+    "decoder": ("decode4", "decode", "head"),
+}
+
+
+def model_size(config: ModelConfig, height: int = IMAGE_SIZE, width: int | None = None) -> dict[str, Any]:
+    """Parameters and FLOPs of ``config`` for one ``(1, 3, height, width)`` image.
+
+    Returns ``{"params", "flops", "gflops", "gmacs", "flops_by_component": {encoder, aspp,
+    stages, decoder}}`` (FLOPs as defined in :data:`FLOP_CONVENTION`). Nothing is allocated: the
+    model is built on the ``meta`` device.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from banet.model import build_model
+
+    width = height if width is None else width
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    with torch.device("meta"):
+        model = build_model(config).eval()
+        image = torch.zeros(1, 3, height, width)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(image)
+    per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    by_component = {group: sum(_module_flops(per_module, f"BANet.{child}") for child in children)
+                    for group, children in COMPONENTS.items()}
+    flops = int(counter.get_total_flops())
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": flops,
+        "gflops": flops / 1e9,
+        "gmacs": flops / 2e9,
+        "flops_by_component": by_component,
+    }
+
+
+def _module_flops(per_module: dict[str, int], name: str) -> int:
+    """FLOPs of submodule ``name``; a ModuleList is never called itself, so sum its items."""
+    if name in per_module:
+        return per_module[name]
+    prefix = name + "."
+    return sum(v for k, v in per_module.items() if k.startswith(prefix) and k[len(prefix):].isdigit())
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, logical cores and platform of this machine (for results files)."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version()}
+
+
+def _configs(args: argparse.Namespace) -> list[tuple[str, str, ModelConfig]]:
+    ablations = list(ABLATIONS) if "all" in args.ablation else args.ablation
+    rows = []
+    for preset in args.preset:
+        base = PRESETS[preset]
+        if args.backbone:
+            base = replace(base, backbone=args.backbone)
+        for ablation in ablations:
+            rows.append((preset, ablation, base.with_ablation(ablation)))
+    return rows
+
+
+def _row(preset: str, ablation: str, config: ModelConfig, height: int, width: int) -> dict[str, Any]:
+    return {"preset": preset, "backbone": config.backbone, "ablation": ablation,
+            "height": height, "width": width, **model_size(config, height, width),
+            "config": config.to_dict()}
+
+
+_COLUMNS = ("preset", "backbone", "ablation", "input", "params (M)", "GFLOPs", "GMACs",
+            "encoder", "ASPP", "stages", "decoder")
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    parts = row["flops_by_component"]
+    share = [f"{100 * parts[k] / row['flops']:.1f}%" if row["flops"] else "-"
+             for k in ("encoder", "aspp", "stages", "decoder")]
+    return [row["preset"], row["backbone"], row["ablation"], f"{row['height']}x{row['width']}",
+            f"{row['params'] / 1e6:.2f}", f"{row['gflops']:.2f}", f"{row['gmacs']:.2f}", *share]
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table for the terminal."""
+    cells = [list(_COLUMNS)] + [_cells(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+             for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The Markdown results file: what was run, where, when, and the table."""
+    m = report["machine"]
+    lines = [
+        "# BA-Net model size",
+        "",
+        f"- command: `{report['command']}`",
+        f"- date (UTC): {report['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} logical cores, {m['platform']}, Python {m['python']}, "
+        f"torch {report['torch']}",
+        f"- {report['flop_convention']}",
+        "- encoder / ASPP / stages (squeeze + PEE + mini-MTL) / decoder (+ head): share of the FLOPs.",
+        "",
+        "| " + " | ".join(_COLUMNS) + " |",
+        "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|",
+    ]
+    lines += ["| " + " | ".join(_cells(r)) + " |" for r in report["rows"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_report(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    import torch
+
+    height, width = (args.size[0], args.size[-1])
+    rows = [_row(p, a, c, height, width) for p, a, c in _configs(args)]
+    return {
+        "command": shlex.join(["banet-info", *argv]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine(),
+        "torch": torch.__version__,
+        "flop_convention": FLOP_CONVENTION,
+        "rows": rows,
+    }
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="banet-info", description="Parameter count and FLOPs of BA-Net configurations.",
+        epilog=FLOP_CONVENTION)
+    parser.add_argument("--preset", nargs="+", default=["paper"], choices=sorted(PRESETS),
+                        help="named configuration(s) (default: paper = ResNet-101)")
+    parser.add_argument("--backbone", choices=BACKBONES, help="replace the presets' backbone")
+    parser.add_argument("--ablation", nargs="+", default=["full"], choices=[*ABLATIONS, "all"],
+                        help="ablation(s) of the paper's Table IV, or 'all' (default: full)")
+    parser.add_argument("--size", nargs="+", type=int, default=[IMAGE_SIZE], metavar="PX",
+                        help=f"input height [width] in pixels (default: {IMAGE_SIZE})")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--markdown", type=Path, metavar="PATH.md",
+                        help="also write the report as Markdown to PATH.md and JSON to PATH.json")
+    parser.add_argument("--force", action="store_true", help="replace existing --markdown files")
+    args = parser.parse_args(argv)
+    if len(args.size) > 2 or min(args.size) < 1:
+        parser.error(f"--size takes one or two positive integers, got {args.size}")
+    if args.markdown is not None:
+        if args.markdown.suffix != ".md":
+            parser.error(f"--markdown needs a .md path, got {args.markdown}")
+        for path in (args.markdown, args.markdown.with_suffix(".json")):
+            if path.exists() and not args.force:
+                parser.error(f"{path} exists; pass --force to replace it")
+    return args
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    report = build_report(args, argv)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_table(report["rows"]))
+        print(f"\n{FLOP_CONVENTION}")
+    if args.markdown is not None:
+        _write(args.markdown, format_markdown(report))
+        _write(args.markdown.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.markdown} and {args.markdown.with_suffix('.json')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""banet-info: parameter and FLOP counts, table / JSON / Markdown output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from banet.cli import info
+from banet.model import PRESETS, build_model
+
+TINY = PRESETS["tiny"]
+
+
+def test_model_size_matches_a_real_model_on_the_cpu():
+    size = info.model_size(TINY, 64, 96)
+    torch.manual_seed(0)
+    model = build_model(TINY).eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, 3, 64, 96))
+    assert size["params"] == sum(p.numel() for p in model.parameters())
+    assert size["flops"] == counter.get_total_flops()
+    assert sum(size["flops_by_component"].values()) == size["flops"]
+    assert size["gmacs"] == pytest.approx(size["flops"] / 2e9)
+
+
+def test_flops_count_a_multiply_add_as_two():
+    # the stem alone, by hand: 7x7x3 kernel, `width` outputs at half resolution, 2 FLOPs per MAC
+    conv1 = 2 * (64 // 2) * (64 // 2) * TINY.width * 7 * 7 * 3
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        build_model(TINY).encoder.conv1(torch.zeros(1, 3, 64, 64))
+    assert counter.get_total_flops() == conv1
+
+
+def test_flops_grow_with_pixels_and_shrink_with_ablations():
+    small, large = info.model_size(TINY, 64), info.model_size(TINY, 128)
+    assert small["params"] == large["params"]
+    assert large["flops"] / small["flops"] == pytest.approx(4.0, rel=0.02)
+    baseline = info.model_size(TINY.with_ablation("baseline"), 64)
+    assert baseline["flops"] < small["flops"] and baseline["params"] < small["params"]
+    assert baseline["flops_by_component"]["encoder"] == small["flops_by_component"]["encoder"]
+
+
+def test_json_output(capsys):
+    assert info.main(["--preset", "tiny", "--ablation", "full", "no_mtl", "--size", "63", "97", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["command"] == "banet-info --preset tiny --ablation full no_mtl --size 63 97 --json"
+    assert [r["ablation"] for r in report["rows"]] == ["full", "no_mtl"]
+    assert all((r["height"], r["width"], r["backbone"]) == (63, 97, "resnet18") for r in report["rows"])
+    assert report["machine"]["cores"] >= 1 and "2 FLOPs" in report["flop_convention"]
+
+
+def test_table_and_backbone_override(capsys):
+    info.main(["--preset", "tiny", "--backbone", "resnet34", "--size", "64"])
+    out = capsys.readouterr().out
+    assert "GFLOPs" in out and "resnet34" in out and "64x64" in out
+
+
+def test_markdown_and_json_files_refuse_to_overwrite(tmp_path, capsys):
+    md = tmp_path / "results" / "size.md"
+    info.main(["--preset", "tiny", "--size", "64", "--markdown", str(md)])
+    text = md.read_text()
+    assert "banet-info --preset tiny --size 64 --markdown" in text and "| tiny | resnet18 | full | 64x64 |" in text
+    assert json.loads(md.with_suffix(".json").read_text())["rows"][0]["preset"] == "tiny"
+    with pytest.raises(SystemExit):
+        info.main(["--preset", "tiny", "--size", "64", "--markdown", str(md)])
+    assert "size.md exists; pass --force" in capsys.readouterr().err
+    info.main(["--preset", "tiny", "--size", "64", "--ablation", "baseline", "--markdown", str(md), "--force"])
+    assert "| baseline |" in md.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--size", "0"], "one or two positive integers"),
+    (["--size", "1", "2", "3"], "one or two positive integers"),
+    (["--preset", "huge"], "invalid choice: 'huge'"),
+    (["--markdown", "out.txt"], "needs a .md path"),
+])
+def test_bad_arguments(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        info.main(argv)
+    assert message in capsys.readouterr().err
