@@ -31,6 +31,9 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, *, overwrite: bool
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; refusing to overwrite it")
+    reserved = sorted({"format", "model_config", "state_dict"} & set(extra))
+    if reserved:  # they would silently replace the checkpoint's own entries
+        raise ValueError(f"extra entries may not be named {reserved}")
     net = getattr(model, "module", model)  # unwrap DistributedDataParallel
     if not isinstance(net, BANet):
         raise TypeError(f"expected a BANet, got {type(net).__name__}")

@@ -64,6 +64,12 @@ def test_refuses_to_overwrite_unless_asked(tmp_path, trained_like_model):
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left behind
 
 
+def test_extra_entries_cannot_replace_the_checkpoint_entries(tmp_path):
+    with pytest.raises(ValueError, match=r"may not be named \['state_dict'\]"):
+        save_checkpoint(tmp_path / "x.pt", build_model(TINY), state_dict={})
+    assert not (tmp_path / "x.pt").exists()
+
+
 def test_only_banet_models_are_saved(tmp_path):
     with pytest.raises(TypeError, match="expected a BANet, got Linear"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2))
