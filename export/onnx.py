@@ -44,6 +44,7 @@ def export_onnx(model, path: str | Path, *, image_size: int, opset: int = ONNX_O
     # warnings about the decoder's resize-if-needed branches are expected.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # dynamo=False is chosen on purpose
         torch.onnx.export(
             model, (example,), str(path), dynamo=False, opset_version=opset,
             input_names=[NETWORK_INPUT.name], output_names=[NETWORK_OUTPUT.name],

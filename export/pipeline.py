@@ -1,0 +1,344 @@
+"""The whole export as one function: checkpoint -> gated artifacts + manifest (+ Triton repository).
+
+``run_export(ExportConfig(...))`` writes into a new version directory ``OUT/<n>``:
+
+- ``model.onnx`` (FP32, simplified), ``model_fp16.onnx`` (``--fp16``), ``model_int8.onnx`` (``--int8``);
+- ``model*.plan`` TensorRT engines where ``tensorrt`` and a GPU are present (otherwise the exact
+  ``trtexec`` commands that build them are recorded), and Torch-TensorRT engines on request;
+- ``manifest.json`` (per artifact: path, precision, sha256, I/O names and shapes, export time, parity
+  numbers and gate verdict; the source checkpoint's sha256; tool versions) and ``export_config.json``
+  (the resolved :class:`ExportConfig`).
+
+The version directory is assembled under a hidden staging name and renamed into place at the end,
+so a failed export leaves no half-written version. Nothing existing is replaced unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from banet.checkpoint import file_sha256, model_from_checkpoint
+from banet.inference import torch_runner
+from banet.spec import IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_OUTPUT, ONNX_OPSET, OPT_BATCH_SIZE
+from export import parity
+from export import tensorrt as trt_route
+from export import torch_tensorrt as torch_trt_route
+from export.onnx import check_onnx, export_onnx, simplify_onnx
+from export.onnxruntime import ort_runner
+from export.precision import CALIBRATION_METHODS, quantize_int8, select_calibration_images
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DATA_ROOT = Path(os.environ.get("BANET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DEFAULT_PARITY_DATA = f"{DEFAULT_DATA_ROOT / 'kvasir-seg'}:test"
+BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
+PRECISIONS = ("fp32", "fp16", "int8")
+ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+MANIFEST = "manifest.json"
+CONFIG_FILE = "export_config.json"
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on (missing engine builder, bad version directory, ...)."""
+
+
+class GateFailed(ExportError):
+    """The artifact to promote failed its accuracy gate (artifacts and manifest are still written)."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Everything that decides what ``banet-export`` writes; saved as ``export_config.json``."""
+
+    checkpoint: str
+    out: str
+    version: int | None = None
+    image_size: int | None = None
+    """Network input size S; None takes the checkpoint's training size, else ``spec.IMAGE_SIZE``."""
+    opset: int = ONNX_OPSET
+    fp16: bool = False
+    int8: bool = False
+    calib_data: str | None = None
+    calib_count: int = 256
+    calib_method: str = "minmax"
+    parity_data: str | None = None
+    """A folder or ``ROOT:SPLIT``; None takes the Kvasir-SEG test split under ``BANET_DATA``."""
+    parity_count: int | None = None
+    batch_size: int = OPT_BATCH_SIZE
+    threads: int | None = None
+    min_agreement_fp32: float = parity.DEFAULT_GATES["fp32"].min_agreement
+    max_ja_loss_fp32: float = parity.DEFAULT_GATES["fp32"].max_ja_loss
+    min_agreement_fp16: float = parity.DEFAULT_GATES["fp16"].min_agreement
+    max_ja_loss_fp16: float = parity.DEFAULT_GATES["fp16"].max_ja_loss
+    min_agreement_int8: float = parity.DEFAULT_GATES["int8"].min_agreement
+    max_ja_loss_int8: float = parity.DEFAULT_GATES["int8"].max_ja_loss
+    engine: bool = True
+    """Build TensorRT engines when ``tensorrt`` and a GPU are present."""
+    require_engine: bool = False
+    torch_tensorrt: bool = False
+    workspace_gib: float = trt_route.DEFAULT_WORKSPACE_GIB
+    repository: str | None = None
+    backend: str = "python_onnxruntime"
+    promote: str | None = None
+    """Precision to promote into ``repository``; None: FP16 when exported, else FP32."""
+    force: bool = False
+    force_promote: bool = False
+
+    def __post_init__(self) -> None:
+        if self.calib_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calib_method must be one of {CALIBRATION_METHODS}, got {self.calib_method!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.promote is not None and self.promote not in PRECISIONS:
+            raise ValueError(f"promote must be one of {PRECISIONS}, got {self.promote!r}")
+        if self.int8 and not self.calib_data:
+            raise ValueError("--int8 needs --calib-data (a folder of images or ROOT:SPLIT, "
+                             "e.g. ../shared/data/kvasir-seg:train)")
+        if self.version is not None and self.version < 1:
+            raise ValueError(f"version must be >= 1, got {self.version}")
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+
+    def gate(self, precision: str) -> parity.Gate:
+        return parity.Gate(getattr(self, f"min_agreement_{precision}"), getattr(self, f"max_ja_loss_{precision}"))
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return ("fp32",) + (("fp16",) if self.fp16 else ()) + (("int8",) if self.int8 else ())
+
+
+def tool_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "tensorrt", "torch-tensorrt", "banet-deploy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def next_version(out: Path) -> int:
+    """1 + the largest integer-named directory in ``out`` (1 when there is none)."""
+    numbers = [int(p.name) for p in out.iterdir() if p.is_dir() and p.name.isdigit()] if out.is_dir() else []
+    return max(numbers, default=0) + 1
+
+
+def _image_size(config: ExportConfig, payload: dict[str, Any]) -> int:
+    if config.image_size is not None:
+        return config.image_size
+    for section in ("train_config", "config"):
+        value = payload.get(section, {}).get("image_size") if isinstance(payload.get(section), dict) else None
+        if value:
+            return int(value)
+    return int(payload.get("image_size") or IMAGE_SIZE)
+
+
+def _bar(total: int | None, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img" if total else "step", disable=not enabled, leave=False)
+
+
+def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str, Any]:
+    """Export, gate and (optionally) promote; returns the manifest written beside the artifacts.
+
+    Raises :class:`banet.checkpoint.CheckpointError` for a missing/foreign checkpoint,
+    :class:`ExportError` when an engine is required but cannot be built or the version exists,
+    :class:`GateFailed` when the artifact to promote fails its gate (after writing everything).
+    """
+    trt_ok = config.engine and trt_route.available()
+    if config.require_engine and not trt_ok:
+        reason = "--no-engine was given" if not config.engine else trt_route.unavailable_reason()
+        raise ExportError(f"--require-engine: no TensorRT engine can be built here ({reason})")
+    if config.repository and config.backend == "tensorrt_plan" and not trt_ok:
+        raise ExportError(f"--backend tensorrt_plan needs a TensorRT engine, which cannot be built here "
+                          f"({trt_route.unavailable_reason()}); use python_onnxruntime or onnxruntime_onnx")
+
+    model, payload = model_from_checkpoint(config.checkpoint)
+    config = replace(config, image_size=_image_size(config, payload),
+                     parity_data=config.parity_data or DEFAULT_PARITY_DATA)
+    size = int(config.image_size or IMAGE_SIZE)
+
+    out = Path(config.out)
+    version = config.version or next_version(out)
+    final = out / str(version)
+    if final.exists() and not config.force:
+        raise FileExistsError(f"{final} exists; pass --force to replace it (or omit --version for a new one)")
+    out.mkdir(parents=True, exist_ok=True)
+    staging = out / f".staging-{version}-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        manifest = _export_into(staging, config, model, size, show_progress)
+        manifest["version"] = version
+        manifest["directory"] = str(final)
+        _write_json(staging / MANIFEST, manifest)
+        _write_json(staging / CONFIG_FILE, asdict(config))
+        if final.exists():
+            shutil.rmtree(final)  # force: the new version replaces the old one whole
+        staging.rename(final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("export written to %s", final)
+    if config.repository:
+        manifest["promoted"] = promote(final, manifest, config)
+        _write_json(final / MANIFEST, manifest)
+    return manifest
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _io(info: dict) -> dict:
+    return {"inputs": info["inputs"], "outputs": info["outputs"]}
+
+
+def _export_into(folder: Path, config: ExportConfig, model, size: int, show: bool) -> dict[str, Any]:
+    artifacts: list[dict[str, Any]] = []
+    with _bar(None, "export ONNX", show) as bar:
+        started = time.perf_counter()
+        raw = folder / "model_raw.onnx"
+        export_onnx(model, raw, image_size=size, opset=config.opset)
+        bar.update()
+        onnx_path = folder / ARTIFACT_FILES["fp32"]
+        nodes = simplify_onnx(raw, onnx_path)
+        raw.unlink()
+        info = check_onnx(onnx_path, opset=config.opset)
+        artifacts.append({"name": "onnx_fp32", "precision": "fp32", "format": "onnx", "path": onnx_path.name,
+                          "nodes_before_simplify": nodes[0], "nodes": nodes[1], **_io(info),
+                          "export_seconds": time.perf_counter() - started})
+    if config.fp16:
+        from export.precision import convert_fp16
+
+        started = time.perf_counter()
+        path = convert_fp16(onnx_path, folder / ARTIFACT_FILES["fp16"])
+        info = check_onnx(path, opset=config.opset)
+        artifacts.append({"name": "onnx_fp16", "precision": "fp16", "format": "onnx", "path": path.name,
+                          "nodes": info["nodes"], **_io(info), "converter": "onnxruntime.transformers.float16",
+                          "export_seconds": time.perf_counter() - started})
+    if config.int8:
+        started = time.perf_counter()
+        source = str(config.calib_data)
+        calib = select_calibration_images(parity.image_paths(source), config.calib_count, source=source)
+        with _bar(len(calib), f"calibrate INT8 ({config.calib_method})", show) as bar:
+            path = quantize_int8(onnx_path, folder / ARTIFACT_FILES["int8"], calib, image_size=size,
+                                 method=config.calib_method, progress=bar.update)
+        info = check_onnx(path, opset=config.opset)
+        artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
+                          "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
+                          "(QDQ, per-channel, symmetric int8 activations and weights)",
+                          "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
+                          "export_seconds": time.perf_counter() - started})
+
+    engines = _engines(folder, config, model, size, artifacts)
+
+    # --- accuracy gate: every artifact against the FP32 PyTorch model on held-out real images
+    with _bar(config.parity_count, "load parity images", show) as bar:
+        data = parity.load_parity_set(config.parity_data, count=config.parity_count, progress=bar.update)
+    with _bar(None, "parity", show) as bar:
+        ref = parity.reference(torch_runner(model), data, image_size=size, batch_size=config.batch_size)
+        bar.update()
+        for item in [*artifacts, *engines]:
+            if item.get("runner") is None and item["format"] != "onnx":
+                item["gate"] = "not run"
+                continue
+            run = item.pop("runner", None) or ort_runner(folder / item["path"], threads=config.threads)
+            result = parity.score(run, data, ref, artifact=item["name"], precision=item["precision"],
+                                  image_size=size, gate=config.gate(item["precision"]), batch_size=config.batch_size)
+            item["parity"] = result.to_dict()
+            item["gate"] = "pass" if result.passed else "fail"
+            bar.update()
+
+    for item in [*artifacts, *engines]:
+        item.pop("runner", None)
+        if (folder / item["path"]).is_file():
+            item["sha256"] = file_sha256(folder / item["path"])
+            item["bytes"] = (folder / item["path"]).stat().st_size
+    return {
+        "format": "banet-export/1",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": {"path": str(config.checkpoint), "sha256": file_sha256(config.checkpoint)},
+        "image_size": size,
+        "input": {"name": NETWORK_INPUT.name, "dtype": NETWORK_INPUT.dtype},
+        "output": {"name": NETWORK_OUTPUT.name, "dtype": NETWORK_OUTPUT.dtype},
+        "batch": {"min": 1, "opt": OPT_BATCH_SIZE, "max": MAX_BATCH_SIZE},
+        "parity_data": {"source": data.source, "images": len(data.images), "ground_truth": data.truths is not None},
+        "tools": tool_versions(),
+        "artifacts": artifacts,
+        "engines": engines,
+    }
+
+
+def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: list[dict]) -> list[dict[str, Any]]:
+    """TensorRT engines from each ONNX artifact (or the trtexec commands that build them elsewhere)."""
+    engines: list[dict[str, Any]] = []
+    trt_ok = config.engine and trt_route.available()
+    for art in artifacts:
+        plan = f"model_{art['precision']}.plan"
+        entry: dict[str, Any] = {"name": f"tensorrt_{art['precision']}", "precision": art["precision"],
+                                 "format": "tensorrt_plan", "path": plan, "source": art["path"],
+                                 "profile": trt_route.profile_shapes(size),
+                                 "trtexec": trt_route.trtexec_command(art["path"], plan, image_size=size,
+                                                                      timing_cache="timing.cache",
+                                                                      workspace_gib=config.workspace_gib)}
+        if trt_ok:
+            started = time.perf_counter()
+            trt_route.build_engine(folder / art["path"], folder / plan, image_size=size,
+                                   timing_cache=folder / "timing.cache", workspace_gib=config.workspace_gib)
+            entry.update(status="built", export_seconds=time.perf_counter() - started,
+                         runner=trt_route.engine_runner(folder / plan))
+        else:
+            reason = "disabled (--no-engine)" if not config.engine else trt_route.unavailable_reason()
+            entry["status"] = f"not built: {reason}"
+        engines.append(entry)
+    if config.torch_tensorrt:
+        for precision in (p for p in config.precisions if p in torch_trt_route.PRECISIONS):
+            plan = f"model_torchtrt_{precision}.plan"
+            entry = {"name": f"torch_tensorrt_{precision}", "precision": precision, "format": "tensorrt_plan",
+                     "path": plan, "route": "torch_tensorrt (dynamo)"}
+            if torch_trt_route.available():
+                started = time.perf_counter()
+                torch_trt_route.serialize_engine(model, folder / plan, precision=precision, image_size=size,
+                                                 workspace_gib=config.workspace_gib)
+                entry.update(status="built", export_seconds=time.perf_counter() - started,
+                             runner=torch_trt_route.compiled_runner(model, precision=precision, image_size=size,
+                                                                    workspace_gib=config.workspace_gib))
+                model = model.float().cpu()
+            else:
+                entry["status"] = f"not built: {torch_trt_route.unavailable_reason()}"
+            engines.append(entry)
+    return engines
+
+
+def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict[str, Any]:
+    """Write the Triton repository from the chosen artifact if it passed its gate (or ``force_promote``)."""
+    precision = config.promote or ("fp16" if config.fp16 else "fp32")
+    by_name = {a["name"]: a for a in [*manifest["artifacts"], *manifest["engines"]]}
+    onnx_art = by_name.get(f"onnx_{precision}")
+    if onnx_art is None:
+        raise ExportError(f"--promote {precision}: no {precision} artifact was exported (add --{precision})")
+    chosen = by_name[f"tensorrt_{precision}"] if config.backend == "tensorrt_plan" else onnx_art
+    if chosen.get("gate") != "pass" and not config.force_promote:
+        raise GateFailed(f"{chosen['name']} failed its accuracy gate ({'; '.join(chosen.get('parity', {}).get('reasons', []))}); "
+                         f"not promoted into {config.repository} (pass --force-promote to promote anyway)")
+    try:
+        from export.repository import write_repository
+    except ImportError as err:
+        raise ExportError(f"cannot write the Triton repository: export.repository is not available ({err})") from None
+    engine_path = final / chosen["path"] if config.backend == "tensorrt_plan" else None
+    written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"], backend=config.backend,
+                               engine_path=engine_path, max_batch_size=MAX_BATCH_SIZE, force=config.force)
+    log.info("promoted %s into %s", chosen["name"], config.repository)
+    return {"artifact": chosen["name"], "repository": str(config.repository), "backend": config.backend,
+            "gate": chosen.get("gate"), "forced": chosen.get("gate") != "pass", "result": str(written)}
