@@ -1,0 +1,104 @@
+"""Time one backend at several batch sizes: warmup excluded, fresh real-image batches, peak memory."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from bench.backends import Backend
+from bench.inputs import InputPool
+from bench.stats import LatencyStats, summarize, time_calls
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LatencyRow:
+    """One backend at one batch size: the statistics, or why it was skipped."""
+
+    backend: str
+    precision: str
+    device: str
+    batch_size: int
+    stats: LatencyStats | None = None
+    peak_memory_mib: float | None = None
+    memory_kind: str | None = None
+    skipped: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "backend": self.backend, "precision": self.precision, "device": self.device,
+            "batch_size": self.batch_size, "skipped": self.skipped,
+            "peak_memory_mib": self.peak_memory_mib, "memory_kind": self.memory_kind,
+            **(self.stats.to_dict() if self.stats else {}), **self.extra,
+        }
+
+
+# --- peak memory: device memory on CUDA, resident set size on the CPU -----------------------------
+def _reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # Linux: writing 5 resets the process's peak RSS (VmHWM) to the current RSS
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _read_peak(device: str) -> tuple[float | None, str]:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20, "cuda max_memory_allocated (torch allocator)"
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024, "process peak RSS (VmHWM)"
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS since start (ru_maxrss)"
+
+
+def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int], *,
+                    warmup: int, iters: int) -> list[LatencyRow]:
+    """Latency rows of ``backend`` for each batch size (a skipped row when it cannot run here).
+
+    Each timed call gets a fresh batch gathered from ``pool`` at a new offset; staging (copy to the
+    device, layout) happens outside the timed region, so the time is the backend's ``run`` alone.
+    """
+    ok, reason = backend.available()
+    rows = []
+    for batch_size in batch_sizes:
+        row = LatencyRow(backend.name, backend.precision, backend.device, batch_size)
+        if not ok:
+            row.skipped = reason
+            rows.append(row)
+            continue
+        try:
+            started = time.perf_counter()
+            backend.prepare(batch_size)
+            row.extra["prepare_s"] = round(time.perf_counter() - started, 3)
+            _reset_peak(backend.device)
+            seconds = time_calls(
+                backend.run,
+                lambda i: backend.stage(pool.batch(batch_size, i)),
+                warmup=warmup, iters=iters, sync=backend.synchronize,
+            )
+            row.stats = summarize(seconds, batch_size)
+            row.peak_memory_mib, row.memory_kind = _read_peak(backend.device)
+            log.info("%s batch %d: p50 %.2f ms, %.1f img/s", backend.name, batch_size,
+                     row.stats.p50_ms, row.stats.throughput)
+        except Exception as err:  # noqa: BLE001 - one failing backend must not end the whole bench
+            log.warning("%s batch %d failed: %s", backend.name, batch_size, err)
+            row.skipped = f"failed: {type(err).__name__}: {err}"
+        rows.append(row)
+    return rows

@@ -1,0 +1,223 @@
+"""Write a bench result: JSON with every number, a Markdown summary and PNG plots.
+
+Nothing is overwritten silently: existing files raise :class:`FileExistsError` unless ``force``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+def result_stem(machine: dict, tag: str = "bench") -> str:
+    """``2026-11-26T1830Z_intel-xeon-2c_bench``: date and machine in every file name."""
+    from bench.machine import machine_slug
+
+    date = machine["date"][:16].replace(":", "").replace("+", "") + "Z"
+    return f"{date}_{machine_slug(machine)}_{tag}"
+
+
+def _fmt(value, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "PASS" if value else "FAIL"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(v) if not isinstance(v, str) else v for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    gpu = m.get("gpu") or f"none ({m.get('reason', 'no GPU')})"
+    out = [
+        f"# BA-Net bench: {result.get('title', 'latency, throughput and parity')}",
+        "",
+        f"- command: `{result['command']}`",
+        f"- date: {m['date']}",
+        f"- machine: {m['cpu']}, {m['cores']} cores; GPU: {gpu}"
+        + (f", driver {m['driver']}" if m.get("driver") else ""),
+        f"- libraries: " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
+        f"- model: {result.get('model', {}).get('description', '-')}",
+        f"- inputs: {result.get('inputs', '-')}",
+        "",
+        "CPU absolute times depend on the machine and its load; compare the ratios measured side by side in this run.",
+        "",
+    ]
+    if result.get("goals"):
+        out += ["## Goals", "", _table(
+            ["goal", "target", "achieved", "met", "note"],
+            [[g["goal"], g["target"], g["achieved"], g["met"], g.get("note", "")] for g in result["goals"]]), ""]
+    lat = [r for r in result.get("latency", []) if not r.get("skipped")]
+    if lat:
+        out += ["## Latency (ms) and throughput", "", _table(
+            ["backend", "batch", "p50", "p90", "p99", "mean", "img/s", "x vs torch-fp32", "peak MiB"],
+            [[r["backend"], r["batch_size"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["mean_ms"],
+              r["throughput"], r.get("speedup_vs_reference"), r["peak_memory_mib"]] for r in lat]), ""]
+        kinds = sorted({r["memory_kind"] for r in lat if r.get("memory_kind")})
+        out += [f"Peak memory: {'; '.join(kinds)}. Warmup calls excluded; "
+                f"{lat[0]['count']} timed calls per row.", ""]
+    par = [r for r in result.get("parity", []) if not r.get("skipped")]
+    if par:
+        out += ["## Parity against FP32 PyTorch (mask Jaccard agreement)", "", _table(
+            ["backend", "images", "mean agreement", "worst", "worst image", "JA", "ΔJA (pts)", "gate", "result"],
+            [[r["backend"], r["images"], f"{r['mean_agreement']:.4f}", f"{r['worst_agreement']:.4f}",
+              r["worst_image"], r.get("artifact_ja"), None if r.get("ja_loss") is None else -r["ja_loss"],
+              f"{r['gate_precision']} (>= {r['gate']['min_agreement']}, loss <= {r['gate']['max_ja_loss']})",
+              r["passed"]] for r in par]), ""]
+    load = [r for r in result.get("load", []) if not r.get("skipped")]
+    if load:
+        out += ["## Triton under load (gRPC)", "", _table(
+            ["tool", "concurrency", "img/s", "p50 ms", "p90 ms", "p99 ms", "requests"],
+            [[r["tool"], r["concurrency"], r["throughput"], r["p50_ms"], r["p90_ms"], r["p99_ms"],
+              r.get("count")] for r in load]), ""]
+    skipped = [r for key in ("latency", "parity", "load") for r in result.get(key, []) if r.get("skipped")]
+    if skipped:
+        seen, rows = set(), []
+        for r in skipped:
+            key = (r.get("backend") or r.get("tool"), r["skipped"])
+            if key not in seen:
+                seen.add(key)
+                rows.append([key[0], r["skipped"].replace("|", "/")])
+        out += ["## Skipped or failed", "", _table(["backend", "reason"], rows), ""]
+    if result.get("plots"):
+        out += ["## Plots", ""] + [f"![{name}]({Path(p).name})" for name, p in result["plots"].items()] + [""]
+    return "\n".join(out)
+
+
+# --- plots ------------------------------------------------------------------------------------------
+def plot_latency(rows: list[dict], path: Path) -> Path | None:
+    rows = [r for r in rows if not r.get("skipped")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = sorted({r["batch_size"] for r in rows})
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 0.45 * len(rows) + 2.5), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        sub = [r for r in rows if r["batch_size"] == size]
+        y = np.arange(len(sub))
+        ax.barh(y, [r["p50_ms"] for r in sub], color="tab:blue", label="p50")
+        ax.scatter([r["p90_ms"] for r in sub], y, marker="|", s=200, color="tab:orange", label="p90", zorder=3)
+        ax.scatter([r["p99_ms"] for r in sub], y, marker="|", s=200, color="tab:red", label="p99", zorder=3)
+        ax.set_yticks(y, [r["backend"] for r in sub])
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per batch (ms, log scale)")
+        ax.set_title(f"batch {size}")
+        ax.grid(axis="x", alpha=0.3)
+    axes[0][0].legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_load(rows: list[dict], path: Path) -> Path | None:
+    rows = [r for r in rows if not r.get("skipped")]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    for tool in sorted({r["tool"] for r in rows}):
+        sub = sorted((r for r in rows if r["tool"] == tool), key=lambda r: r["concurrency"])
+        c = [r["concurrency"] for r in sub]
+        ax1.plot(c, [r["throughput"] for r in sub], marker="o", label=tool)
+        ax2.plot(c, [r["p50_ms"] for r in sub], marker="o", label=f"{tool} p50")
+        ax2.plot(c, [r["p99_ms"] for r in sub], marker="x", linestyle="--", label=f"{tool} p99")
+    ax1.set(xlabel="concurrency", ylabel="images/s", title="Triton throughput vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
+    ax2.set(xlabel="concurrency", ylabel="ms", title="Triton latency vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
+    for ax in (ax1, ax2):
+        ax.set_xticklabels(["1", "2", "4", "8"])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(examples: list[dict], path: Path) -> Path | None:
+    """A strip per image: the image with its ground truth, then each backend's mask overlaid."""
+    if not examples:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from banet import processing
+
+    labels = list(examples[0]["masks"])
+    cols = 1 + len(labels)
+    fig, axes = plt.subplots(len(examples), cols, figsize=(2.6 * cols, 2.4 * len(examples)), squeeze=False)
+    for row, ex in zip(axes, examples):
+        small = processing.resize_image(ex["image"], (192, int(192 * ex["image"].shape[1] / ex["image"].shape[0])))
+        size = small.shape[:2]
+        truth = None if ex.get("truth") is None else processing.resize_mask(ex["truth"], size)
+        row[0].imshow(small if truth is None else processing.overlay(small, np.zeros(size, bool), truth))
+        row[0].set_title(f"{ex['name'][:18]}\nground truth", fontsize=8)
+        for ax, label in zip(row[1:], labels):
+            mask = processing.resize_mask(ex["masks"][label] > 0, size)
+            ax.imshow(processing.overlay(small, mask, truth))
+            ax.set_title(label, fontsize=8)
+        for ax in row:
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_results(result: dict, out_dir: str | Path, *, stem: str | None = None, examples=None,
+                  force: bool = False) -> dict[str, Path]:
+    """Write ``STEM.json``, ``STEM.md`` and ``STEM_*.png`` into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    stem = stem or result_stem(result["machine"], result.get("tag", "bench"))
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
+    planned = {"latency": out_dir / f"{stem}_latency.png", "load": out_dir / f"{stem}_load.png",
+               "examples": out_dir / f"{stem}_examples.png"}
+    existing = [p for p in [*paths.values(), *planned.values()] if p.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "latency": plot_latency(result.get("latency", []), planned["latency"]),
+        "load": plot_load(result.get("load", []), planned["load"]),
+        "examples": plot_examples(examples or [], planned["examples"]),
+    }
+    result["plots"] = {k: str(v) for k, v in plots.items() if v is not None}
+    paths.update({k: v for k, v in plots.items() if v is not None})
+    paths["json"].write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    paths["md"].write_text(markdown(result))
+    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
