@@ -1,0 +1,241 @@
+"""Write a Triton model repository: pre-processing, network, post-processing and their ensemble.
+
+Every ``config.pbtxt`` is generated here from :mod:`banet.spec` (names, dtypes, shapes,
+``max_batch_size``); the Python-backend ``model.py`` adapters are copied from ``triton_repo/``.
+The network file goes into a NEW numeric version directory of ``banet_model`` (1, 2, ...), so a
+repository a server is using is never modified under it; Triton serves the newest version.
+
+Layout::
+
+    REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK, BOUNDARY, AREA
+    REPO/banet/1/                           (empty version folder, required by Triton)
+    REPO/banet_preprocess/{config.pbtxt,1/model.py}
+    REPO/banet_model/config.pbtxt
+    REPO/banet_model/<N>/model.onnx [+ model.py]   python_onnxruntime / onnxruntime_onnx
+    REPO/banet_model/<N>/model.plan                tensorrt_plan
+    REPO/banet_postprocess/{config.pbtxt,1/model.py}
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from banet import spec
+from banet.spec import TensorSpec
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
+QUEUE_DELAY_US = 2000
+"""Dynamic batching: the longest a request waits for others to join its batch (microseconds)."""
+MODEL_FILES = {"python_onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
+
+
+class RepositoryError(RuntimeError):
+    """The repository cannot be written as asked; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class RepositoryConfig:
+    """What a repository is generated from (everything else comes from :mod:`banet.spec`)."""
+
+    backend: str = "python_onnxruntime"
+    max_batch_size: int = spec.MAX_BATCH_SIZE
+    instance_count: int = 1
+    queue_delay_us: int = QUEUE_DELAY_US
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if not 1 <= self.max_batch_size <= spec.MAX_BATCH_SIZE:
+            # the TensorRT profile is built for batches up to spec.MAX_BATCH_SIZE; a larger Triton
+            # max_batch_size would let the dynamic batcher send batches the engine refuses
+            raise ValueError(f"max_batch_size must be within [1, {spec.MAX_BATCH_SIZE}] (the engine profile's max), "
+                             f"got {self.max_batch_size}")
+        if self.instance_count < 1:
+            raise ValueError(f"instance_count must be >= 1, got {self.instance_count}")
+
+
+# --- config.pbtxt text ---------------------------------------------------------------------------
+def _dims(shape: tuple[int, ...]) -> str:
+    return "[ " + ", ".join(str(d) for d in shape) + " ]"
+
+
+def _tensor(t: TensorSpec, *, optional: bool = False) -> str:
+    extra = "\n    optional: true" if optional else ""
+    return f'  {{\n    name: "{t.name}"\n    data_type: {t.triton_dtype}\n    dims: {_dims(t.shape)}{extra}\n  }}'
+
+
+def _io(kind: str, tensors: list[str]) -> str:
+    return f"{kind} [\n" + ",\n".join(tensors) + "\n]"
+
+
+def _header(name: str, engine: str, cfg: RepositoryConfig) -> str:
+    return f'name: "{name}"\n{engine}\nmax_batch_size: {cfg.max_batch_size}\n'
+
+
+def _batching(cfg: RepositoryConfig, preferred: tuple[int, ...] = ()) -> str:
+    pref = f"\n  preferred_batch_size: {_dims(preferred)}" if preferred else ""
+    return f"dynamic_batching {{{pref}\n  max_queue_delay_microseconds: {cfg.queue_delay_us}\n}}\n"
+
+
+def _instances(kind: str, count: int) -> str:
+    return f"instance_group [\n  {{\n    kind: {kind}\n    count: {count}\n  }}\n]\n"
+
+
+def preprocess_config(cfg: RepositoryConfig) -> str:
+    return (_header(spec.PREPROCESS_MODEL, 'backend: "python"', cfg)
+            + _io("input", [_tensor(spec.ENCODED_IMAGE)]) + "\n"
+            + _io("output", [_tensor(spec.NETWORK_INPUT), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
+            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count))
+
+
+def postprocess_config(cfg: RepositoryConfig) -> str:
+    return (_header(spec.POSTPROCESS_MODEL, 'backend: "python"', cfg)
+            + _io("input", [_tensor(spec.NETWORK_OUTPUT), _tensor(spec.ORIGINAL_SIZE),
+                            _tensor(spec.THRESHOLD, optional=True)]) + "\n"
+            + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
+            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count))
+
+
+def network_config(cfg: RepositoryConfig) -> str:
+    engine = {
+        "python_onnxruntime": 'backend: "python"',
+        "onnxruntime_onnx": 'platform: "onnxruntime_onnx"',
+        "tensorrt_plan": 'platform: "tensorrt_plan"',
+    }[cfg.backend]
+    kind = "KIND_CPU" if cfg.backend == "python_onnxruntime" else "KIND_GPU"
+    preferred = tuple(sorted({min(spec.OPT_BATCH_SIZE, cfg.max_batch_size), cfg.max_batch_size}))
+    warmup = (
+        "model_warmup [\n  {\n    name: \"zeros_batch_1\"\n    batch_size: 1\n    inputs {\n"
+        f"      key: \"{spec.NETWORK_INPUT.name}\"\n      value {{\n"
+        f"        data_type: {spec.NETWORK_INPUT.triton_dtype}\n        dims: {_dims(spec.NETWORK_INPUT.shape)}\n"
+        "        zero_data: true\n      }\n    }\n  }\n]\n"
+    )
+    return (_header(spec.NETWORK_MODEL, engine, cfg)
+            + _io("input", [_tensor(spec.NETWORK_INPUT)]) + "\n"
+            + _io("output", [_tensor(spec.NETWORK_OUTPUT)]) + "\n"
+            + _batching(cfg, preferred) + _instances(kind, cfg.instance_count) + warmup)
+
+
+def ensemble_config(cfg: RepositoryConfig) -> str:
+    def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+        maps = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in inputs.items())
+        maps += "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
+        return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{maps}    }}'
+
+    image, size, logits = spec.NETWORK_INPUT.name, spec.ORIGINAL_SIZE.name, spec.NETWORK_OUTPUT.name
+    steps = [
+        step(spec.PREPROCESS_MODEL, {spec.ENCODED_IMAGE.name: spec.ENCODED_IMAGE.name},
+             {image: "preprocessed_image", size: "original_size"}),
+        step(spec.NETWORK_MODEL, {image: "preprocessed_image"}, {logits: "network_logits"}),
+        step(spec.POSTPROCESS_MODEL,
+             {logits: "network_logits", size: "original_size", spec.THRESHOLD.name: spec.THRESHOLD.name},
+             {t.name: t.name for t in (spec.MASK, spec.BOUNDARY, spec.AREA)}),
+    ]
+    return (_header(spec.ENSEMBLE_MODEL, 'platform: "ensemble"', cfg)
+            + _io("input", [_tensor(spec.ENCODED_IMAGE), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
+            + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
+            + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
+
+
+# --- writing -------------------------------------------------------------------------------------
+def _template_dir() -> Path:
+    import triton_repo
+
+    if getattr(triton_repo, "__file__", None):
+        return Path(triton_repo.__file__).resolve().parent
+    # an editable install made before triton_repo/ existed maps it as a namespace package
+    return Path(list(triton_repo.__path__)[0]) if list(triton_repo.__path__) else Path(__file__).resolve().parents[1] / "triton_repo"
+
+
+def _template(model: str) -> Path:
+    path = _template_dir() / model / "1" / "model.py"
+    if not path.is_file():
+        raise RepositoryError(f"template missing: {path} (is the triton_repo package installed?)")
+    return path
+
+
+def _write_text(path: Path, text: str, *, force: bool) -> None:
+    """Write ``path`` unless it already holds other content (then refuse unless ``force``)."""
+    if path.exists():
+        if path.read_text() == text:
+            return
+        if not force:
+            raise RepositoryError(f"{path} exists with different content; pass force=True (--force) to replace it")
+        log.warning("replacing %s", path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = None,
+                     engine_path: str | Path | None = None, backend: str = "python_onnxruntime",
+                     max_batch_size: int = spec.MAX_BATCH_SIZE, instance_count: int = 1,
+                     force: bool = False) -> Path:
+    """Generate (or extend) the Triton repository at ``repo_dir``; return the new network version dir.
+
+    ``backend``: ``python_onnxruntime`` (ONNX Runtime inside the Python backend, for servers with only
+    that backend), ``onnxruntime_onnx`` (Triton's ONNX Runtime backend) or ``tensorrt_plan`` (a TensorRT
+    engine built for this GPU with batch profile up to ``spec.MAX_BATCH_SIZE``; needs ``engine_path``).
+    The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
+    files that exist with other content are replaced only with ``force``.
+    """
+    cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count)
+    source = Path(engine_path) if backend == "tensorrt_plan" else (Path(onnx_path) if onnx_path else None)
+    if source is None:
+        wanted = "engine_path" if backend == "tensorrt_plan" else "onnx_path"
+        raise RepositoryError(f"backend {backend!r} needs {wanted}")
+    if not source.is_file():
+        raise RepositoryError(f"model file not found: {source}")
+    repo = Path(repo_dir)
+    if repo.exists() and not repo.is_dir():
+        raise RepositoryError(f"{repo} exists and is not a directory")
+
+    configs = {
+        spec.PREPROCESS_MODEL: preprocess_config(cfg),
+        spec.NETWORK_MODEL: network_config(cfg),
+        spec.POSTPROCESS_MODEL: postprocess_config(cfg),
+        spec.ENSEMBLE_MODEL: ensemble_config(cfg),
+    }
+    # check everything before writing anything, so a refusal leaves the repository as it was
+    if not force:
+        for model, text in configs.items():
+            path = repo / model / "config.pbtxt"
+            if path.exists() and path.read_text() != text:
+                raise RepositoryError(f"{path} exists with different content (another backend or batch size?); "
+                                      "pass force=True (--force) to replace it")
+        for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+            path = repo / model / "1" / "model.py"
+            if path.exists() and path.read_bytes() != _template(model).read_bytes():
+                raise RepositoryError(f"{path} differs from the template {_template(model)}; pass force=True to replace it")
+
+    for model, text in configs.items():
+        _write_text(repo / model / "config.pbtxt", text, force=force)
+    for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+        _write_text(repo / model / "1" / "model.py", _template(model).read_text(), force=force)
+    (repo / spec.ENSEMBLE_MODEL / "1").mkdir(parents=True, exist_ok=True)
+
+    model_dir = repo / spec.NETWORK_MODEL
+    version = (_versions(model_dir) or [0])[-1] + 1
+    target = model_dir / str(version)
+    tmp = model_dir / f".{version}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(source, tmp / MODEL_FILES[backend])
+    if backend == "python_onnxruntime":
+        shutil.copyfile(_template(spec.NETWORK_MODEL), tmp / "model.py")
+    tmp.rename(target)  # the version appears complete or not at all (Triton may be polling)
+    log.info("wrote %s (backend %s, version %d, max_batch_size %d)", repo, backend, version, cfg.max_batch_size)
+    return target

@@ -1,0 +1,12 @@
+"""Triton model repository templates: one folder per model, ``1/model.py`` thin adapters.
+
+The ``config.pbtxt`` files are not stored here: :func:`export.repository.write_repository`
+generates them from :mod:`banet.spec` and copies these ``model.py`` files next to them. Each
+adapter only moves tensors in and out of Triton and calls :mod:`banet.processing`; the server's
+Python needs numpy, pillow and the ``banet`` package (no torch).
+"""
+
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parent
+"""Folder holding ``<model>/1/model.py`` for the Python-backend models."""
