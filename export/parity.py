@@ -80,11 +80,11 @@ class ParityResult:
     reference_ja: float | None
     artifact_ja: float | None
     ja_loss: float | None
-    reference_foreground: float
-    """Mean foreground fraction of the reference masks: near 0 or 1, agreement says little."""
     gate: Gate
     passed: bool
     reasons: tuple[str, ...] = field(default=())
+    reference_foreground: float | None = None
+    """Mean foreground fraction of the reference masks: near 0 or 1, agreement says little."""
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -169,9 +169,9 @@ def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precis
         artifact=artifact, precision=precision, images=len(data.images),
         mean_agreement=mean_agreement, worst_agreement=float(agreement[worst]),
         worst_image=data.names[worst], max_abs_logit_diff=max_diff,
-        reference_ja=ref_ja, artifact_ja=art_ja, ja_loss=loss,
-        reference_foreground=float(np.mean([np.count_nonzero(m) / m.size for m in ref.masks])), gate=gate,
+        reference_ja=ref_ja, artifact_ja=art_ja, ja_loss=loss, gate=gate,
         passed=not reasons, reasons=tuple(reasons),
+        reference_foreground=float(np.mean([np.count_nonzero(m) / m.size for m in ref.masks])),
     )
     log.info("%s: agreement %.4f (worst %.4f), %s", artifact, mean_agreement, result.worst_agreement,
              "PASS" if result.passed else "FAIL: " + "; ".join(reasons))

@@ -333,12 +333,16 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
         raise GateFailed(f"{chosen['name']} failed its accuracy gate ({'; '.join(chosen.get('parity', {}).get('reasons', []))}); "
                          f"not promoted into {config.repository} (pass --force-promote to promote anyway)")
     try:
-        from export.repository import write_repository
+        from export.repository import RepositoryError, write_repository
     except ImportError as err:
         raise ExportError(f"cannot write the Triton repository: export.repository is not available ({err})") from None
     engine_path = final / chosen["path"] if config.backend == "tensorrt_plan" else None
-    written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"], backend=config.backend,
-                               engine_path=engine_path, max_batch_size=MAX_BATCH_SIZE, force=config.force)
+    try:
+        written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"],
+                                   backend=config.backend, engine_path=engine_path,
+                                   max_batch_size=MAX_BATCH_SIZE, force=config.force)
+    except RepositoryError as err:
+        raise ExportError(f"artifacts are in {final}, but the repository was not written: {err}") from None
     log.info("promoted %s into %s", chosen["name"], config.repository)
     return {"artifact": chosen["name"], "repository": str(config.repository), "backend": config.backend,
             "gate": chosen.get("gate"), "forced": chosen.get("gate") != "pass", "result": str(written)}

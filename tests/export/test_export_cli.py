@@ -1,0 +1,132 @@
+"""``banet-export`` end to end: manifest, versions and --force, engine messages, clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxsim")
+
+from export import tensorrt as trt_route  # noqa: E402
+from export.cli import main  # noqa: E402
+
+no_tensorrt = pytest.mark.skipif(trt_route.available(), reason="TensorRT and a GPU are present here")
+
+
+@pytest.fixture(scope="module")
+def base_args(real_tiny_checkpoint, kvasir) -> list[str]:
+    return ["--checkpoint", str(real_tiny_checkpoint), "--image-size", "64", "--parity-data", f"{kvasir}:test",
+            "--parity-count", "4", "-q"]
+
+
+@pytest.mark.needs_data
+@no_tensorrt
+def test_cli_writes_manifest_and_trtexec_commands(base_args, kvasir, tmp_path, capsys):
+    out = tmp_path / "exports"
+    rc = main([*base_args, "--out", str(out), "--fp16", "--int8", "--calib-data", f"{kvasir}:train",
+               "--calib-count", "8"])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    manifest = json.loads((out / "1" / "manifest.json").read_text())
+    config = json.loads((out / "1" / "export_config.json").read_text())
+    assert config["image_size"] == 64 and config["fp16"] and config["calib_count"] == 8
+    assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16", "int8"]
+    for art in manifest["artifacts"]:
+        assert (out / "1" / art["path"]).stat().st_size == art["bytes"]
+        assert len(art["sha256"]) == 64 and art["gate"] in ("pass", "fail")
+        assert art["inputs"] == {"image": ["batch", 3, 64, 64]}
+    assert manifest["checkpoint"]["sha256"] and manifest["tools"]["onnxruntime"]
+    assert all(e["status"].startswith("not built") for e in manifest["engines"])
+    assert "No TensorRT engine was built" in stdout
+    assert ("trtexec --onnx=model_int8.onnx --saveEngine=model_int8.plan --minShapes=image:1x3x64x64 "
+            "--optShapes=image:8x3x64x64 --maxShapes=image:32x3x64x64 --stronglyTyped") in stdout
+    assert "onnx_fp16" in stdout and "gate" in stdout  # the final table
+
+
+@pytest.mark.needs_data
+def test_no_silent_overwrite_and_force(base_args, tmp_path, capsys):
+    out = tmp_path / "exports"
+    assert main([*base_args, "--out", str(out), "--no-engine"]) == 0
+    assert main([*base_args, "--out", str(out), "--no-engine"]) == 0  # a new export -> a new version
+    assert sorted(p.name for p in out.iterdir()) == ["1", "2"]
+    first = (out / "1" / "manifest.json").read_text()
+    capsys.readouterr()
+    assert main([*base_args, "--out", str(out), "--version", "1", "--no-engine"]) == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert (out / "1" / "manifest.json").read_text() == first
+    assert main([*base_args, "--out", str(out), "--version", "1", "--force", "--no-engine"]) == 0
+    assert (out / "1" / "manifest.json").read_text() != first  # new creation time
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "staging directory left behind"
+
+
+@no_tensorrt
+def test_require_engine_fails_without_tensorrt(tiny_checkpoint, tmp_path, capsys):
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--require-engine", "-q"])
+    assert rc == 2
+    assert "--require-engine" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists(), "nothing should be written when the engine is required up front"
+
+
+def test_missing_checkpoint(tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert f"checkpoint not found: {tmp_path / 'nope.pt'}" in capsys.readouterr().err
+
+
+def test_checkpoint_of_another_architecture(tiny_checkpoint, tmp_path, capsys):
+    import torch
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    payload["model_config"]["backbone"] = "resnet34"  # weights are resnet18-shaped
+    wrong = tmp_path / "wrong.pt"
+    torch.save(payload, wrong)
+    assert main(["--checkpoint", str(wrong), "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert "weights do not match the stored model config" in capsys.readouterr().err
+
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": torch.nn.Linear(2, 2).state_dict()}, foreign)
+    assert main(["--checkpoint", str(foreign), "--out", str(tmp_path / "x"), "-q"]) == 2
+    assert "is not a BA-Net checkpoint" in capsys.readouterr().err
+
+
+def test_int8_needs_calibration_data(tiny_checkpoint, tmp_path, capsys):
+    assert main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--int8", "-q"]) == 2
+    assert "--int8 needs --calib-data" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_too_little_calibration_data_via_cli(base_args, kvasir, tmp_path, capsys):
+    rc = main([*base_args, "--out", str(tmp_path / "x"), "--int8", "--calib-data", f"{kvasir}:val", "--no-engine"])
+    assert rc == 2
+    assert "holds 100 calibration images, 256 requested" in capsys.readouterr().err
+    assert not [p for p in (tmp_path / "x").iterdir() if p.name != ".gitkeep"]
+
+
+@pytest.mark.needs_data
+def test_failed_gate_blocks_promotion(base_args, tmp_path, capsys):
+    repo = tmp_path / "repo"
+    rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo),
+               "--min-agreement-fp32", "1.01"])
+    assert rc == 3
+    assert "onnx_fp32 failed its accuracy gate" in capsys.readouterr().err
+    assert not repo.exists()
+    manifest = json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())
+    assert manifest["artifacts"][0]["gate"] == "fail"  # reported in the manifest all the same
+
+
+@pytest.mark.needs_data
+def test_passing_artifact_is_promoted_into_the_repository(base_args, tmp_path, capsys):
+    pytest.importorskip("export.repository", reason="export.repository (Triton engineer) not present yet")
+    from banet.spec import NETWORK_MODEL
+
+    repo = tmp_path / "repo"
+    rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo)])
+    assert rc == 0, capsys.readouterr().err
+    assert "promoted onnx_fp32 into" in capsys.readouterr().out
+    promoted = json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())["promoted"]
+    assert promoted["artifact"] == "onnx_fp32" and promoted["gate"] == "pass" and not promoted["forced"]
+    copied = list((repo / NETWORK_MODEL).glob("1/*.onnx"))
+    assert len(copied) == 1 and copied[0].read_bytes() == (tmp_path / "x" / "1" / "model.onnx").read_bytes()
