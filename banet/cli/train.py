@@ -1,0 +1,127 @@
+"""``banet-train``: train BA-Net on an images/ + masks/ dataset folder.
+
+Examples::
+
+    banet-train --data ../shared/data/kvasir-seg --out runs/kvasir_r50 --preset resnet50
+    banet-train --data ../shared/data/kvasir-seg --out runs/tiny --preset tiny --size 128 --epochs 15 --lr 1e-3
+    banet-train --resume runs/tiny/last.pt --epochs 30          # continue (and extend) a run
+    torchrun --nproc_per_node 4 -m banet.cli.train --data ... --out ...   # DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from banet.train import DEFAULT_RECIPE, RECIPES, TrainConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from banet.model import ABLATIONS, BACKBONES, PRESETS
+
+    p = argparse.ArgumentParser(prog="banet-train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # Everything defaults to None: None means "the recipe's value" (or, with --resume, the run's).
+    p.add_argument("--data", help="dataset folder with images/ and masks/")
+    p.add_argument("--out", help="run folder for checkpoints, config, history and plot")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
+                   help=f"named defaults (default {DEFAULT_RECIPE}: Adam, trains from scratch; paper: SGD + poly)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint written by banet-train (last.pt)")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out")
+    g = p.add_argument_group("data")
+    g.add_argument("--split-file", help="CSV with a name column and a *split column (default: DATA/splits*.csv, "
+                                        "else train_/val_/test_ file-name prefixes)")
+    g.add_argument("--train-split")
+    g.add_argument("--val-split")
+    g.add_argument("--size", type=int, help="training resolution (default 256)")
+    g.add_argument("--augment", choices=["paper", "flips", "none"],
+                   help="paper: flips + rotation +-10 deg + crop 50-100%% area; flips: flips only")
+    g.add_argument("--workers", type=int, help="decode threads")
+    g.add_argument("--skip-unpaired", action="store_true", default=None, help="leave out images without masks")
+    g.add_argument("--skip-broken", action="store_true", default=None, help="leave out files that do not decode")
+    g = p.add_argument_group("model")
+    g.add_argument("--preset", choices=sorted(PRESETS))
+    g.add_argument("--backbone", choices=BACKBONES)
+    g.add_argument("--ablation", choices=sorted(ABLATIONS))
+    g.add_argument("--imagenet-weights", metavar="FILE", help="torchvision ResNet state_dict for the encoder")
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=["adam", "sgd"])
+    g.add_argument("--lr", type=float)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--schedule", choices=["constant", "poly"])
+    g.add_argument("--poly-power", type=float)
+    g.add_argument("--batch-size", type=int, help="global batch (split across torchrun processes)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
+    g.add_argument("--deep-supervision", type=float, metavar="LAMBDA", help="weight of each stage's loss (1)")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("speed")
+    g.add_argument("--device", help="auto (default), cuda or cpu")
+    g.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (auto: bf16 on CUDA)")
+    g.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--val-batch-size", type=int)
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "workers", "skip_unpaired",
+             "skip_broken", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr", "momentum",
+             "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
+             "seed", "device", "amp", "channels_last", "compile", "val_batch_size")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The resolved config: recipe defaults + flags, or (with --resume) the run's config + flags."""
+    from banet.checkpoint import load_checkpoint
+    from banet.train import resolve_config
+
+    overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
+    if args.resume:
+        stored = load_checkpoint(args.resume).get("train_config")
+        if stored is None:
+            raise SystemExit(f"banet-train: {args.resume} has no train config (not written by banet-train)")
+        values = {**stored, **overrides}
+        if args.data:
+            values["data"] = args.data
+        values["out"] = args.out or str(Path(args.resume).parent)
+        if args.recipe:
+            values["recipe"] = args.recipe
+        return TrainConfig.from_dict(values)
+    if not args.data or not args.out:
+        raise SystemExit("banet-train: --data and --out are required (unless --resume)")
+    return resolve_config(args.data, args.out, args.recipe or DEFAULT_RECIPE, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tqdm import tqdm
+
+    from banet.data.pairs import DatasetError
+    from banet.train import TrainError, fit
+
+    args = build_parser().parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if (args.verbose or rank == 0) else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        result = fit(config, resume=args.resume, force=args.force,
+                     bar_factory=lambda **kw: tqdm(leave=False, dynamic_ncols=True, **kw),
+                     load_progress=lambda total, desc: tqdm(desc=desc, unit="img", leave=False))
+    except (TrainError, DatasetError, ValueError, FileExistsError) as err:
+        print(f"banet-train: error: {err}", file=sys.stderr)
+        return 2
+    if rank == 0 and result["history"]:
+        last = result["history"][-1]
+        best = max(result["history"], key=lambda r: r.get("val", {}).get("mean", {}).get("JA", -1))
+        print(f"epochs {last['epoch']}, steps {last['step']}; best val JA {best['val']['mean']['JA']:.4f} "
+              f"(epoch {best['epoch']}) -> {result['best']}; last -> {result['last']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
