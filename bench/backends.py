@@ -209,6 +209,8 @@ class TorchBackend(TensorBackend):
             torch.cuda.synchronize()
 
     def logits(self, output) -> np.ndarray:
+        if isinstance(output, np.ndarray):
+            return output.astype(np.float32, copy=False)
         return output.float().cpu().numpy()
 
     def close(self) -> None:

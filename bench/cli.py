@@ -144,6 +144,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     from bench.machine import machine_info
 
     machine = machine_info()
+    stem = report.result_stem(machine, cfg.tag)
+    report.planned_paths(cfg.out, stem, force=cfg.force)  # refuse before minutes of measuring, not after
     model, ckpt_size, model_info = _load_model(cfg)
     manifest = folder = None
     if cfg.artifacts:
@@ -200,7 +202,7 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
         if server_ctx is not None:
             server_ctx.__exit__(None, None, None)
     result["goals"] = goals.evaluate(result["latency"], result["parity"], reference=reference.name)
-    return report.write_results(result, cfg.out, examples=examples, force=cfg.force)
+    return report.write_results(result, cfg.out, stem=stem, examples=examples, force=cfg.force)
 
 
 def _parity(cfg: BenchConfig, reference, backends, size: int):

@@ -190,17 +190,25 @@ def plot_examples(examples: list[dict], path: Path) -> Path | None:
     return path
 
 
+def planned_paths(out_dir: str | Path, stem: str, *, force: bool = False) -> dict[str, Path]:
+    """The files a result named ``stem`` will occupy; :class:`FileExistsError` if one exists (unless ``force``)."""
+    out_dir = Path(out_dir)
+    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md",
+             "latency": out_dir / f"{stem}_latency.png", "load": out_dir / f"{stem}_load.png",
+             "examples": out_dir / f"{stem}_examples.png"}
+    existing = [p for p in paths.values() if p.exists()]
+    if existing and not force:
+        raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out/--tag")
+    return paths
+
+
 def write_results(result: dict, out_dir: str | Path, *, stem: str | None = None, examples=None,
                   force: bool = False) -> dict[str, Path]:
     """Write ``STEM.json``, ``STEM.md`` and ``STEM_*.png`` into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
     stem = stem or result_stem(result["machine"], result.get("tag", "bench"))
-    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md"}
-    planned = {"latency": out_dir / f"{stem}_latency.png", "load": out_dir / f"{stem}_load.png",
-               "examples": out_dir / f"{stem}_examples.png"}
-    existing = [p for p in [*paths.values(), *planned.values()] if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out")
+    planned = planned_paths(out_dir, stem, force=force)
+    paths = {"json": planned.pop("json"), "md": planned.pop("md")}
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = {
         "latency": plot_latency(result.get("latency", []), planned["latency"]),

@@ -1,0 +1,107 @@
+"""Backends: skip reasons where a backend cannot run, PyTorch paths that agree with the reference."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from bench.backends import TorchBackend, TorchVariant, ort_backend, tensorrt_backend, torch_tensorrt_backend
+from bench.inputs import InputPool
+from bench.latency import measure_latency
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    from banet.checkpoint import model_from_checkpoint
+
+    return model_from_checkpoint(tiny_checkpoint)[0]
+
+
+@pytest.fixture(scope="module")
+def pool():
+    rng = np.random.default_rng(1)
+    images = tuple(rng.integers(0, 256, size=(40 + 8 * i, 50, 3), dtype=np.uint8) for i in range(3))
+    from banet import processing
+
+    tensors = np.stack([processing.preprocess(img, SIZE) for img in images])
+    return InputPool(("a", "b", "c"), images, (b"", b"", b""), tensors, (None, None, None))
+
+
+def test_pool_batches_are_fresh_and_rotate(pool):
+    b0, b1 = pool.batch(2, 0), pool.batch(2, 1)
+    assert b0.names == ("a", "b") and b1.names == ("c", "a")
+    assert b0.tensor.shape == (2, 3, SIZE, SIZE)
+    assert not np.shares_memory(b0.tensor, pool.tensors)
+    assert b1.sizes == ((56, 50), (40, 50))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="no torch")
+def test_cuda_only_paths_are_skipped_with_a_reason(model):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the CUDA paths run instead")
+    for variant in (TorchVariant("fp16", channels_last=True, cuda_graph=True, device="cuda"),
+                    TorchVariant("fp16", compile=True, device="cuda"), TorchVariant("fp32", device="cuda")):
+        ok, reason = TorchBackend(model, variant).available()
+        assert not ok and "no CUDA device" in reason
+    ok, reason = TorchBackend(model, TorchVariant("fp32", cuda_graph=True, device="cpu")).available()
+    assert not ok and "CUDA only" in reason
+
+
+def test_tensorrt_backends_are_skipped_with_a_reason(model, tmp_path):
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("tensorrt is installed here")
+    ok, reason = tensorrt_backend(tmp_path / "model_fp16.plan", "fp16").available()
+    assert not ok and "tensorrt" in reason
+    ok, reason = torch_tensorrt_backend(model, "fp16", SIZE).available()
+    assert not ok and "torch_tensorrt" in reason
+
+
+def test_ort_backend_names_a_missing_artifact_and_provider(tmp_path):
+    ok, reason = ort_backend(tmp_path / "missing.onnx", "fp32").available()
+    assert not ok and "missing.onnx" in reason
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        ok, reason = ort_backend(tmp_path / "missing.onnx", "fp32", "cuda").available()
+        assert not ok and "CUDAExecutionProvider" in reason
+
+
+def test_skipped_backend_gives_skipped_rows(model, pool):
+    backend = TorchBackend(model, TorchVariant("fp32", compile=True, device="cpu"))
+    rows = measure_latency(backend, pool, [1, 2], warmup=0, iters=1)
+    assert [r.batch_size for r in rows] == [1, 2]
+    assert all(r.stats is None and "CUDA only" in r.skipped for r in rows)
+
+
+@pytest.mark.parametrize("variant", [TorchVariant("fp32", channels_last=True), TorchVariant("fp16")],
+                         ids=lambda v: v.name)
+def test_torch_variants_agree_with_fp32_eager(model, pool, variant):
+    reference = TorchBackend(model, TorchVariant())
+    other = TorchBackend(model, variant)
+    ok, reason = other.available()
+    if not ok:
+        pytest.skip(reason)
+    batch = pool.batch(3)
+    reference.prepare(3)
+    other.prepare(3)
+    ref = reference.logits(reference.run(reference.stage(batch)))
+    out = other.logits(other.run(other.stage(batch)))
+    assert out.shape == ref.shape == (3, 1, SIZE, SIZE) and out.dtype == np.float32
+    tolerance = 1e-4 if variant.precision == "fp32" else 0.1 * float(np.abs(ref).max())
+    assert np.abs(out - ref).max() <= tolerance
+    masks = other.masks(out, batch)
+    assert [m.shape for m in masks] == [s for s in batch.sizes]
+
+
+def test_latency_rows_have_stats_and_memory(model, pool):
+    rows = measure_latency(TorchBackend(model, TorchVariant()), pool, [1, 2], warmup=1, iters=3)
+    for row, size in zip(rows, [1, 2]):
+        assert row.skipped is None and row.stats.count == 3 and row.stats.batch_size == size
+        assert row.stats.p50_ms > 0 and row.peak_memory_mib > 0
+        assert row.to_dict()["p99_ms"] == row.stats.p99_ms

@@ -1,0 +1,50 @@
+"""Result files: nothing overwritten silently; skipped backends and their reasons in the Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.machine import machine_info
+from bench.report import markdown, result_stem, write_results
+
+
+def _result():
+    return {
+        "tag": "unit", "command": "banet-bench --preset tiny", "machine": machine_info(),
+        "latency": [
+            {"backend": "torch-fp32@cpu", "precision": "fp32", "device": "cpu", "batch_size": 1, "skipped": None,
+             "count": 3, "p50_ms": 2.0, "p90_ms": 2.5, "p99_ms": 3.0, "mean_ms": 2.2, "throughput": 450.0,
+             "peak_memory_mib": 300.0, "memory_kind": "process peak RSS (VmHWM)", "speedup_vs_reference": 1.0},
+            {"backend": "tensorrt-fp16@cuda", "precision": "fp16", "device": "cuda", "batch_size": 1,
+             "skipped": "the tensorrt Python package is not installed"},
+        ],
+        "load": [{"tool": "perf_analyzer", "concurrency": 1, "throughput": 10.0, "p50_ms": 90.0, "p90_ms": 95.0,
+                  "p99_ms": 99.0, "count": 30, "skipped": None},
+                 {"tool": "perf_analyzer", "concurrency": 2, "throughput": 15.0, "p50_ms": 120.0, "p90_ms": 125.0,
+                  "p99_ms": 130.0, "count": 45, "skipped": None}],
+    }
+
+
+def test_stem_has_date_and_machine():
+    info = machine_info()
+    stem = result_stem(info, "x")
+    assert stem.startswith(info["date"][:10]) and stem.endswith("_x")
+    assert (info.get("gpu") is not None) or f"-{info['cores']}c_" in stem
+
+
+def test_markdown_lists_skips_with_reasons():
+    md = markdown(_result())
+    assert "| torch-fp32@cpu | 1 | 2.00 | 2.50 | 3.00 |" in md
+    assert "| tensorrt-fp16@cuda | the tensorrt Python package is not installed |" in md
+    assert "| perf_analyzer | 1 | 10.00 |" in md
+
+
+def test_write_refuses_to_overwrite(tmp_path):
+    paths = write_results(_result(), tmp_path, stem="s")
+    assert json.loads(paths["json"].read_text())["plots"]["load"].endswith("s_load.png")
+    assert paths["load"].read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileExistsError, match="--force"):
+        write_results(_result(), tmp_path, stem="s")
+    assert write_results(_result(), tmp_path, stem="s", force=True)["md"].is_file()
