@@ -134,13 +134,15 @@ def next_version(out: Path) -> int:
 
 
 def _image_size(config: ExportConfig, payload: dict[str, Any]) -> int:
+    """``--image-size``, else the size the checkpoint was trained at (``train_config.size``), else the spec's."""
     if config.image_size is not None:
         return config.image_size
-    for section in ("train_config", "config"):
-        value = payload.get(section, {}).get("image_size") if isinstance(payload.get(section), dict) else None
-        if value:
-            return int(value)
-    return int(payload.get("image_size") or IMAGE_SIZE)
+    train = payload.get("train_config")
+    if isinstance(train, dict):
+        for key in ("size", "image_size"):
+            if isinstance(train.get(key), int):
+                return int(train[key])
+    return IMAGE_SIZE
 
 
 def _bar(total: int | None, desc: str, enabled: bool):

@@ -130,3 +130,16 @@ def test_passing_artifact_is_promoted_into_the_repository(base_args, tmp_path, c
     assert promoted["artifact"] == "onnx_fp32" and promoted["gate"] == "pass" and not promoted["forced"]
     copied = list((repo / NETWORK_MODEL).glob("1/*.onnx"))
     assert len(copied) == 1 and copied[0].read_bytes() == (tmp_path / "x" / "1" / "model.onnx").read_bytes()
+
+
+def test_image_size_comes_from_the_checkpoint(tiny_checkpoint):
+    import torch
+
+    from banet.spec import IMAGE_SIZE
+    from export.pipeline import ExportConfig, _image_size
+
+    payload = torch.load(tiny_checkpoint, weights_only=True)
+    config = ExportConfig(checkpoint="x", out="y")
+    assert _image_size(config, payload) == IMAGE_SIZE
+    assert _image_size(config, {**payload, "train_config": {"size": 128}}) == 128
+    assert _image_size(ExportConfig(checkpoint="x", out="y", image_size=96), {"train_config": {"size": 128}}) == 96

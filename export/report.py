@@ -1,0 +1,148 @@
+"""Export numbers into ``bench/results/``: export time, file size and parity per artifact, and ONNX
+Runtime CPU latency of FP32 vs FP16 vs INT8 as ratios measured side by side in one run.
+
+    python -m export.report --checkpoint runs/kvasir_tiny_128/best.pt \\
+        --calib-data ../shared/data/kvasir-seg:train --name export_kvasir_tiny_128
+
+Writes ``<results>/<name>.json`` and ``<name>.md`` with the command line, the machine and the date.
+Latency rounds interleave the artifacts (FP32, FP16, INT8, FP32, ...) so that load from other
+processes falls on all of them alike; absolute CPU times are for the ratios only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from export.pipeline import ExportConfig, run_export
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+
+
+def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), rounds: int = 10, warmup: int = 2,
+                threads: int | None = None) -> dict:
+    """Median ms per call for each artifact and batch, interleaved; ratios against ``fp32``."""
+    from export.onnxruntime import ort_runner
+
+    runners = {name: ort_runner(path, threads=threads) for name, path in paths.items()}
+    rng = np.random.default_rng(0)
+    out: dict = {}
+    for batch in batches:
+        x = rng.normal(size=(batch, 3, image_size, image_size)).astype(np.float32)
+        times: dict[str, list[float]] = {name: [] for name in runners}
+        for _ in range(warmup):
+            for run in runners.values():
+                run(x)
+        for _ in range(rounds):
+            for name, run in runners.items():
+                started = time.perf_counter()
+                run(x)
+                times[name].append(1e3 * (time.perf_counter() - started))
+        median = {name: float(np.median(t)) for name, t in times.items()}
+        out[f"batch_{batch}"] = {
+            name: {"median_ms": median[name], "p90_ms": float(np.percentile(times[name], 90)),
+                   "ratio_vs_fp32": median[name] / median["fp32"]} for name in runners}
+    return out
+
+
+def to_markdown(report: dict) -> str:
+    m = report["manifest"]
+    lines = [f"# Export: {report['name']}", "",
+             f"- command: `{report['command']}`",
+             f"- date: {report['date']}",
+             f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores",
+             f"- checkpoint: `{m['checkpoint']['path']}` (sha256 {m['checkpoint']['sha256'][:12]}...)",
+             f"- input size: {m['image_size']} px; parity on {m['parity_data']['images']} images of "
+             f"`{m['parity_data']['source']}`", ""]
+    if report.get("note"):
+        lines += [f"> {report['note']}", ""]
+    lines += ["## Artifacts and accuracy gate", "",
+              "| artifact | MB | export s | agreement (mean / worst) | max abs logit diff | JA (pts) | JA change (pts) | gate |",
+              "|---|---|---|---|---|---|---|---|"]
+    for a in [*m["artifacts"], *m["engines"]]:
+        p = a.get("parity") or {}
+        if "bytes" not in a:
+            lines.append(f"| {a['name']} | - | - | - | - | - | - | {a.get('status', '-')} |")
+            continue
+        change = "-" if p.get("ja_loss") is None else f"{-p['ja_loss']:+.2f}"
+        ja = "-" if p.get("artifact_ja") is None else f"{p['artifact_ja']:.2f}"
+        lines.append(f"| {a['name']} | {a['bytes'] / 1e6:.2f} | {a.get('export_seconds', 0):.1f} | "
+                     f"{p.get('mean_agreement', float('nan')):.4f} / {p.get('worst_agreement', float('nan')):.4f} | "
+                     f"{p.get('max_abs_logit_diff', float('nan')):.2e} | {ja} | {change} | {a.get('gate')} |")
+    ref = next((a["parity"]["reference_ja"] for a in m["artifacts"] if a.get("parity")), None)
+    if ref is not None:
+        lines += ["", f"FP32 PyTorch reference JA: {ref:.2f} points."]
+    lines += ["", "## ONNX Runtime CPU latency (ratios against FP32, same run, interleaved)", "",
+              "| batch | artifact | median ms | p90 ms | ratio vs FP32 |", "|---|---|---|---|---|"]
+    for batch, rows in report["latency"].items():
+        for name, row in rows.items():
+            lines.append(f"| {batch.split('_')[1]} | {name} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} | "
+                         f"{row['ratio_vs_fp32']:.2f} |")
+    lines += ["", f"Latency: {report['latency_rounds']} interleaved rounds after 2 warm-up calls, random input; "
+              "CPU absolute times mean little on this shared machine, the ratios are the result.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--calib-data", required=True)
+    p.add_argument("--calib-count", type=int, default=256)
+    p.add_argument("--calib-method", default="minmax")
+    p.add_argument("--parity-data")
+    p.add_argument("--parity-count", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--name", required=True, help="results file stem")
+    p.add_argument("--results", default="bench/results")
+    p.add_argument("--work", help="export directory to keep (default: a temporary one)")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
+    p.add_argument("--force", action="store_true", help="replace existing results files")
+    args = p.parse_args(argv)
+
+    results = Path(args.results)
+    targets = [results / f"{args.name}.json", results / f"{args.name}.md"]
+    if any(t.exists() for t in targets) and not args.force:
+        print(f"error: {targets[0]} or .md exists; pass --force to replace", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="banet-export-report-") as tmp:
+        config = ExportConfig(checkpoint=args.checkpoint, out=args.work or tmp, image_size=args.image_size,
+                              fp16=True, int8=True, calib_data=args.calib_data, calib_count=args.calib_count,
+                              calib_method=args.calib_method, parity_data=args.parity_data,
+                              parity_count=args.parity_count, threads=args.threads)
+        manifest = run_export(config, show_progress=True)
+        folder = Path(manifest["directory"])
+        paths = {a["precision"]: folder / a["path"] for a in manifest["artifacts"]}
+        latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
+    report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "export.report",
+                                                        *(argv if argv is not None else sys.argv[1:])]),
+              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+              "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds}
+    results.mkdir(parents=True, exist_ok=True)
+    targets[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
+    targets[1].write_text(to_markdown(report))
+    print(to_markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
