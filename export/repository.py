@@ -239,3 +239,33 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     tmp.rename(target)  # the version appears complete or not at all (Triton may be polling)
     log.info("wrote %s (backend %s, version %d, max_batch_size %d)", repo, backend, version, cfg.max_batch_size)
     return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m export.repository --onnx model.onnx --out model_repository``: a repository from a file."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m export.repository", description=main.__doc__)
+    p.add_argument("--out", required=True, type=Path, help="repository folder (created or extended)")
+    p.add_argument("--onnx", type=Path, help="ONNX model (python_onnxruntime / onnxruntime_onnx)")
+    p.add_argument("--engine", type=Path, help="TensorRT engine (tensorrt_plan)")
+    p.add_argument("--backend", choices=BACKENDS, default="python_onnxruntime")
+    p.add_argument("--max-batch-size", type=int, default=spec.MAX_BATCH_SIZE)
+    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--force", action="store_true", help="replace configs/templates that differ")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        version = write_repository(args.out, onnx_path=args.onnx, engine_path=args.engine, backend=args.backend,
+                                   max_batch_size=args.max_batch_size, instance_count=args.instance_count,
+                                   force=args.force)
+    except (RepositoryError, ValueError) as err:
+        print(f"export.repository: {err}", file=sys.stderr)
+        return 1
+    print(f"wrote {version}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

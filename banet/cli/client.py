@@ -1,0 +1,91 @@
+"""``banet-client``: segment image files or folders on a Triton server over gRPC.
+
+    banet-client IMAGES_OR_FOLDERS... --url 127.0.0.1:8001 --out DIR [--concurrency 4] [--threshold 0.5]
+
+Writes ``DIR/masks/NAME.png`` (0/255), ``DIR/overlays/NAME.png`` and appends one row per image to
+``DIR/results.csv`` (latency, area, status, error). Existing outputs are skipped (status
+``exists``) unless ``--force``; every PNG is written atomically, so an interrupted run leaves no
+half file and a rerun completes only what is missing. A bad file is reported and the rest go on;
+the exit status is 1 when any image failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime, timezone
+
+from banet import spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="banet-client", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+    p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
+    p.add_argument("--out", required=True, help="output folder (masks/, overlays/, results.csv)")
+    p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
+    p.add_argument("--threshold", type=float, default=None, help=f"mask threshold in [0, 1] (server default {spec.MASK_THRESHOLD})")
+    p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds")
+    p.add_argument("--retries", type=int, default=5, help="retries of UNAVAILABLE with exponential backoff")
+    p.add_argument("--backoff", type=float, default=0.5, help="first retry delay in seconds (doubles each time)")
+    p.add_argument("--force", action="store_true", help="replace existing mask/overlay files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from banet.client import TritonSegmenter, append_csv, collect_images, segment_files
+
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        print(f"banet-client: --threshold must be within [0, 1], got {args.threshold}", file=sys.stderr)
+        return 2
+    try:
+        images = collect_images(args.images)
+    except ValueError as err:
+        print(f"banet-client: {err}", file=sys.stderr)
+        return 2
+    if not images:
+        print("banet-client: no images found in " + " ".join(args.images), file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries,
+                                backoff_s=args.backoff)
+    bar = tqdm(total=len(images), unit="img", disable=args.quiet, desc="banet-client")
+
+    def on_result(result) -> None:
+        bar.update(1)
+        if result.status == "error":
+            bar.write(f"FAILED {result.image}: {result.error}", file=sys.stderr)
+
+    try:
+        results = segment_files(segmenter, images, out, concurrency=args.concurrency, force=args.force,
+                                threshold=args.threshold, on_result=on_result)
+    finally:
+        bar.close()
+        segmenter.close()
+    append_csv(out / "results.csv", results, started)
+    counts = {s: sum(r.status == s for r in results) for s in ("ok", "exists", "error")}
+    latencies = sorted(r.latency_ms for r in results if r.status == "ok")
+    if not args.quiet:
+        median = f"{latencies[len(latencies) // 2]:.1f} ms" if latencies else "-"
+        print(f"{counts['ok']} segmented, {counts['exists']} skipped (outputs exist), {counts['error']} failed; "
+              f"median latency {median}; results in {out / 'results.csv'}")
+        for r in results:
+            if r.status == "error":
+                print(f"  failed: {r.image}: {r.error}", file=sys.stderr)
+    return 1 if counts["error"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""gRPC client for the ``banet`` ensemble: encoded image in, mask / boundary / area out.
+
+    from banet.client import TritonSegmenter
+    seg = TritonSegmenter("127.0.0.1:8001")
+    pred = seg.predict("polyp.jpg")          # path, encoded bytes or an (H, W, 3) uint8 array
+    pred.mask, pred.boundary, pred.area
+
+UNAVAILABLE (server down or restarting) is retried with exponential backoff; every call has a
+deadline; gRPC message-size limits are raised to carry :data:`banet.spec.MAX_REQUEST_BYTES`.
+``tritonclient`` is imported when a client is made, so ``import banet`` stays light.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from banet import spec
+
+log = logging.getLogger(__name__)
+
+RETRY_CODES = ("StatusCode.UNAVAILABLE",)
+"""gRPC statuses worth retrying: the server is down, starting or restarting."""
+
+
+class InferenceError(RuntimeError):
+    """The server answered this request with an error (bad image, bad threshold, ...) or never answered."""
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: ``mask`` and ``boundary`` ``(H, W)`` uint8 0/255, ``area`` in pixels."""
+
+    mask: np.ndarray
+    boundary: np.ndarray
+    area: int
+    latency_s: float = float("nan")
+    attempts: int = 1
+
+
+def encode_image(image: str | Path | bytes | np.ndarray, *, name: str | None = None) -> bytes:
+    """Bytes to send: a file's bytes as they are, bytes as given, an array encoded as PNG.
+
+    Refuses payloads over :data:`banet.spec.MAX_REQUEST_BYTES` (a file's size is checked before it is read).
+    """
+    if isinstance(image, (str, Path)):
+        path = Path(image)
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise ValueError(f"{path}: cannot read ({err.strerror or err})") from None
+        if not path.is_file():
+            raise ValueError(f"{path}: not a file")
+        if size > spec.MAX_REQUEST_BYTES:
+            raise ValueError(f"{path}: {size} bytes exceeds the limit of {spec.MAX_REQUEST_BYTES} bytes")
+        return path.read_bytes()
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif isinstance(image, np.ndarray):
+        from PIL import Image
+
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(f"{name or 'array'}: expected an (H, W) or (H, W, 3) uint8 array, got {image.shape} {image.dtype}")
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        data = buffer.getvalue()
+    else:
+        raise TypeError(f"image must be a path, bytes or a numpy array, got {type(image).__name__}")
+    if len(data) > spec.MAX_REQUEST_BYTES:
+        raise ValueError(f"{name or 'image'}: {len(data)} bytes exceeds the limit of {spec.MAX_REQUEST_BYTES} bytes")
+    return data
+
+
+class TritonSegmenter:
+    """Segment images with the ``banet`` ensemble on a Triton server over gRPC. Thread-safe.
+
+    ``retries`` extra attempts on UNAVAILABLE, sleeping ``backoff_s * 2**k`` (capped at
+    ``max_backoff_s``) between them; ``timeout_s`` is each attempt's deadline.
+    """
+
+    def __init__(self, url: str = f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", *, model: str = spec.ENSEMBLE_MODEL,
+                 timeout_s: float = 60.0, retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
+        self.url, self.model = url, model
+        self.timeout_s, self.retries = timeout_s, retries
+        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
+        self._local = threading.local()
+
+    @property
+    def client(self):
+        """One ``tritonclient.grpc.InferenceServerClient`` per thread, with raised message limits."""
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import tritonclient.grpc as grpcclient
+
+            limit = spec.MAX_REQUEST_BYTES + 1024 * 1024  # headroom for the request's own framing
+            # outputs are uint8 masks at the original size: MAX_IMAGE_PIXELS bytes each, two of them
+            receive = 2 * spec.MAX_IMAGE_PIXELS + 1024 * 1024
+            client = grpcclient.InferenceServerClient(self.url, channel_args=[
+                ("grpc.max_send_message_length", limit),
+                ("grpc.max_receive_message_length", receive),
+            ])
+            self._local.client = client
+        return client
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self.client.is_server_ready(client_timeout=self.timeout_s)
+                        and self.client.is_model_ready(self.model, client_timeout=self.timeout_s))
+        except Exception:  # noqa: BLE001 - not reachable means not ready
+            return False
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not self.is_ready():
+            if time.monotonic() > deadline:
+                raise InferenceError(f"{self.url}: model {self.model!r} not ready after {timeout_s:.0f} s",
+                                     "StatusCode.UNAVAILABLE")
+            time.sleep(0.25)
+
+    def _inputs(self, payloads: list[bytes], threshold: float | None):
+        import tritonclient.grpc as grpcclient
+
+        items = np.empty((len(payloads), 1), dtype=object)
+        for index, data in enumerate(payloads):
+            items[index, 0] = data
+        image = grpcclient.InferInput(spec.ENCODED_IMAGE.name, list(items.shape), "BYTES")
+        image.set_data_from_numpy(items)
+        inputs = [image]
+        if threshold is not None:
+            value = np.full((len(payloads), 1), threshold, dtype=spec.THRESHOLD.dtype)
+            given = grpcclient.InferInput(spec.THRESHOLD.name, list(value.shape), "FP32")
+            given.set_data_from_numpy(value)
+            inputs.append(given)
+        return inputs
+
+    def infer(self, payloads: list[bytes], threshold: float | None = None, *, name: str = "request"):
+        """Send one request holding ``payloads`` (same image size when more than one); returns
+        ``(result, attempts)``. Retries UNAVAILABLE; raises :class:`InferenceError` otherwise."""
+        from tritonclient.utils import InferenceServerException
+
+        outputs_wanted = [spec.MASK.name, spec.BOUNDARY.name, spec.AREA.name]
+        import tritonclient.grpc as grpcclient
+
+        outputs = [grpcclient.InferRequestedOutput(n) for n in outputs_wanted]
+        inputs = self._inputs(payloads, threshold)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                return result, attempt
+            except InferenceServerException as err:
+                status = str(err.status())
+                if status in RETRY_CODES and attempt <= self.retries:
+                    delay = min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+                    log.info("%s: %s, retry %d/%d in %.1f s", name, status, attempt, self.retries, delay)
+                    time.sleep(delay)
+                    continue
+                raise InferenceError(f"{name}: {err.message() or err} ({status}, {attempt} attempt(s))", status) from None
+
+    def predict(self, image: str | Path | bytes | np.ndarray, *, threshold: float | None = None) -> Prediction:
+        """Segment one image (a path, encoded bytes or an ``(H, W, 3)`` uint8 array)."""
+        name = str(image) if isinstance(image, (str, Path)) else "image"
+        data = encode_image(image, name=name)
+        started = time.perf_counter()
+        result, attempts = self.infer([data], threshold, name=name)
+        latency = time.perf_counter() - started
+        return Prediction(mask=result.as_numpy(spec.MASK.name)[0], boundary=result.as_numpy(spec.BOUNDARY.name)[0],
+                          area=int(result.as_numpy(spec.AREA.name).reshape(-1)[0]), latency_s=latency, attempts=attempts)
+
+    def predict_batch(self, images: list, *, threshold: float | None = None) -> list[Prediction]:
+        """Segment same-size images in ONE request (the server batches them together)."""
+        data = [encode_image(img) for img in images]
+        started = time.perf_counter()
+        result, attempts = self.infer(data, threshold, name=f"batch of {len(data)}")
+        latency = time.perf_counter() - started
+        masks, bounds = result.as_numpy(spec.MASK.name), result.as_numpy(spec.BOUNDARY.name)
+        areas = result.as_numpy(spec.AREA.name).reshape(-1)
+        return [Prediction(masks[i], bounds[i], int(areas[i]), latency, attempts) for i in range(len(data))]
+
+    def close(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            client.close()
+            self._local.client = None
+
+
+# --- many files: the engine behind banet-client --------------------------------------------------
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+CSV_COLUMNS = ("run_started", "image", "status", "latency_ms", "area", "height", "width", "attempts",
+               "mask", "overlay", "error")
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one input file (one CSV row). ``status``: ok, exists (skipped) or error."""
+
+    image: str
+    status: str
+    latency_ms: float = float("nan")
+    area: int | None = None
+    height: int | None = None
+    width: int | None = None
+    attempts: int = 0
+    mask: str = ""
+    overlay: str = ""
+    error: str = ""
+
+
+def collect_images(sources: list[str | Path]) -> list[Path]:
+    """Files as given, folders expanded (sorted, image suffixes only); missing paths raise ValueError."""
+    found: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found.extend(sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif source.exists():
+            found.append(source)
+        else:
+            raise ValueError(f"{source}: no such file or folder")
+    return list(dict.fromkeys(found))
+
+
+def output_paths(out_dir: Path, image: Path) -> tuple[Path, Path]:
+    return out_dir / "masks" / f"{image.stem}.png", out_dir / "overlays" / f"{image.stem}.png"
+
+
+def segment_file(segmenter: TritonSegmenter, image: Path, out_dir: Path, *, force: bool = False,
+                 threshold: float | None = None) -> FileResult:
+    """Segment one file and write its mask and overlay PNGs atomically; never raises for a bad file."""
+    from banet import processing
+
+    mask_path, overlay_path = output_paths(out_dir, image)
+    if not force and mask_path.exists() and overlay_path.exists():
+        return FileResult(str(image), "exists", mask=str(mask_path), overlay=str(overlay_path),
+                          error="outputs exist (pass --force to replace)")
+    try:
+        pred = segmenter.predict(image, threshold=threshold)
+        pixels = processing.load_image(image)
+        if pixels.shape[:2] != pred.mask.shape:
+            raise InferenceError(f"{image}: server mask {pred.mask.shape} != image {pixels.shape[:2]}")
+        processing.save_png(pred.mask, mask_path)
+        processing.save_png(processing.overlay(pixels, pred.mask), overlay_path)
+    except (InferenceError, ValueError, TypeError, OSError) as err:
+        return FileResult(str(image), "error", error=str(err))
+    return FileResult(str(image), "ok", latency_ms=pred.latency_s * 1000.0, area=pred.area,
+                      height=int(pred.mask.shape[0]), width=int(pred.mask.shape[1]), attempts=pred.attempts,
+                      mask=str(mask_path), overlay=str(overlay_path))
+
+
+def segment_files(segmenter: TritonSegmenter, images: list[Path], out_dir: str | Path, *, concurrency: int = 4,
+                  force: bool = False, threshold: float | None = None, on_result=None) -> list[FileResult]:
+    """Segment ``images`` with ``concurrency`` requests in flight; results in input order.
+
+    Two inputs that would write the same output name (same stem) are a per-file error for the
+    later one, never an overwrite. ``on_result(FileResult)`` is called as each one finishes.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    out_dir = Path(out_dir)
+    results: list[FileResult | None] = [None] * len(images)
+    seen: dict[str, Path] = {}
+    todo = []
+    for index, image in enumerate(images):
+        first = seen.setdefault(image.stem, image)
+        if first != image:
+            results[index] = FileResult(str(image), "error",
+                                        error=f"{image}: output name {image.stem}.png already used by {first}")
+            if on_result:
+                on_result(results[index])
+        else:
+            todo.append(index)
+
+    def work(index: int) -> None:
+        results[index] = segment_file(segmenter, images[index], out_dir, force=force, threshold=threshold)
+        if on_result:
+            on_result(results[index])
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(work, todo))
+    return [r for r in results if r is not None]
+
+
+def append_csv(path: str | Path, results: list[FileResult], run_started: str) -> None:
+    """Append one row per result to ``path`` (header once): a log of every run, nothing overwritten."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    with open(path, "a", newline="") as fh:
+        writer = csv.writer(fh)
+        if new:
+            writer.writerow(CSV_COLUMNS)
+        for r in results:
+            latency = "" if r.latency_ms != r.latency_ms else f"{r.latency_ms:.2f}"
+            writer.writerow([run_started, r.image, r.status, latency, "" if r.area is None else r.area,
+                             r.height or "", r.width or "", r.attempts, r.mask, r.overlay, r.error])

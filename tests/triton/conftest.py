@@ -1,0 +1,56 @@
+"""Fixtures for the serving tests: ONE real tritonserver per test session on a repository exported
+from the tiny checkpoint, plus the in-process PyTorch reference of the same checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from banet import spec
+from triton_helpers import export_tiny_onnx, start_server
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    return export_tiny_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def model_repository(tiny_onnx, tmp_path_factory) -> Path:
+    from export.repository import write_repository
+
+    repo = tmp_path_factory.mktemp("repo") / "model_repository"
+    write_repository(repo, onnx_path=tiny_onnx)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton_server(model_repository):
+    server = start_server(model_repository)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def segmenter(triton_server):
+    from banet.client import TritonSegmenter
+
+    seg = TritonSegmenter(triton_server.grpc_url, timeout_s=120, retries=2, backoff_s=0.2)
+    yield seg
+    seg.close()
+
+
+@pytest.fixture(scope="session")
+def torch_reference(tiny_checkpoint):
+    """``(H, W, 3)`` uint8 image -> uint8 mask from in-process PyTorch (banet.inference)."""
+    from banet.checkpoint import model_from_checkpoint
+    from banet.inference import predict_masks, torch_runner
+
+    model, _ = model_from_checkpoint(tiny_checkpoint)
+    run = torch_runner(model)
+
+    def predict(image: np.ndarray, threshold: float = spec.MASK_THRESHOLD) -> np.ndarray:
+        return predict_masks(run, [image], threshold=threshold)[0]
+
+    return predict

@@ -1,0 +1,195 @@
+"""The ``banet`` ensemble on a real tritonserver, over real gRPC, against in-process PyTorch."""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from banet import processing, spec
+from triton_helpers import KVASIR_LARGE, jaccard
+
+pytestmark = [pytest.mark.needs_triton]
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _real_images(data_root, kvasir_test_pairs) -> list:
+    isic = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[:2]
+    large = data_root / "kvasir-seg" / "images" / f"{KVASIR_LARGE}.jpg"
+    return [p for p, _ in kvasir_test_pairs[:2]] + [large] + isic
+
+
+@pytest.mark.needs_data
+def test_real_images_match_pytorch(segmenter, torch_reference, data_root, kvasir_test_pairs):
+    scores = []
+    for path in _real_images(data_root, kvasir_test_pairs):
+        image = processing.load_image(path)
+        pred = segmenter.predict(path)
+        expected = torch_reference(image)
+        assert pred.mask.shape == image.shape[:2], path
+        assert pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, spec.MASK_FOREGROUND_VALUE}
+        assert pred.area == processing.mask_area(pred.mask)
+        np.testing.assert_array_equal(pred.boundary, processing.boundary(pred.mask))
+        scores.append(jaccard(pred.mask, expected))
+    assert 0 < np.mean([processing.mask_area(torch_reference(processing.load_image(p)))
+                        for p in _real_images(data_root, kvasir_test_pairs)[:1]])  # masks are not trivial
+    assert np.mean(scores) >= 0.99, scores
+
+
+@pytest.mark.needs_data
+def test_batched_and_concurrent_equal_single(segmenter, data_root):
+    paths = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[2:8]
+    singles = [segmenter.predict(p) for p in paths]
+    batched = segmenter.predict_batch(paths)  # one request of 6 same-size images
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        concurrent = list(pool.map(segmenter.predict, paths))
+    for one, many, conc in zip(singles, batched, concurrent):
+        np.testing.assert_array_equal(one.mask, many.mask)
+        np.testing.assert_array_equal(one.mask, conc.mask)
+        assert one.area == many.area == conc.area
+
+
+def test_health_endpoints(triton_server, segmenter):
+    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{spec.ENSEMBLE_MODEL}/ready"):
+        with urllib.request.urlopen(triton_server.http_url + path, timeout=10) as resp:
+            assert resp.status == 200, path
+    assert segmenter.client.is_server_live() and segmenter.is_ready()
+    assert not segmenter.client.is_model_ready("no_such_model")
+
+
+def _variants(rng) -> dict[str, tuple[bytes, tuple[int, int]]]:
+    rgb = rng.integers(0, 256, size=(70, 90, 3), dtype=np.uint8)
+    gray16 = (rng.integers(0, 65536, size=(50, 40))).astype(np.uint16)
+    out = {
+        "grayscale": (_png(rgb[..., 0]), (70, 90)),
+        "rgba": (_png(np.dstack([rgb, np.full((70, 90), 128, np.uint8)])), (70, 90)),
+        "16-bit": (_png(gray16), (50, 40)),
+        "1x1": (_png(rgb[:1, :1]), (1, 1)),
+    }
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(buf, format="PNG")
+    out["palette"] = (buf.getvalue(), (70, 90))
+    buf = io.BytesIO()
+    Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG")
+    out["cmyk"] = (buf.getvalue(), (70, 90))
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(buf, format="JPEG", exif=exif)
+    out["exif-rotated"] = (buf.getvalue(), (90, 70))
+    return out
+
+
+def test_image_variants_match_in_process(segmenter, torch_reference):
+    for name, (data, shape) in _variants(np.random.default_rng(3)).items():
+        pred = segmenter.predict(data)
+        assert pred.mask.shape == shape, name
+        expected = torch_reference(processing.decode_image(data))
+        assert jaccard(pred.mask, expected) >= 0.99, name
+
+
+def _png_header_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("payload, reason", [
+    (b"", "empty payload"),
+    (b"hello, this is text and not an image", "not a recognised image format"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, r"banet_preprocess: IMAGE_BYTES\[0\]"),
+    (None, "20000x20000 = 400000000 pixels exceeds the limit|decompression bomb"),  # a header claiming 20000x20000
+], ids=["zero-bytes", "text", "corrupt-png", "oversized-header"])
+def test_bad_images_get_a_clear_error_and_the_server_keeps_serving(segmenter, payload, reason):
+    from banet.client import InferenceError
+
+    payload = _png_header_claiming(20000, 20000) if payload is None else payload
+    with pytest.raises(InferenceError, match=reason):
+        segmenter.predict(payload)
+    good = np.random.default_rng(0).integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
+    assert segmenter.predict(good).mask.shape == (32, 48)
+
+
+def test_truncated_jpeg_is_refused(segmenter, data_root):
+    data = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[0].read_bytes()
+    from banet.client import InferenceError
+
+    with pytest.raises(InferenceError, match="corrupt or truncated"):
+        segmenter.predict(data[: len(data) // 3])
+
+
+def test_bad_requests_fail_alone_in_a_dynamic_batch(segmenter):
+    from banet.client import InferenceError
+
+    rng = np.random.default_rng(1)
+    good = [rng.integers(0, 256, size=(40, 60, 3), dtype=np.uint8) for _ in range(6)]
+    payloads = [good[0], b"junk", good[1], good[2], b"", good[3], good[4], b"nope", good[5]]
+
+    def call(item):
+        try:
+            return segmenter.predict(item)
+        except InferenceError as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
+        results = list(pool.map(call, payloads))
+    for item, result in zip(payloads, results):
+        if isinstance(item, bytes):
+            assert isinstance(result, InferenceError)
+        else:
+            assert not isinstance(result, Exception), result
+            np.testing.assert_array_equal(result.mask, segmenter.predict(item).mask)
+
+
+def test_threshold(segmenter, torch_reference):
+    from banet.client import InferenceError
+
+    image = np.random.default_rng(5).integers(0, 256, size=(64, 80, 3), dtype=np.uint8)
+    for threshold in (0.2, 0.8):
+        pred = segmenter.predict(image, threshold=threshold)
+        assert jaccard(pred.mask, torch_reference(image, threshold)) >= 0.99
+    assert segmenter.predict(image, threshold=1.0).area == 0  # prob > 1 never holds
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(InferenceError, match="THRESHOLD"):
+            segmenter.predict(image, threshold=bad)
+
+
+def test_raw_model_rejects_wrong_dtype_and_shape_and_unknown_model(segmenter):
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = segmenter.client
+    for array, dtype in ((np.zeros((1, *spec.NETWORK_INPUT.shape), np.float64), "FP64"),
+                         (np.zeros((1, 3, 64, 64), np.float32), "FP32")):
+        tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        with pytest.raises(InferenceServerException, match="data-type|shape|dims"):
+            client.infer(spec.NETWORK_MODEL, [tensor])
+    ok = np.zeros((2, *spec.NETWORK_INPUT.shape), np.float32)
+    tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(ok.shape), "FP32")
+    tensor.set_data_from_numpy(ok)
+    assert client.infer(spec.NETWORK_MODEL, [tensor]).as_numpy(spec.NETWORK_OUTPUT.name).shape == (2, *spec.NETWORK_OUTPUT.shape)
+    with pytest.raises(InferenceServerException, match="no_such_model"):
+        client.infer("no_such_model", [tensor])
+
+
+def test_statistics_extension_reports_each_step(segmenter):
+    segmenter.predict(np.zeros((20, 20, 3), np.uint8))
+    stats = segmenter.client.get_inference_statistics(as_json=True)
+    counts = {m["name"]: int(m.get("inference_count", 0)) for m in stats["model_stats"]}
+    for model in (spec.ENSEMBLE_MODEL, spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL):
+        assert counts.get(model, 0) >= 1, (model, counts)
