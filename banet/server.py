@@ -307,6 +307,12 @@ class TritonServer:
             self._reader.join(timeout=5)
         return proc.returncode
 
+    def kill(self) -> None:
+        """SIGKILL the server and its Python-backend stubs at once (a crash, for fault tests)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.stop()
+
     def rss_bytes(self) -> int | None:
         """Resident memory of the server and its children (the Python backend stubs), from /proc."""
         if self.process is None or self.process.poll() is not None:

@@ -192,7 +192,8 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     files that exist with other content are replaced only with ``force``.
     """
     cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count)
-    source = Path(engine_path) if backend == "tensorrt_plan" else (Path(onnx_path) if onnx_path else None)
+    given = engine_path if backend == "tensorrt_plan" else onnx_path
+    source = None if given is None else Path(given)
     if source is None:
         wanted = "engine_path" if backend == "tensorrt_plan" else "onnx_path"
         raise RepositoryError(f"backend {backend!r} needs {wanted}")

@@ -1,0 +1,104 @@
+"""export.repository: configs from banet.spec that Triton's own protobuf parses, versioning, refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from banet import spec
+from export.repository import BACKENDS, RepositoryError, write_repository
+
+pytest.importorskip("tritonclient.grpc.model_config_pb2", reason="tritonclient[grpc] not installed")
+
+
+def _parse(path):
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture()
+def model_file(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"not really onnx: the writer only copies it")
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend):
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    repo = tmp_path / "repo"
+    version = write_repository(repo, onnx_path=model_file, engine_path=model_file, backend=backend, instance_count=2)
+    configs = {m: _parse(repo / m / "config.pbtxt") for m in
+               (spec.ENSEMBLE_MODEL, spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL)}
+    for name, cfg in configs.items():
+        assert cfg.name == name and cfg.max_batch_size == spec.MAX_BATCH_SIZE
+    net = configs[spec.NETWORK_MODEL]
+    assert (net.platform or net.backend) == {"python_onnxruntime": "python", "onnxruntime_onnx": "onnxruntime_onnx",
+                                             "tensorrt_plan": "tensorrt_plan"}[backend]
+    assert [(t.name, t.data_type, tuple(t.dims)) for t in net.input] == [
+        (spec.NETWORK_INPUT.name, pb.TYPE_FP32, spec.NETWORK_INPUT.shape)]
+    assert [(t.name, tuple(t.dims)) for t in net.output] == [(spec.NETWORK_OUTPUT.name, spec.NETWORK_OUTPUT.shape)]
+    assert net.dynamic_batching.max_queue_delay_microseconds > 0
+    assert max(net.dynamic_batching.preferred_batch_size) <= spec.MAX_BATCH_SIZE
+    assert net.instance_group[0].count == 2
+    assert net.instance_group[0].kind == (pb.ModelInstanceGroup.KIND_CPU if backend == "python_onnxruntime"
+                                          else pb.ModelInstanceGroup.KIND_GPU)
+    assert net.model_warmup[0].inputs[spec.NETWORK_INPUT.name].zero_data
+    pre, post = configs[spec.PREPROCESS_MODEL], configs[spec.POSTPROCESS_MODEL]
+    assert pre.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert [t.name for t in pre.input] == [spec.ENCODED_IMAGE.name]
+    assert pre.input[0].data_type == pb.TYPE_STRING
+    assert [t.name for t in post.output] == [spec.MASK.name, spec.BOUNDARY.name, spec.AREA.name]
+    assert [t.optional for t in post.input] == [False, False, True]
+    ens = configs[spec.ENSEMBLE_MODEL]
+    assert ens.platform == "ensemble"
+    assert [s.model_name for s in ens.ensemble_scheduling.step] == [
+        spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL]
+    assert {t.name: t.optional for t in ens.input} == {spec.ENCODED_IMAGE.name: False, spec.THRESHOLD.name: True}
+    expected_file = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
+    assert version == repo / spec.NETWORK_MODEL / "1" and (version / expected_file).read_bytes() == model_file.read_bytes()
+    assert (version / "model.py").exists() == (backend == "python_onnxruntime")
+    assert (repo / spec.PREPROCESS_MODEL / "1" / "model.py").is_file()
+    assert (repo / spec.ENSEMBLE_MODEL / "1").is_dir()
+
+
+def test_each_write_adds_a_new_version_and_never_touches_old_ones(tmp_path, model_file):
+    repo = tmp_path / "repo"
+    first = write_repository(repo, onnx_path=model_file)
+    model_file.write_bytes(b"second model")
+    second = write_repository(repo, onnx_path=model_file)
+    assert (first.name, second.name) == ("1", "2")
+    assert (first / "model.onnx").read_bytes() != (second / "model.onnx").read_bytes()
+
+
+def test_a_differing_config_is_refused_without_force(tmp_path, model_file):
+    repo = tmp_path / "repo"
+    write_repository(repo, onnx_path=model_file)
+    before = (repo / spec.NETWORK_MODEL / "config.pbtxt").read_text()
+    with pytest.raises(RepositoryError, match=r"banet_\w+/config.pbtxt exists with different content"):
+        write_repository(repo, onnx_path=model_file, max_batch_size=8)
+    assert (repo / spec.NETWORK_MODEL / "config.pbtxt").read_text() == before
+    assert sorted(p.name for p in (repo / spec.NETWORK_MODEL).iterdir() if p.is_dir()) == ["1"]  # nothing half-written
+    write_repository(repo, onnx_path=model_file, max_batch_size=8, force=True)
+    assert _parse(repo / spec.NETWORK_MODEL / "config.pbtxt").max_batch_size == 8
+
+
+def test_bad_arguments_are_named(tmp_path, model_file):
+    with pytest.raises(RepositoryError, match="needs engine_path"):
+        write_repository(tmp_path / "r", onnx_path=model_file, backend="tensorrt_plan")
+    with pytest.raises(RepositoryError, match="model file not found: .*missing.onnx"):
+        write_repository(tmp_path / "r", onnx_path=tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="max_batch_size must be within"):
+        write_repository(tmp_path / "r", onnx_path=model_file, max_batch_size=spec.MAX_BATCH_SIZE + 1)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        write_repository(tmp_path / "r", onnx_path=model_file, backend="pytorch")
+
+
+def test_module_cli(tmp_path, model_file, capsys):
+    from export.repository import main
+
+    assert main(["--onnx", str(model_file), "--out", str(tmp_path / "r")]) == 0
+    assert main(["--out", str(tmp_path / "r"), "--backend", "tensorrt_plan"]) == 1
+    assert "needs engine_path" in capsys.readouterr().err

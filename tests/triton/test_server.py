@@ -1,0 +1,92 @@
+"""banet-serve / TritonServer: clean start and stop, taken ports, models that fail to load."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from banet import spec
+
+pytestmark = [pytest.mark.needs_triton]
+
+
+def _serve(repo, *ports: int, extra=()) -> subprocess.Popen:
+    grpc, http = ports
+    cmd = [sys.executable, "-m", "banet.cli.serve", "--repository", str(repo), "--grpc-port", str(grpc),
+           "--http-port", str(http), "--no-metrics", "-q", *extra]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_cli_serves_then_stops_cleanly_on_sigterm(model_repository):
+    from banet.client import TritonSegmenter
+    from banet.server import free_port
+
+    grpc, http = free_port(), free_port()
+    proc = _serve(model_repository, grpc, http)
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("banet-serve: ready"):
+                break
+        assert any(line.startswith("banet-serve: ready") for line in lines), (lines, proc.poll())
+        endpoints = "".join(lines) + proc.stdout.readline() + proc.stdout.readline()
+        assert f"127.0.0.1:{grpc}" in endpoints and f"http://127.0.0.1:{http}" in endpoints
+        seg = TritonSegmenter(f"127.0.0.1:{grpc}", timeout_s=60)
+        assert seg.predict(np.zeros((16, 24, 3), np.uint8)).mask.shape == (16, 24)
+        seg.close()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_taken_port_is_a_clear_error(model_repository):
+    from banet.server import PortInUseError, TritonServer, free_port
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        taken = sock.getsockname()[1]
+        with pytest.raises(PortInUseError, match=f"gRPC port {taken} on 127.0.0.1 is already in use"):
+            TritonServer(model_repository, grpc_port=taken, http_port=free_port(), metrics_port=None).start()
+        proc = _serve(model_repository, free_port(), taken)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and f"HTTP port {taken}" in err
+
+
+def test_model_that_fails_to_load_shows_tritons_reason_and_exits_nonzero(model_repository, tmp_path):
+    from banet.server import ServerError, free_port
+
+    from triton_helpers import start_server
+
+    broken = tmp_path / "broken"
+    shutil.copytree(model_repository, broken)
+    (broken / spec.NETWORK_MODEL / "1" / "model.onnx").write_bytes(b"this is not an ONNX graph")
+    with pytest.raises(ServerError, match=r"(?s)exited with status 1.*failed to load 'banet_model'"):
+        start_server(broken)
+    proc = _serve(broken, free_port(), free_port())
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "failed to load 'banet_model'" in err and "model.onnx" in err
+
+
+def test_missing_repository_is_named(tmp_path):
+    from banet.cli.serve import main
+
+    assert main(["--repository", str(tmp_path / "nope")]) == 1
