@@ -178,6 +178,7 @@ def training_summary(payload: dict[str, Any]) -> dict[str, Any]:
         "epoch": payload.get("epoch"),
         "step": payload.get("step"),
         "train_seconds": sum(float(r.get("train_seconds", 0.0)) for r in history),
+        "epoch_seconds": sum(float(r.get("epoch_seconds", r.get("train_seconds", 0.0))) for r in history),
         "val_history": [{"epoch": r["epoch"], "loss": r["loss"].get("total"),
                          "JA": r["val"]["mean"]["JA"], "DI": r["val"]["mean"]["DI"]}
                         for r in history if "val" in r],
@@ -236,8 +237,9 @@ def format_markdown(doc: dict[str, Any]) -> str:
                 f"- preset `{c['preset']}`, {c['size']}x{c['size']} px, recipe `{c['recipe']}` "
                 f"({c['optimizer']}, lr {c['lr']}, schedule {c['schedule']}), batch {c['batch_size']}, "
                 f"augment `{c['augment']}`, seed {c['seed']}",
-                f"- {t['epoch']} epochs, {t['step']} steps, {t['train_seconds']:.0f} s of training steps "
-                f"(wall, shared CPU)", "",
+                f"- {t['epoch']} epochs, {t['step']} steps, {t['train_seconds']:.0f} s in training steps, "
+                f"{t['epoch_seconds']:.0f} s with validation (wall clock on a shared CPU; decoding and "
+                f"checkpoint writes not included)", "",
                 "| epoch | train loss | val JA | val DI |", "|---:|---:|---:|---:|"]
         out += [f"| {r['epoch']} | {r['loss']:.4f} | {r['JA']:.4f} | {r['DI']:.4f} |" for r in t["val_history"]]
         out.append("")

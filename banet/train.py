@@ -412,6 +412,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
             val = validate(net, val_ds, device, batch_size=config.val_batch_size, autocast=autocast,
                            channels_last=use_channels_last)
             record["val"] = val
+            record["epoch_seconds"] = time.perf_counter() - t0  # training + validation
             ja = val["mean"]["JA"]
             history.append(record)
             log.info("epoch %d: loss %.4f val JA %.4f DI %.4f", epoch + 1, parts.get("total", float("nan")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("BANET_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+# pytest's prepend import mode puts tests/ on sys.path for this file; the folder tests/triton would
+# then shadow the real `triton` package, and torch._dynamo (imported by torch.optim) fails on it.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def pytest_addoption(parser):

@@ -78,13 +78,13 @@ OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "worke
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The resolved config: recipe defaults + flags, or (with --resume) the run's config + flags."""
     from banet.checkpoint import load_checkpoint
-    from banet.train import resolve_config
+    from banet.train import TrainError, resolve_config
 
     overrides = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
     if args.resume:
         stored = load_checkpoint(args.resume).get("train_config")
         if stored is None:
-            raise SystemExit(f"banet-train: {args.resume} has no train config (not written by banet-train)")
+            raise TrainError(f"{args.resume} has no train config (not written by banet-train); cannot resume")
         values = {**stored, **overrides}
         if args.data:
             values["data"] = args.data
@@ -93,7 +93,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             values["recipe"] = args.recipe
         return TrainConfig.from_dict(values)
     if not args.data or not args.out:
-        raise SystemExit("banet-train: --data and --out are required (unless --resume)")
+        raise TrainError("--data and --out are required (unless --resume)")
     return resolve_config(args.data, args.out, args.recipe or DEFAULT_RECIPE, **overrides)
 
 

@@ -1,0 +1,152 @@
+"""banet-train: run folder, refusal to overwrite, resume, recipes, DDP on the CPU (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from banet.checkpoint import load_checkpoint, model_from_checkpoint
+from banet.cli.train import main as train_main
+from banet.data.synthetic import SynthConfig, write_dataset
+from banet.train import RECIPES, TrainError, build_scheduler, fit, resolve_config
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("synth") / "data", SynthConfig(count=16, size=80, seed=0))
+
+
+def _config(data, out, **kw):
+    values = dict(preset="tiny", size=SIZE, batch_size=4, epochs=1, val_batch_size=8, workers=1, seed=0)
+    values.update(kw)
+    return resolve_config(str(data), str(out), **values)
+
+
+def test_fit_writes_a_complete_run_folder(synth, tmp_path):
+    out = tmp_path / "run"
+    result = fit(_config(synth, out, max_steps=2))
+    for name in ("train_config.json", "last.pt", "best.pt", "history.json", "curves.png"):
+        assert (out / name).is_file(), name
+    stored = json.loads((out / "train_config.json").read_text())
+    assert stored["preset"] == "tiny" and stored["optimizer"] == "adam" and stored["model_config"]["width"] == 16
+    state = load_checkpoint(out / "last.pt")
+    assert state["epoch"] == 1 and state["step"] == 2
+    assert {"optimizer", "scheduler", "scaler", "history", "train_config", "best_ja"} <= set(state)
+    assert state["train_config"]["size"] == SIZE
+    val = result["history"][0]["val"]
+    assert val["images"] == 3 and 0.0 <= val["mean"]["JA"] <= 1.0
+    model, _ = model_from_checkpoint(out / "best.pt")  # rebuilds from the checkpoint alone
+    assert model(torch.zeros(1, 3, SIZE, SIZE)).shape == (1, 1, SIZE, SIZE)
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_run_is_never_overwritten_silently(synth, tmp_path, capsys):
+    out = tmp_path / "run"
+    fit(_config(synth, out, max_steps=1))
+    before = (out / "last.pt").read_bytes()
+    with pytest.raises(TrainError, match="already holds a run.*--force"):
+        fit(_config(synth, out, max_steps=1))
+    args = ["--data", str(synth), "--out", str(out), "--preset", "tiny", "--size", str(SIZE), "--epochs", "1",
+            "--max-steps", "1", "--batch-size", "4"]
+    assert train_main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before
+    assert train_main(args + ["--force", "--seed", "5"]) == 0
+    assert (out / "last.pt").read_bytes() != before
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillingBar:
+    """A progress bar that 'kills' the run at a given global step (mid-epoch)."""
+
+    calls = 0
+
+    def __init__(self, kill_at: int, **kwargs):
+        self.kill_at = kill_at
+
+    def update(self, n=1):
+        _KillingBar.calls += n
+        if _KillingBar.calls >= self.kill_at:
+            raise _Killed
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_killed_mid_epoch_then_resume_continues_exactly(synth, tmp_path):
+    # 10 training images, batch 4: 2 steps per epoch; poly decay over all 6 steps
+    straight = tmp_path / "straight"
+    fit(_config(synth, straight, epochs=3, schedule="poly", lr=1e-3))
+    split = tmp_path / "split"
+    with pytest.raises(_Killed):  # killed at the first step of epoch 2 (global step 3)
+        fit(_config(synth, split, epochs=3, schedule="poly", lr=1e-3),
+            bar_factory=lambda **kw: _KillingBar(3, **kw))
+    first = load_checkpoint(split / "last.pt")
+    assert first["epoch"] == 1 and first["step"] == 2
+    assert train_main(["--resume", str(split / "last.pt")]) == 0
+    a, b = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
+    assert b["epoch"] == 3 and b["step"] == 6 and [r["epoch"] for r in b["history"]] == [1, 2, 3]
+    assert {int(s["step"]) for s in b["optimizer"]["state"].values()} == {6}  # Adam's counters continued
+    assert b["scheduler"]["last_epoch"] == 6
+    assert b["optimizer"]["param_groups"][0]["lr"] == pytest.approx(a["optimizer"]["param_groups"][0]["lr"])
+    assert b["optimizer"]["param_groups"][0]["lr"] < 1e-3 / 2  # poly decay really happened
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, msg=f"{key} differs after resume")
+
+
+def test_recipes_and_poly_decay():
+    paper = resolve_config("d", "o", "paper")
+    assert (paper.optimizer, paper.lr, paper.momentum, paper.schedule, paper.batch_size, paper.epochs) == \
+        ("sgd", 1e-4, 0.9, "poly", 8, 200)
+    official = resolve_config("d", "o")
+    assert (official.recipe, official.optimizer, official.lr) == ("official", "adam", 1e-4)
+    assert resolve_config("d", "o", "paper", lr=0.01, optimizer="adam").optimizer == "adam"
+    assert set(RECIPES) == {"paper", "official"}
+    with pytest.raises(ValueError, match="optimizer"):
+        resolve_config("d", "o", optimizer="rmsprop")
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(paper, opt, total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == 1.0 and lrs[5] == pytest.approx(0.5 ** 0.9)
+    assert opt.param_groups[0]["lr"] == 0.0
+
+
+def test_resume_of_a_foreign_checkpoint_is_refused(synth, tmp_path, tiny_checkpoint, capsys):
+    assert train_main(["--resume", str(tiny_checkpoint), "--out", str(tmp_path / "r")]) != 0
+    assert "train config" in capsys.readouterr().err
+
+
+def test_ddp_two_processes_gloo(synth, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "banet.cli.train", "--data", str(synth), "--out", str(out), "--preset", "tiny",
+           "--size", str(SIZE), "--epochs", "2", "--batch-size", "4", "--device", "cpu", "--workers", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    stored = json.loads((out / "train_config.json").read_text())
+    assert stored["world_size"] == 2
+    state = load_checkpoint(out / "last.pt")
+    # 10 training images, global batch 4 (2 per process): 2 steps per epoch
+    assert state["epoch"] == 2 and state["step"] == 4
+    assert len(state["generator_states"]) == 2
+    assert not torch.equal(state["generator_states"][0], state["generator_states"][1])
+    model, _ = model_from_checkpoint(out / "last.pt")
+    assert torch.isfinite(model(torch.zeros(1, 3, SIZE, SIZE))).all()
