@@ -42,6 +42,8 @@ class BenchConfig:
     pool_images: int
     parity_images: int
     concurrency: tuple[int, ...]
+    load_seconds: float
+    triton_precision: str
     device: str
     threads: int | None
     backends: tuple[str, ...] | None
@@ -80,6 +82,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--pool-images", type=int, default=32, help="real images the timed batches are drawn from")
     p.add_argument("--parity-images", type=int, default=100, help="held-out images scored for parity")
     p.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8), help="Triton load sweep")
+    p.add_argument("--load-seconds", type=float, default=8.0, help="seconds per concurrency level (each tool)")
+    p.add_argument("--triton-precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="precision of the model Triton serves (picks the parity gate)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
     p.add_argument("--backends", nargs="+", default=None, help="only backends whose name contains one of these")
@@ -107,7 +112,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         checkpoint=str(a.checkpoint) if a.checkpoint else None, preset=a.preset,
         artifacts=str(a.artifacts) if a.artifacts else None, url=a.url, serve=str(a.serve) if a.serve else None,
         data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, pool_images=a.pool_images,
-        parity_images=a.parity_images, concurrency=a.concurrency, device=device, threads=a.threads,
+        parity_images=a.parity_images, concurrency=a.concurrency,
+        load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
         perf_analyzer=not a.no_perf_analyzer, image_size=a.image_size, out=str(a.out), tag=a.tag, force=a.force)
 
@@ -161,7 +167,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     if cfg.url or cfg.serve:
         from bench import triton as triton_bench
 
-        triton, server_ctx = triton_bench.triton_backend(url=cfg.url, repository=cfg.serve)
+        triton, server_ctx = triton_bench.triton_backend(url=cfg.url, repository=cfg.serve,
+                                                         precision=cfg.triton_precision)
         backends.append(triton)
     else:
         from bench.backends import Unavailable
@@ -194,8 +201,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
         if triton is not None:
             from bench import triton as triton_bench
 
-            result["load"] = triton_bench.load_sweep(triton, pool, cfg.concurrency,
-                                                     perf_analyzer=cfg.perf_analyzer, out_dir=Path(cfg.out))
+            result["load"] = triton_bench.load_sweep(triton, pool, cfg.concurrency, perf_analyzer=cfg.perf_analyzer,
+                                                     seconds=cfg.load_seconds)
     finally:
         for backend in backends:
             backend.close()

@@ -18,6 +18,7 @@ import csv
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,14 +106,29 @@ def setup(cache_dir: str | Path = DEFAULT_CACHE, *, download: bool = True) -> Pe
 
 
 def write_input_data(encoded: list[bytes], path: str | Path, input_name: str) -> Path:
-    """perf_analyzer ``--input-data`` JSON: one request per real encoded image (BYTES, base64)."""
+    """perf_analyzer ``--input-data`` JSON: one request per real encoded image (BYTES, base64).
+
+    perf_analyzer sends ``b64`` content as the raw tensor bytes, and a BYTES tensor's wire format is
+    each element prefixed by its length (uint32, little endian), so the prefix is part of the payload.
+    """
     if not encoded:
         raise ValueError("no encoded images to write as perf_analyzer input data")
-    data = [{input_name: {"content": {"b64": base64.b64encode(raw).decode("ascii")}, "shape": [1]}}
+    data = [{input_name: {"content": {"b64": base64.b64encode(serialize_bytes_element(raw)).decode("ascii")},
+                          "shape": [1]}}
             for raw in encoded]
     path = Path(path)
     path.write_text(json.dumps({"data": data}))
     return path
+
+
+def serialize_bytes_element(raw: bytes) -> bytes:
+    """One element of a Triton BYTES tensor as it travels: 4-byte little-endian length, then the bytes."""
+    return len(raw).to_bytes(4, "little") + raw
+
+
+LATENCY_PARTS = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
+                 "Server Compute Infer", "Server Compute Output", "Client Recv")
+"""The CSV's components of the average client latency (us); their sum is the mean when 'Avg latency' is absent."""
 
 
 def parse_csv(path: str | Path) -> dict:
@@ -123,9 +139,17 @@ def parse_csv(path: str | Path) -> dict:
         raise ValueError(f"{path}: perf_analyzer wrote no result rows")
     row = rows[0]
     ms = lambda key: float(row[key]) / 1000.0  # noqa: E731
+    mean = ms("Avg latency") if row.get("Avg latency") else sum(ms(k) for k in LATENCY_PARTS)
     return {"concurrency": int(row["Concurrency"]), "throughput": float(row["Inferences/Second"]),
             "p50_ms": ms("p50 latency"), "p90_ms": ms("p90 latency"), "p99_ms": ms("p99 latency"),
-            "mean_ms": ms("Avg latency")}
+            "mean_ms": mean, "server_compute_infer_ms": ms("Server Compute Infer"),
+            "server_queue_ms": ms("Server Queue")}
+
+
+def request_count(stdout: str) -> int | None:
+    """The client's request count in the measurement window, from perf_analyzer's report."""
+    match = re.search(r"Client:\s*\n\s*Request count:\s*(\d+)", stdout)
+    return int(match.group(1)) if match else None
 
 
 def sweep(pa: PerfAnalyzer, *, url: str, model: str, input_data: Path, concurrencies=(1, 2, 4, 8),
@@ -147,7 +171,7 @@ def sweep(pa: PerfAnalyzer, *, url: str, model: str, input_data: Path, concurren
             rows.append({"tool": "perf_analyzer", "concurrency": c,
                          "skipped": f"perf_analyzer exit {result.returncode}: {tail}"})
             continue
-        rows.append({"tool": "perf_analyzer", **parse_csv(out_csv), "skipped": None,
+        rows.append({"tool": "perf_analyzer", **parse_csv(out_csv), "count": request_count(result.stdout), "skipped": None,
                      "command": " ".join(cmd[1:])})
         log.info("perf_analyzer concurrency %d: %.1f infer/s", c, rows[-1]["throughput"])
     return rows
