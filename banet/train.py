@@ -280,7 +280,7 @@ def validate(model, dataset, device, *, batch_size: int = 16, autocast: torch.dt
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             logits = net(x)
         pred = (logits.float() > 0).cpu().numpy()
-        for p, m in zip(pred, masks.numpy()):
+        for p, m in zip(pred, masks.cpu().numpy()):
             acc.update(p[0], m[0])
     net.train(was_training)
     return acc.compute()
@@ -342,6 +342,9 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
         val_bar.close()
     if len(train_ds) < config.batch_size:
         raise TrainError(f"{len(train_ds)} training images is fewer than one batch of {config.batch_size}")
+    if device.type == "cuda":  # uint8 cache on the GPU (800 images at 256 px: 160 MB): no host copies per step
+        for ds in (train_ds, val_ds):
+            ds.images, ds.masks = ds.images.to(device), ds.masks.to(device)
     log.info("train %d images, val %d images, %dx%d px, device %s, %d process(es)",
              len(train_ds), len(val_ds), config.size, config.size, device, d.world)
 
