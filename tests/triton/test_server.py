@@ -90,3 +90,33 @@ def test_missing_repository_is_named(tmp_path):
     from banet.cli.serve import main
 
     assert main(["--repository", str(tmp_path / "nope")]) == 1
+
+
+def test_restricted_protocols_need_the_admin_header(model_repository):
+    """The flag form used in deploy/k8s and docs/serving.md really restricts the named gRPC/HTTP APIs."""
+    import urllib.error
+    import urllib.request
+
+    from banet.client import TritonSegmenter
+    from tritonclient.utils import InferenceServerException
+
+    from triton_helpers import start_server
+
+    flags = ("--grpc-restricted-protocol=model-repository,model-config,statistics:admin-key=s3cret",
+             "--http-restricted-api=model-repository,model-config,statistics:admin-key=s3cret")
+    server = start_server(model_repository, extra_args=flags)
+    seg = TritonSegmenter(server.grpc_url, timeout_s=60)
+    try:
+        assert seg.predict(np.zeros((8, 8, 3), np.uint8)).mask.shape == (8, 8)  # inference stays open
+        with pytest.raises(InferenceServerException, match="restricted, expecting header .triton-grpc-protocol-admin-key"):
+            seg.client.get_inference_statistics()
+        assert seg.client.get_inference_statistics(headers={"triton-grpc-protocol-admin-key": "s3cret"}) is not None
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"{server.http_url}/v2/models/{spec.ENSEMBLE_MODEL}/config", timeout=10)
+        request = urllib.request.Request(f"{server.http_url}/v2/models/{spec.ENSEMBLE_MODEL}/config",
+                                         headers={"admin-key": "s3cret"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            assert resp.status == 200
+    finally:
+        seg.close()
+        server.stop()
