@@ -170,6 +170,10 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
     config = replace(config, image_size=_image_size(config, payload),
                      parity_data=config.parity_data or DEFAULT_PARITY_DATA)
     size = int(config.image_size or IMAGE_SIZE)
+    # bad data fails here, before anything is written
+    calib = (select_calibration_images(parity.image_paths(str(config.calib_data)), config.calib_count,
+                                       source=str(config.calib_data)) if config.int8 else [])
+    parity.image_paths(str(config.parity_data))
 
     out = Path(config.out)
     version = config.version or next_version(out)
@@ -181,7 +185,7 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        manifest = _export_into(staging, config, model, size, show_progress)
+        manifest = _export_into(staging, config, model, size, calib, show_progress)
         manifest["version"] = version
         manifest["directory"] = str(final)
         _write_json(staging / MANIFEST, manifest)
@@ -206,7 +210,8 @@ def _io(info: dict) -> dict:
     return {"inputs": info["inputs"], "outputs": info["outputs"]}
 
 
-def _export_into(folder: Path, config: ExportConfig, model, size: int, show: bool) -> dict[str, Any]:
+def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: list[Path],
+                 show: bool) -> dict[str, Any]:
     artifacts: list[dict[str, Any]] = []
     with _bar(None, "export ONNX", show) as bar:
         started = time.perf_counter()
@@ -232,7 +237,6 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, show: boo
     if config.int8:
         started = time.perf_counter()
         source = str(config.calib_data)
-        calib = select_calibration_images(parity.image_paths(source), config.calib_count, source=source)
         with _bar(len(calib), f"calibrate INT8 ({config.calib_method})", show) as bar:
             path = quantize_int8(onnx_path, folder / ARTIFACT_FILES["int8"], calib, image_size=size,
                                  method=config.calib_method, progress=bar.update)
