@@ -318,7 +318,9 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     d = init_distributed(device.type)
     out = Path(config.out)
     if d.main:
-        _check_run_folder(out, resume=resume is not None, force=force)
+        # resuming may write into the checkpoint's own folder, never into another run's
+        same_run = resume is not None and Path(resume).resolve().parent == out.resolve()
+        _check_run_folder(out, resume=same_run, force=force)
     _barrier(d)
     if config.batch_size % d.world:
         raise TrainError(f"batch_size {config.batch_size} does not split evenly over {d.world} processes")

@@ -58,6 +58,10 @@ def test_existing_run_is_never_overwritten_silently(synth, tmp_path, capsys):
     assert train_main(args) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert (out / "last.pt").read_bytes() == before
+    other = tmp_path / "other"
+    fit(_config(synth, other, max_steps=1))
+    with pytest.raises(TrainError, match="already holds a run"):  # resuming into another run's folder
+        fit(_config(synth, out, max_steps=2), resume=other / "last.pt")
     assert train_main(args + ["--force", "--seed", "5"]) == 0
     assert (out / "last.pt").read_bytes() != before
 
