@@ -1,0 +1,44 @@
+"""Bounded soak on loopback: concurrent clients, one response per request, masks equal single requests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.needs_triton]
+
+
+def _check(result: dict) -> None:
+    assert result["requests_sent"] > result["clients"]  # the load really ran
+    assert result["checks"]["one_response_per_request"], result
+    assert result["checks"]["masks_equal_single_request"], result
+    assert result["checks"]["no_errors"], result["errors_sample"]
+    assert result["rss_mb"]["start"] > 0 and result["rss_mb"]["end"] > 0
+    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+
+
+def test_short_soak(triton_server, data_root, tmp_path):
+    from bench.machine import machine_info
+    from bench.soak import run_soak, soak_images, write_results
+
+    result = run_soak(triton_server.grpc_url, soak_images(data_root, 6), clients=3, duration_s=20,
+                      rss=triton_server.rss_bytes)
+    _check(result)
+    json_path, md_path = write_results({"command": "pytest", "machine": machine_info(), "model": "tiny",
+                                        "server": "test", "soak": result}, tmp_path)
+    assert json.loads(json_path.read_text())["soak"]["requests_sent"] == result["requests_sent"]
+    assert "PASS" in md_path.read_text()
+    with pytest.raises(FileExistsError):
+        write_results({"command": "pytest", "machine": json.loads(json_path.read_text())["machine"],
+                       "model": "tiny", "server": "test", "soak": result}, tmp_path)
+
+
+@pytest.mark.slow
+def test_long_soak(triton_server, data_root):
+    from bench.soak import run_soak, soak_images
+
+    result = run_soak(triton_server.grpc_url, soak_images(data_root, 12), clients=8, duration_s=600,
+                      rss=triton_server.rss_bytes)
+    _check(result)
+    assert result["rss_mb"]["end"] < 1.5 * result["rss_mb"]["start"] + 200  # no unbounded growth
