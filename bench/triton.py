@@ -165,8 +165,11 @@ def client_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequenc
 
 
 def load_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequence[int], *,
-               perf_analyzer: bool = True, seconds: float = 8.0) -> list[dict]:
-    """perf_analyzer rows (or skipped rows with the reason) and banet.client rows, per concurrency."""
+               perf_analyzer: bool = True, seconds: float = 8.0, download: bool = True) -> list[dict]:
+    """perf_analyzer rows (or skipped rows with the reason) and banet.client rows, per concurrency.
+
+    ``download``: fetch perf_analyzer into its cache when missing (see :mod:`bench.perf_analyzer`).
+    """
     ok, reason = backend.available()
     if not ok:
         return [{"tool": tool, "concurrency": c, "skipped": reason}
@@ -176,7 +179,7 @@ def load_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequence[
         from bench import perf_analyzer as pa
 
         try:
-            tool = pa.setup()
+            tool = pa.setup(download=download)
             with tempfile.TemporaryDirectory(prefix="banet-pa-") as tmp:
                 data = pa.write_input_data(list(pool.encoded), Path(tmp) / "input_data.json", ENCODED_IMAGE.name)
                 rows += pa.sweep(tool, url=backend.url, model=backend.model, input_data=data,
