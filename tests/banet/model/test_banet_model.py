@@ -165,3 +165,37 @@ def test_paper_preset_is_the_published_configuration():
     assert (paper.backbone, paper.width, paper.stage_channels, paper.aspp_channels) == ("resnet101", 64, 128, 256)
     assert paper.pee_pool_sizes == ((5, 7), (5, 7), (3, 5), (3, 5))
     assert paper.pee and paper.mtl and paper.ia and paper.cff
+
+
+def _reference_forward(model: BANet, x: torch.Tensor) -> torch.Tensor:
+    """The paper's wiring written out from the submodules, independently of ``BANet.forward``."""
+    import torch.nn.functional as F
+
+    def up(t, ref):
+        return F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+
+    f1, f2, f3, f4 = model.encoder(x)
+    aspp = model.aspp(f4)
+    f_prime = [model.squeeze[i](f) for i, f in enumerate((f1, f2, f3, f4))]
+    f_p = [model.pee[i](f) for i, f in enumerate(f_prime)]
+    f_m = [model.mtl[i](f)[0] for i, f in enumerate(f_p)]
+    f_c = []
+    for i, fi in enumerate(f_m):                                  # eq. 6, term by term
+        acc = torch.zeros_like(fi)
+        for j, fj in enumerate(f_m):
+            if j != i:
+                acc = acc + up(torch.sigmoid(fj) * fj, fi)
+        f_c.append(fi + (1 - torch.sigmoid(fi)) * acc)
+    d = model.decode4(torch.cat([aspp, f_c[3]], dim=1))           # D4 = conv1x1([ASPP, F_4C])
+    d = model.decode[0](torch.cat([d, f_c[2]], dim=1))            # D3 = conv1x1([D4, F_3C])
+    d = model.decode[1](torch.cat([d, f_c[1]], dim=1))            # D2
+    d = model.decode[2](torch.cat([up(d, f_c[0]), f_c[0]], dim=1))  # D1 at 1/4
+    return up(model.head(d), x)
+
+
+@pytest.mark.parametrize("size", [(64, 64), (63, 97)])
+def test_forward_matches_the_paper_wiring(tiny_model, size):
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        tiny_model.eval()
+        assert torch.allclose(tiny_model(x), _reference_forward(tiny_model, x), atol=1e-5)

@@ -42,17 +42,23 @@ def test_strides_are_4_8_8_8_with_stage_channels(name, size):
         assert f.shape[1] == encoder.out_channels[i] == width * 2**i * EXPANSION[name]
 
 
-def test_last_two_stages_are_atrous_not_strided():
-    encoder = ResNetEncoder("resnet50", width=8)
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_last_two_stages_are_atrous_not_strided(name):
+    encoder = ResNetEncoder(name, width=8)
     for layer, dilation in ((encoder.layer3, 2), (encoder.layer4, 4)):
-        for name, m in layer.named_modules():
+        for module_name, m in layer.named_modules():
             if isinstance(m, torch.nn.Conv2d):
-                assert m.stride == (1, 1), name
-                if m.kernel_size == (3, 3):
-                    # torchvision: the first block keeps the previous dilation, the rest use the new one
-                    assert m.dilation[0] in (dilation // 2, dilation), name
-        assert layer[-1].conv2.dilation == (dilation, dilation)
-    assert encoder.layer2[0].conv2.stride == (2, 2)  # ResNet v1.5: stride on the 3x3
+                assert m.stride == (1, 1), module_name
+        # torchvision's replace_stride_with_dilation: the first block of a stage keeps the previous
+        # stage's dilation (on both 3x3s of a basic block), the following blocks use the new one
+        first = [m.dilation[0] for m in layer[0].modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+        rest = [m.dilation[0] for b in layer[1:] for m in b.modules()
+                if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+        assert set(first) == {dilation // 2} and set(rest) == {dilation}
+    assert all(m.dilation == (1, 1) for m in encoder.layer2.modules() if isinstance(m, torch.nn.Conv2d))
+    strided = [n for n, m in encoder.layer2.named_modules() if isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2)]
+    # ResNet v1.5: the stride sits on the 3x3 (conv2 of a bottleneck, conv1 of a basic block)
+    assert strided == (["0.conv2", "0.downsample.0"] if name == "resnet50" else ["0.conv1", "0.downsample.0"])
 
 
 def test_parameter_names_follow_torchvision():
