@@ -152,7 +152,7 @@ class TorchBackend(TensorBackend):
             if v.channels_last:
                 model = model.to(memory_format=torch.channels_last)
             if v.compile:
-                model = torch.compile(model, mode="max-autotune-no-cudagraphs")
+                model = torch.compile(model)  # default mode: compile time stays in seconds, not minutes
             self._model = model
         self._graph = None
         if v.cuda_graph:

@@ -127,9 +127,10 @@ def _load_model(cfg: BenchConfig):
     if cfg.checkpoint:
         model, payload = model_from_checkpoint(cfg.checkpoint)
         size = None
-        for section in ("train_config", "config"):
-            if isinstance(payload.get(section), dict) and payload[section].get("image_size"):
-                size = int(payload[section]["image_size"])
+        for section in ("train_config", "config"):  # banet-train records the size as train_config["size"]
+            found = payload.get(section) if isinstance(payload.get(section), dict) else {}
+            if found.get("image_size") or found.get("size"):
+                size = int(found.get("image_size") or found["size"])
         info = {"checkpoint": cfg.checkpoint, "sha256": file_sha256(cfg.checkpoint),
                 "model_config": payload["model_config"], "description": f"{cfg.checkpoint} ({payload['model_config']['backbone']})"}
         return model, size, info

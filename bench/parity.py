@@ -31,9 +31,13 @@ GATE_PRECISION = {"fp32": "fp32", "fp16": "fp16", "bf16": "fp16", "int8": "int8"
 def as_runner(backend: Backend, image_size: int) -> Runner:
     """A tensor backend as a :data:`banet.inference.Runner` ``(B, 3, S, S) -> (B, 1, S, S)``."""
 
+    prepared: list[int] = []  # re-prepare only when the batch size changes (CUDA graphs re-capture)
+
     def run(batch: np.ndarray) -> np.ndarray:
         fake = Batch(tuple("" for _ in batch), batch, (), tuple((image_size, image_size) for _ in batch))
-        backend.prepare(len(batch))
+        if prepared[-1:] != [len(batch)]:
+            backend.prepare(len(batch))
+            prepared.append(len(batch))
         out = backend.run(backend.stage(fake))
         backend.synchronize()
         return backend.logits(out)

@@ -1,0 +1,203 @@
+"""What the Triton path costs over in-process inference, and where the time goes.
+
+Same ONNX model, same images, batch 1, measured side by side and interleaved (one in-process
+run, then one Triton request, repeated) so that load from other jobs hits both alike:
+
+- in-process: encoded bytes -> ``banet.processing`` decode/preprocess -> ONNX Runtime ->
+  postprocess/boundary/area (split into pre / network / post);
+- Triton end to end: ``TritonSegmenter.predict`` over gRPC on loopback (encoded bytes in, mask out),
+  and the per-model split from Triton's statistics extension (compute input+infer+output and
+  queue time of banet_preprocess, banet_model, banet_postprocess).
+
+    python -m bench.serving_latency --data ../shared/data --preset paper tiny --reps 5
+
+Writes ``bench/results/serving_latency_<date>.json`` and ``.md`` (refuses to overwrite unless --force).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+RESULTS = Path(__file__).resolve().parent / "results"
+GOALS = {"server_overhead_max": 0.15, "pre_post_share_max": 0.10}
+
+
+def pick_images(data_root: Path) -> dict[str, Path]:
+    """The largest Kvasir-SEG frame (1920x1072) and an ISIC image (256x192)."""
+    from PIL import Image
+
+    kvasir = next((p for p in sorted((data_root / "kvasir-seg" / "images").glob("*.jpg"))
+                   if Image.open(p).size == (1920, 1072)), None)
+    isic = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[0]
+    if kvasir is None:
+        raise FileNotFoundError(f"no 1920x1072 Kvasir-SEG image under {data_root}")
+    return {"kvasir_1920x1072": kvasir, "isic_256x192": isic}
+
+
+def _model_stats(client) -> dict[str, dict[str, float]]:
+    """Cumulative per-model counts and nanoseconds from Triton's statistics extension."""
+    out = {}
+    for model in client.get_inference_statistics(as_json=True)["model_stats"]:
+        s = model.get("inference_stats", {})
+        ns = lambda key: float(s.get(key, {}).get("ns", 0))  # noqa: E731
+        out[model["name"]] = {
+            "count": float(s.get("success", {}).get("count", 0)),
+            "queue_ns": ns("queue"),
+            "compute_ns": ns("compute_input") + ns("compute_infer") + ns("compute_output"),
+            "success_ns": ns("success"),
+        }
+    return out
+
+
+def _diff(after: dict, before: dict) -> dict:
+    return {m: {k: after[m][k] - before.get(m, {}).get(k, 0.0) for k in after[m]} for m in after}
+
+
+def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int) -> dict:
+    from banet import processing, spec
+    from banet.client import TritonSegmenter
+    from banet.server import TritonServer, free_port
+    from export.onnxruntime import ort_session
+    from export.repository import write_repository
+
+    session = ort_session(onnx_path)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="banet-latency-") as tmp:
+        repo = Path(tmp) / "model_repository"
+        write_repository(repo, onnx_path=onnx_path)
+        with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
+            seg = TritonSegmenter(server.grpc_url, timeout_s=600, retries=0)
+            for label, path in images.items():
+                data = path.read_bytes()
+                rows = {"inproc_total": [], "inproc_pre": [], "inproc_net": [], "inproc_post": [], "triton_e2e": []}
+                for _ in range(warmup):
+                    seg.predict(data)
+                before = _model_stats(seg.client)
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    image = processing.decode_image(data)
+                    batch = processing.preprocess(image)[None]
+                    t1 = time.perf_counter()
+                    (logits,) = session.run([spec.NETWORK_OUTPUT.name], {spec.NETWORK_INPUT.name: batch})
+                    t2 = time.perf_counter()
+                    mask = processing.postprocess(logits[0], image.shape[:2])
+                    processing.boundary(mask), processing.mask_area(mask)
+                    t3 = time.perf_counter()
+                    for key, value in (("inproc_total", t3 - t0), ("inproc_pre", t1 - t0), ("inproc_net", t2 - t1),
+                                       ("inproc_post", t3 - t2)):
+                        rows[key].append(value * 1000.0)
+                    pred = seg.predict(data)
+                    if not np.array_equal(pred.mask, mask):
+                        raise RuntimeError(f"{label}: Triton mask differs from the in-process mask")
+                    rows["triton_e2e"].append(pred.latency_s * 1000.0)
+                stats = _diff(_model_stats(seg.client), before)
+                per_model = {}
+                for model in (spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL, spec.ENSEMBLE_MODEL):
+                    s = stats.get(model, {"count": 0})
+                    n = max(s["count"], 1.0)
+                    per_model[model] = {"count": int(s["count"]), "compute_ms": s.get("compute_ns", 0) / n / 1e6,
+                                        "queue_ms": s.get("queue_ns", 0) / n / 1e6, "request_ms": s.get("success_ns", 0) / n / 1e6}
+                med = {k: float(np.median(v)) for k, v in rows.items()}
+                pre_post = per_model[spec.PREPROCESS_MODEL]["compute_ms"] + per_model[spec.POSTPROCESS_MODEL]["compute_ms"]
+                results[label] = {
+                    "image": str(path), "size_hw": list(processing.decode_image(data).shape[:2]), "reps": reps,
+                    "median_ms": med, "samples_ms": rows, "triton_models": per_model,
+                    "server_overhead": med["triton_e2e"] / med["inproc_total"] - 1.0,
+                    "triton_pre_post_share": pre_post / med["triton_e2e"],
+                    "inproc_pre_post_share": (med["inproc_pre"] + med["inproc_post"]) / med["inproc_total"],
+                }
+            seg.close()
+    return results
+
+
+def markdown(result: dict) -> str:
+    m = result["machine"]
+    lines = ["# BA-Net serving latency: in-process ONNX Runtime vs Triton end to end", "",
+             f"- command: `{result['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores; date {m['date']}",
+             "- batch 1, encoded image in, mask out; medians over the reps, in-process and Triton interleaved",
+             f"- goals: Triton adds <= {GOALS['server_overhead_max']:.0%} over in-process; "
+             f"pre+post < {GOALS['pre_post_share_max']:.0%} of end to end", "",
+             "| model | image | in-process ms (pre / net / post) | Triton e2e ms | server overhead | "
+             "Triton pre / net / post compute ms | pre+post share (Triton) | pre+post share (in-process) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model, per_image in result["models"].items():
+        for label, r in per_image.items():
+            md, tm = r["median_ms"], r["triton_models"]
+            ok1 = "PASS" if r["server_overhead"] <= GOALS["server_overhead_max"] else "FAIL"
+            ok2 = "PASS" if r["triton_pre_post_share"] < GOALS["pre_post_share_max"] else "FAIL"
+            lines.append(
+                f"| {model} | {label} | {md['inproc_total']:.1f} ({md['inproc_pre']:.1f} / {md['inproc_net']:.1f} / "
+                f"{md['inproc_post']:.1f}) | {md['triton_e2e']:.1f} | {r['server_overhead']:+.1%} {ok1} | "
+                f"{tm['banet_preprocess']['compute_ms']:.1f} / {tm['banet_model']['compute_ms']:.1f} / "
+                f"{tm['banet_postprocess']['compute_ms']:.1f} | {r['triton_pre_post_share']:.1%} {ok2} | "
+                f"{r['inproc_pre_post_share']:.1%} |")
+    lines += ["", "Triton per-model times are means from the statistics extension over the same requests. "
+              "CPU absolute times depend on other jobs sharing these 2 cores; read the ratios."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.serving_latency", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--onnx", type=Path, help="ONNX model to measure")
+    src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight PRESETS to export and measure")
+    p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--force", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
+    from bench.machine import machine_info
+
+    machine = machine_info()
+    stamp = machine["date"][:16].replace(":", "")
+    paths = [args.out / f"serving_latency_{stamp}Z.{ext}" for ext in ("json", "md")]
+    for path in paths:
+        if path.exists() and not args.force:
+            p.error(f"{path} exists; pass --force to replace it")
+    images = pick_images(args.data)
+    models = {}
+    with tempfile.TemporaryDirectory(prefix="banet-onnx-") as tmp:
+        if args.onnx:
+            targets = {str(args.onnx): args.onnx}
+        else:
+            import torch
+
+            from banet.model import PRESETS, build_model
+            from banet.spec import IMAGE_SIZE
+            from export.onnx import export_onnx
+
+            targets = {}
+            for name in args.preset:
+                torch.manual_seed(0)
+                targets[f"{name} (random weights)"] = export_onnx(build_model(PRESETS[name]).eval(),
+                                                                 Path(tmp) / f"{name}.onnx", image_size=IMAGE_SIZE)
+        for label, onnx_path in targets.items():
+            log.info("measuring %s", label)
+            models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup)
+    result = {"title": "serving latency", "command": shlex.join(["python", "-m", "bench.serving_latency",
+                                                                   *(argv if argv is not None else sys.argv[1:])]),
+              "machine": machine, "goals": GOALS, "models": models}
+    args.out.mkdir(parents=True, exist_ok=True)
+    paths[0].write_text(json.dumps(result, indent=2) + "\n")
+    paths[1].write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {paths[0]} and {paths[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
