@@ -39,6 +39,7 @@ class BenchConfig:
     batch_sizes: tuple[int, ...]
     iters: int
     warmup: int
+    row_budget: float | None
     pool_images: int
     parity_images: int
     concurrency: tuple[int, ...]
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    p.add_argument("--row-budget", type=float, default=None, metavar="SECONDS",
+                   help="cap on one backend x batch-size row: fewer timed calls (>= 3) on slow paths, "
+                        "skipped with the reason when one call exceeds it (default: no cap)")
     p.add_argument("--pool-images", type=int, default=32, help="real images the timed batches are drawn from")
     p.add_argument("--parity-images", type=int, default=100, help="held-out images scored for parity")
     p.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8), help="Triton load sweep")
@@ -111,7 +115,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     return BenchConfig(
         checkpoint=str(a.checkpoint) if a.checkpoint else None, preset=a.preset,
         artifacts=str(a.artifacts) if a.artifacts else None, url=a.url, serve=str(a.serve) if a.serve else None,
-        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, pool_images=a.pool_images,
+        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, pool_images=a.pool_images,
         parity_images=a.parity_images, concurrency=a.concurrency,
         load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
@@ -193,7 +197,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
         if server_ctx is not None:
             server_ctx.__enter__()
         for backend in tqdm(backends, desc="latency", unit="backend"):
-            rows = measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters)
+            rows = measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
+                                   row_budget_s=cfg.row_budget)
             result["latency"] += [r.to_dict() for r in rows]
         goals.add_speedups(result["latency"], reference.name)
         examples = []

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from banet.spec import DEFAULT_HOST
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                 _stop_server(number, server)
                 server = None
                 continue
-            run_step(number, title, command)
+            run_step(number, title, _expand(command))
     except StepFailed as err:
         print(f"\ndemo stopped: {err}", file=sys.stderr)
         return 1
@@ -90,11 +91,82 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(args, out: Path) -> list[tuple[str, list[str] | str]]:
-    raise NotImplementedError  # filled in once the CLIs land
+    data = args.data.resolve() if args.data else out / "data"
+    synthetic = args.data is None
+    epochs = args.epochs or (12 if synthetic else 4)
+    run, export_dir, repo = out / "run", out / "export", out / "model_repository"
+    ckpt = run / "best.pt"
+    steps: list[tuple[str, list[str] | str]] = []
+    if synthetic:
+        steps.append(("Generate a synthetic lesion dataset (no --data given)",
+                      [cli("banet-synth"), str(data), "--count", "160", "--size", "160", "--seed", "0"]))
+    steps += [
+        ("Train a tiny BA-Net (ResNet-18 reading, 128 px) on the train split",
+         [cli("banet-train"), "--data", str(data), "--out", str(run), "--preset", "tiny", "--size", "128",
+          "--epochs", str(epochs), "--lr", "1e-3", "--batch-size", "8", "--seed", "0"]),
+        ("Evaluate on the test split (AC/DI/JA/SE/SP, overlays)",
+         [cli("banet-eval"), str(ckpt), "--data", str(data), "--split", "test", "--baselines",
+          "--out-dir", str(out / "eval"), "--save-overlays", "--json", str(out / "eval" / "metrics.json")]),
+        ("Export FP32/FP16/INT8 ONNX with accuracy gates and a Triton model repository",
+         [cli("banet-export"), "--checkpoint", str(ckpt), "--out", str(export_dir), "--fp16", "--int8",
+          "--calib-data", f"{data}:train", "--calib-count", "64", "--parity-data", f"{data}:test",
+          "--repository", str(repo)]),
+        ("Start the Triton server (embedded tritonserver, loopback only)", "START_SERVER"),
+        ("Segment the test images through Triton over gRPC (masks, overlays, CSV)",
+         [cli("banet-client"), *_test_images(data), "--url", f"{DEFAULT_HOST}:{args.grpc_port}",
+          "--out", str(out / "client"), "--concurrency", "4"]),
+        ("Benchmark every backend (latency ratios, parity, plots)",
+         [cli("banet-bench"), "--checkpoint", str(ckpt), "--artifacts", str(export_dir),
+          "--url", f"{DEFAULT_HOST}:{args.grpc_port}", "--data", f"{data}:test", "--batch-sizes", "1,8",
+          "--iters", "10", "--parity-images", "32", "--load-seconds", "3", "--concurrency", "1,2,4",
+          "--out", str(out / "bench"), "--tag", "demo"]),
+        ("Stop the Triton server", "STOP_SERVER"),
+    ]
+    return steps
+
+
+def _test_images(data: Path) -> list[str]:
+    """The test split's image files, resolved when the step runs (the data may not exist yet)."""
+    return [f"@TEST_IMAGES:{data}"]
+
+
+def _expand(argv: list[str]) -> list[str]:
+    from banet.data.pairs import find_pairs
+
+    expanded: list[str] = []
+    for arg in argv:
+        if arg.startswith("@TEST_IMAGES:"):
+            expanded += [str(p.image) for p in find_pairs(arg.split(":", 1)[1], "test")]
+        else:
+            expanded.append(arg)
+    return expanded
 
 
 def _start_server(number: int, args, out: Path) -> subprocess.Popen:
-    raise NotImplementedError
+    argv = [cli("banet-serve"), "--repository", str(out / "model_repository"), "--grpc-port",
+            str(args.grpc_port), "--http-port", str(args.http_port), "--metrics-port",
+            str(args.metrics_port), "--quiet"]
+    _banner(f"[{number}] Start the Triton server (embedded tritonserver, loopback only)\n$ {shlex.join(argv)} &")
+    log_path = out / "tritonserver.log"
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
+    ready = f"http://{DEFAULT_HOST}:{args.http_port}/v2/health/ready"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.stderr.write(log_path.read_text(errors="replace")[-4000:])
+            raise StepFailed(f"step {number}: banet-serve exited with status {server.returncode} (log: {log_path})")
+        try:
+            with urllib.request.urlopen(ready, timeout=2) as response:
+                if response.status == 200:
+                    print(f"[{number}] server ready: gRPC {DEFAULT_HOST}:{args.grpc_port}, "
+                          f"HTTP {DEFAULT_HOST}:{args.http_port} (log: {log_path})", flush=True)
+                    return server
+        except OSError:
+            pass
+        time.sleep(1)
+    _stop_server(number, server)
+    raise StepFailed(f"step {number}: the server was not ready within 300 s (log: {log_path})")
 
 
 def _stop_server(number: int, server: subprocess.Popen | None) -> None:
@@ -109,7 +181,19 @@ def _stop_server(number: int, server: subprocess.Popen | None) -> None:
 
 
 def _summary(out: Path) -> None:
-    pass
+    _banner("Demo finished. Where everything went:")
+    rows = [
+        ("training run (checkpoints, config, curves.png)", out / "run"),
+        ("evaluation (metrics.json, overlays)", out / "eval"),
+        ("export (ONNX FP32/FP16/INT8, manifest.json)", out / "export"),
+        ("Triton model repository", out / "model_repository"),
+        ("client output (masks/, overlays/, results.csv)", out / "client"),
+        ("bench (JSON, Markdown, plots)", out / "bench"),
+        ("Triton server log", out / "tritonserver.log"),
+    ]
+    for label, path in rows:
+        print(f"  {label:<50} {path}")
+    print("The server has been stopped; nothing is left running.")
 
 
 if __name__ == "__main__":

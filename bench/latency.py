@@ -68,12 +68,26 @@ def _read_peak(device: str) -> tuple[float | None, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS since start (ru_maxrss)"
 
 
+def _first_call_seconds(backend: Backend, pool: InputPool, batch_size: int) -> float:
+    x = backend.stage(pool.batch(batch_size, 0))
+    backend.synchronize()
+    started = time.perf_counter()
+    backend.run(x)
+    backend.synchronize()
+    return time.perf_counter() - started
+
+
 def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int], *,
-                    warmup: int, iters: int) -> list[LatencyRow]:
+                    warmup: int, iters: int, row_budget_s: float | None = None) -> list[LatencyRow]:
     """Latency rows of ``backend`` for each batch size (a skipped row when it cannot run here).
 
     Each timed call gets a fresh batch gathered from ``pool`` at a new offset; staging (copy to the
     device, layout) happens outside the timed region, so the time is the backend's ``run`` alone.
+
+    ``row_budget_s`` bounds the timed calls of one row on a slow path (e.g. BF16 without BF16
+    kernels on a CPU): the first warmup call sets the estimate; a row whose single call exceeds the
+    budget is skipped with that reason, otherwise ``iters`` is cut to fit (never below 3) and the
+    row records ``iters_cut_from``.
     """
     ok, reason = backend.available()
     rows = []
@@ -88,10 +102,22 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
             backend.prepare(batch_size)
             row.extra["prepare_s"] = round(time.perf_counter() - started, 3)
             _reset_peak(backend.device)
+            n_iters, n_warmup = iters, warmup
+            if row_budget_s is not None:
+                first = _first_call_seconds(backend, pool, batch_size)  # counts as the first warmup call
+                n_warmup = max(warmup - 1, 0)
+                if first > row_budget_s:
+                    row.skipped = (f"over budget: one call took {first:.1f} s > --row-budget {row_budget_s:g} s "
+                                   f"(first call, warmup included)")
+                    rows.append(row)
+                    continue
+                n_iters = min(iters, max(3, int(row_budget_s / max(first, 1e-9))))
+                if n_iters < iters:
+                    row.extra["iters_cut_from"] = iters
             seconds = time_calls(
                 backend.run,
-                lambda i: backend.stage(pool.batch(batch_size, i)),
-                warmup=warmup, iters=iters, sync=backend.synchronize,
+                lambda i: backend.stage(pool.batch(batch_size, i + 1)),
+                warmup=n_warmup, iters=n_iters, sync=backend.synchronize,
             )
             row.stats = summarize(seconds, batch_size)
             row.peak_memory_mib, row.memory_kind = _read_peak(backend.device)

@@ -82,3 +82,45 @@ def test_fresh_input_per_call_and_sync_around_the_clock():
 def test_time_calls_refuses_no_iterations():
     with pytest.raises(ValueError, match="iters"):
         time_calls(lambda x: None, lambda i: i, warmup=0, iters=0)
+
+
+class _SlowBackend:
+    """A fake backend whose every call takes ``seconds`` of real time."""
+
+    name, precision, device, end_to_end = "slow", "fp32", "cpu", False
+
+    def __init__(self, seconds: float):
+        self.seconds, self.calls = seconds, 0
+
+    def available(self):
+        return True, ""
+
+    def prepare(self, batch_size):
+        pass
+
+    def stage(self, batch):
+        return batch
+
+    def run(self, staged):
+        import time
+
+        self.calls += 1
+        time.sleep(self.seconds)
+
+    def synchronize(self):
+        pass
+
+
+def test_row_budget_cuts_iterations_and_skips_hopeless_rows():
+    from bench.inputs import InputPool
+    from bench.latency import measure_latency
+
+    pool = InputPool(("a",), (np.zeros((4, 4, 3), np.uint8),), (b"",), np.zeros((1, 3, 4, 4), np.float32), (None,))
+    slow = _SlowBackend(0.02)
+    (row,) = measure_latency(slow, pool, [1], warmup=2, iters=50, row_budget_s=0.1)
+    # 0.1 s budget / a bit over 0.02 s per call: 4 timed calls (5 if sleep were exact), not 50
+    assert row.skipped is None and row.stats.count in (4, 5) and row.extra["iters_cut_from"] == 50
+    assert slow.calls == 2 + row.stats.count  # the budget probe is the first warmup call
+    hopeless = _SlowBackend(0.15)
+    (row,) = measure_latency(hopeless, pool, [1], warmup=3, iters=10, row_budget_s=0.1)
+    assert row.stats is None and "over budget" in row.skipped and hopeless.calls == 1
