@@ -106,10 +106,22 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
                     mismatches += 1
         own.close()
 
+    rss_samples: list[tuple[float, float]] = []
+
+    def sample_rss() -> None:
+        # RSS over time tells a warm-up plateau (allocator arenas, batch shapes) from steady growth
+        while rss and time.monotonic() < stop_at:
+            value = rss()
+            if value:
+                rss_samples.append((round(time.monotonic() - started, 1), round(value / 2**20, 1)))
+            time.sleep(max(duration_s / 20, 0.5))
+
     threads = [threading.Thread(target=client, args=(i,), name=f"soak-client-{i}") for i in range(clients)]
+    sampler = threading.Thread(target=sample_rss, name="soak-rss", daemon=True)
     started = time.monotonic()
     for t in threads:
         t.start()
+    sampler.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
@@ -127,7 +139,7 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
         "latency_ms": {**pct, "mean": float(lat_ms.mean()) if len(lat_ms) else None,
                        "max": float(lat_ms.max()) if len(lat_ms) else None},
         "rss_mb": {"start": None if rss_start is None else rss_start / 2**20,
-                   "end": None if rss_end is None else rss_end / 2**20},
+                   "end": None if rss_end is None else rss_end / 2**20, "samples_s_mb": rss_samples},
         "errors_sample": error_messages,
         "checks": {
             "one_response_per_request": sent == len(latencies) + errors == server_responses,
@@ -154,7 +166,8 @@ def markdown(result: dict) -> str:
         "| latency ms | p50 | p90 | p99 | mean | max |", "|---|---|---|---|---|---|",
         f"| end to end (encoded image in, mask out) | {fmt(lat.get('p50'))} | {fmt(lat.get('p90'))} | "
         f"{fmt(lat.get('p99'))} | {fmt(lat.get('mean'))} | {fmt(lat.get('max'))} |", "",
-        f"Server RSS (tritonserver + Python backend stubs): start {fmt(rss['start'])} MB, end {fmt(rss['end'])} MB.", "",
+        f"Server RSS (tritonserver + Python backend stubs): start {fmt(rss['start'])} MB, end {fmt(rss['end'])} MB; "
+        "over time (s: MB): " + ", ".join(f"{t:.0f}: {mb:.0f}" for t, mb in rss.get("samples_s_mb", [])), "",
         "| check | result |", "|---|---|",
         *[f"| {k.replace('_', ' ')} | {'PASS' if v else 'FAIL'} |" for k, v in r["checks"].items()],
         "", "CPU absolute latencies depend on the other jobs sharing these cores; compare ratios within one run.",

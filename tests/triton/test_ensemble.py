@@ -30,7 +30,7 @@ def _real_images(data_root, kvasir_test_pairs) -> list:
 
 @pytest.mark.needs_data
 def test_real_images_match_pytorch(segmenter, torch_reference, data_root, kvasir_test_pairs):
-    scores = []
+    scores, nontrivial = [], 0
     for path in _real_images(data_root, kvasir_test_pairs):
         image = processing.load_image(path)
         pred = segmenter.predict(path)
@@ -40,8 +40,8 @@ def test_real_images_match_pytorch(segmenter, torch_reference, data_root, kvasir
         assert pred.area == processing.mask_area(pred.mask)
         np.testing.assert_array_equal(pred.boundary, processing.boundary(pred.mask))
         scores.append(jaccard(pred.mask, expected))
-    assert 0 < np.mean([processing.mask_area(torch_reference(processing.load_image(p)))
-                        for p in _real_images(data_root, kvasir_test_pairs)[:1]])  # masks are not trivial
+        nontrivial += 0 < processing.mask_area(expected) < expected.size
+    assert nontrivial >= 3  # masks with real boundaries make the comparison sensitive
     assert np.mean(scores) >= 0.99, scores
 
 
