@@ -178,7 +178,9 @@ def training_summary(payload: dict[str, Any]) -> dict[str, Any]:
         "epoch": payload.get("epoch"),
         "step": payload.get("step"),
         "train_seconds": sum(float(r.get("train_seconds", 0.0)) for r in history),
-        "epoch_seconds": sum(float(r.get("epoch_seconds", r.get("train_seconds", 0.0))) for r in history),
+        # training + validation time, when every epoch recorded it (runs from older code did not)
+        "epoch_seconds": (sum(float(r["epoch_seconds"]) for r in history)
+                          if history and all("epoch_seconds" in r for r in history) else None),
         "val_history": [{"epoch": r["epoch"], "loss": r["loss"].get("total"),
                          "JA": r["val"]["mean"]["JA"], "DI": r["val"]["mean"]["DI"]}
                         for r in history if "val" in r],
@@ -237,9 +239,9 @@ def format_markdown(doc: dict[str, Any]) -> str:
                 f"- preset `{c['preset']}`, {c['size']}x{c['size']} px, recipe `{c['recipe']}` "
                 f"({c['optimizer']}, lr {c['lr']}, schedule {c['schedule']}), batch {c['batch_size']}, "
                 f"augment `{c['augment']}`, seed {c['seed']}",
-                f"- {t['epoch']} epochs, {t['step']} steps, {t['train_seconds']:.0f} s in training steps, "
-                f"{t['epoch_seconds']:.0f} s with validation (wall clock on a shared CPU; decoding and "
-                f"checkpoint writes not included)", "",
+                f"- {t['epoch']} epochs, {t['step']} steps, {t['train_seconds']:.0f} s in training steps"
+                + (f", {t['epoch_seconds']:.0f} s with validation" if t.get("epoch_seconds") is not None else "")
+                + " (wall clock on a shared CPU; decoding and checkpoint writes not included)", "",
                 "| epoch | train loss | val JA | val DI |", "|---:|---:|---:|---:|"]
         out += [f"| {r['epoch']} | {r['loss']:.4f} | {r['JA']:.4f} | {r['DI']:.4f} |" for r in t["val_history"]]
         out.append("")
