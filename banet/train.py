@@ -156,9 +156,12 @@ def init_distributed(device_kind: str) -> Dist:
         return Dist()
     import torch.distributed as dist
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_kind == "cuda":
+        torch.cuda.set_device(local_rank)  # before NCCL starts, so each process owns its GPU
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
 def _barrier(d: Dist) -> None:
