@@ -132,6 +132,16 @@ def test_recipes_and_poly_decay():
     assert opt.param_groups[0]["lr"] == 0.0
 
 
+def test_model_choice_from_preset_backbone_and_ablation():
+    from banet.train import build_model_config
+
+    cfg = build_model_config(resolve_config("d", "o", preset="tiny", backbone="resnet34", ablation="no_mtl"))
+    assert (cfg.backbone, cfg.width, cfg.mtl, cfg.ia, cfg.pee) == ("resnet34", 16, False, False, True)
+    assert build_model_config(resolve_config("d", "o")).backbone == "resnet101"  # the paper's model by default
+    with pytest.raises(ValueError, match="ablation"):
+        build_model_config(resolve_config("d", "o", ablation="no_such"))
+
+
 def test_resume_of_a_foreign_checkpoint_is_refused(synth, tmp_path, tiny_checkpoint, capsys):
     assert train_main(["--resume", str(tiny_checkpoint), "--out", str(tmp_path / "r")]) != 0
     assert "train config" in capsys.readouterr().err
