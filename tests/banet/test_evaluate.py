@@ -124,3 +124,18 @@ def test_real_kvasir_images_scored_at_their_original_size(data_root, tiny_checkp
         width, height = Image.open(root / "images" / f"{name}.jpg").size
         assert (r["height"], r["width"]) == (height, width)
     assert result["model"]["images"] == 3
+
+
+def test_broken_image_is_named_or_skipped(synth, all_foreground_checkpoint, tmp_path):
+    import shutil
+
+    from banet.data.pairs import DatasetError
+
+    data = tmp_path / "data"
+    shutil.copytree(synth, data)
+    victim = find_pairs(data, "val")[0]
+    victim.image.write_bytes(victim.image.read_bytes()[:100])  # truncated PNG
+    with pytest.raises(DatasetError, match=rf"{victim.image.name}.*--skip-broken"):
+        evaluate(all_foreground_checkpoint, data, "val")
+    result = evaluate(all_foreground_checkpoint, data, "val", skip_broken=True)
+    assert result["model"]["images"] == 1 and victim.name not in [r["name"] for r in result["per_image"]]
