@@ -63,19 +63,30 @@ def _diff(after: dict, before: dict) -> dict:
     return {m: {k: after[m][k] - before.get(m, {}).get(k, 0.0) for k in after[m]} for m in after}
 
 
-def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int) -> dict:
+def _session_like_the_server(onnx_path: Path, spinning: bool):
+    """In-process ONNX Runtime with the settings of triton_repo/banet_model (CPU provider, default
+    threads, idle-thread spinning as given), so the two paths run the same network the same way."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int, spinning: bool = False) -> dict:
     from banet import processing, spec
     from banet.client import TritonSegmenter
     from banet.server import TritonServer, free_port
-    from export.onnxruntime import ort_session
     from export.repository import write_repository
 
-    session = ort_session(onnx_path)
+    session = _session_like_the_server(onnx_path, spinning)
     results = {}
     with tempfile.TemporaryDirectory(prefix="banet-latency-") as tmp:
         repo = Path(tmp) / "model_repository"
         write_repository(repo, onnx_path=onnx_path)
-        with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
+        env = {"BANET_ORT_SPINNING": "1" if spinning else "0"}
+        with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as server:
             seg = TritonSegmenter(server.grpc_url, timeout_s=600, retries=0)
             for label, path in images.items():
                 data = path.read_bytes()
@@ -125,6 +136,7 @@ def markdown(result: dict) -> str:
     lines = ["# BA-Net serving latency: in-process ONNX Runtime vs Triton end to end", "",
              f"- command: `{result['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores; date {m['date']}",
              "- batch 1, encoded image in, mask out; medians over the reps, in-process and Triton interleaved",
+             f"- ONNX Runtime idle-thread spinning: {'on' if result.get('ort_spinning') else 'off'} in both paths",
              f"- goals: Triton adds <= {GOALS['server_overhead_max']:.0%} over in-process; "
              f"pre+post < {GOALS['pre_post_share_max']:.0%} of end to end", "",
              "| model | image | in-process ms (pre / net / post) | Triton e2e ms | server overhead | "
@@ -154,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--onnx", type=Path, help="ONNX model to measure")
     src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight PRESETS to export and measure")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--spinning", action="store_true",
+                   help="let ONNX Runtime's idle threads spin (its default) in both paths; off by default, as in the server")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--force", action="store_true")
@@ -187,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                  Path(tmp) / f"{name}.onnx", image_size=IMAGE_SIZE)
         for label, onnx_path in targets.items():
             log.info("measuring %s", label)
-            models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup)
+            models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)
     result = {"title": "serving latency", "command": shlex.join(["python", "-m", "bench.serving_latency",
                                                                    *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine, "goals": GOALS, "models": models}
+              "machine": machine, "goals": GOALS, "ort_spinning": args.spinning, "models": models}
     args.out.mkdir(parents=True, exist_ok=True)
     paths[0].write_text(json.dumps(result, indent=2) + "\n")
     paths[1].write_text(markdown(result))

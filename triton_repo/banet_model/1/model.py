@@ -36,6 +36,9 @@ class TritonPythonModel:
         threads = int(os.environ.get("BANET_ORT_THREADS", "0"))
         if threads > 0:
             options.intra_op_num_threads = threads
+        # ORT's idle intra-op threads spin by default; on a host where the pre/post-processing
+        # models share the cores, that spinning slows them down. BANET_ORT_SPINNING=1 restores it.
+        options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("BANET_ORT_SPINNING", "0"))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
     def execute(self, requests):
