@@ -40,6 +40,7 @@ class BenchConfig:
     iters: int
     warmup: int
     row_budget: float | None
+    interleave: bool
     pool_images: int
     parity_images: int
     concurrency: tuple[int, ...]
@@ -80,6 +81,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    p.add_argument("--sequential", action="store_true",
+                   help="time each backend's calls in one block instead of interleaving the backends call by "
+                        "call (interleaving is fairer on a shared machine; sequential gives per-backend peak memory)")
     p.add_argument("--row-budget", type=float, default=None, metavar="SECONDS",
                    help="cap on one backend x batch-size row: fewer timed calls (>= 3) on slow paths, "
                         "skipped with the reason when one call exceeds it (default: no cap)")
@@ -115,7 +119,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     return BenchConfig(
         checkpoint=str(a.checkpoint) if a.checkpoint else None, preset=a.preset,
         artifacts=str(a.artifacts) if a.artifacts else None, url=a.url, serve=str(a.serve) if a.serve else None,
-        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, pool_images=a.pool_images,
+        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, interleave=not a.sequential, pool_images=a.pool_images,
         parity_images=a.parity_images, concurrency=a.concurrency,
         load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
@@ -151,7 +155,7 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
 
     from bench import goals, report, suite
     from bench.inputs import load_pool
-    from bench.latency import measure_latency
+    from bench.latency import measure_interleaved, measure_latency
     from bench.machine import machine_info
 
     machine = machine_info()
@@ -196,10 +200,19 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     try:
         if server_ctx is not None:
             server_ctx.__enter__()
-        for backend in tqdm(backends, desc="latency", unit="backend"):
-            rows = measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
-                                   row_budget_s=cfg.row_budget)
-            result["latency"] += [r.to_dict() for r in rows]
+        if cfg.interleave:
+            rows = []
+            for batch_size in tqdm(cfg.batch_sizes, desc="latency (interleaved)", unit="batch size"):
+                rows += measure_interleaved(backends, pool, batch_size, warmup=cfg.warmup, iters=cfg.iters,
+                                            row_budget_s=cfg.row_budget)
+            order = {b.name: k for k, b in enumerate(backends)}
+            rows.sort(key=lambda r: (order[r.backend], r.batch_size))
+        else:
+            rows = []
+            for backend in tqdm(backends, desc="latency", unit="backend"):
+                rows += measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
+                                        row_budget_s=cfg.row_budget)
+        result["latency"] = [r.to_dict() for r in rows]
         goals.add_speedups(result["latency"], reference.name)
         examples = []
         if cfg.parity:

@@ -128,3 +128,70 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
             row.skipped = f"failed: {type(err).__name__}: {err}"
         rows.append(row)
     return rows
+
+
+def measure_interleaved(backends: Sequence[Backend], pool: InputPool, batch_size: int, *, warmup: int,
+                        iters: int, row_budget_s: float | None = None) -> list[LatencyRow]:
+    """Latency rows of several backends at one batch size, their timed calls interleaved.
+
+    Round ``i`` times one call of every backend, in an order rotated by ``i``: on a shared machine a
+    burst of load from elsewhere then lands on all backends alike instead of on whichever happened to
+    run at that moment, so the ratios between rows stay meaningful. Warmup (and the ``row_budget_s``
+    probe, see :func:`measure_latency`) runs per backend before the first round. Peak memory is the
+    process's over the whole block (CPU) or the device's (CUDA), the same for every row.
+    """
+    rows, active = [], []
+    for backend in backends:
+        row = LatencyRow(backend.name, backend.precision, backend.device, batch_size)
+        rows.append(row)
+        ok, reason = backend.available()
+        if not ok:
+            row.skipped = reason
+            continue
+        try:
+            started = time.perf_counter()
+            backend.prepare(batch_size)
+            row.extra["prepare_s"] = round(time.perf_counter() - started, 3)
+            n_iters, n_warmup = iters, warmup
+            if row_budget_s is not None:
+                first = _first_call_seconds(backend, pool, batch_size)
+                n_warmup = max(warmup - 1, 0)
+                if first > row_budget_s:
+                    row.skipped = (f"over budget: one call took {first:.1f} s > --row-budget {row_budget_s:g} s "
+                                   f"(first call, warmup included)")
+                    continue
+                n_iters = min(iters, max(3, int(row_budget_s / max(first, 1e-9))))
+                if n_iters < iters:
+                    row.extra["iters_cut_from"] = iters
+            if n_warmup:  # untimed: the durations are dropped
+                time_calls(backend.run, lambda i: backend.stage(pool.batch(batch_size, i)), warmup=0,
+                           iters=n_warmup, sync=backend.synchronize)
+        except Exception as err:  # noqa: BLE001 - one failing backend must not end the whole bench
+            log.warning("%s batch %d failed: %s", backend.name, batch_size, err)
+            row.skipped = f"failed: {type(err).__name__}: {err}"
+            continue
+        active.append((backend, row, n_iters, []))
+    devices = {backend.device for backend, *_ in active}
+    for device in devices:
+        _reset_peak(device)
+    for i in range(iters):
+        shift = i % max(len(active), 1)
+        for backend, row, n_iters, seconds in active[shift:] + active[:shift]:
+            if i >= n_iters or row.skipped:
+                continue
+            try:
+                seconds += time_calls(backend.run, lambda k: backend.stage(pool.batch(batch_size, i + 1)),
+                                      warmup=0, iters=1, sync=backend.synchronize)
+            except Exception as err:  # noqa: BLE001
+                log.warning("%s batch %d failed: %s", backend.name, batch_size, err)
+                row.skipped = f"failed: {type(err).__name__}: {err}"
+    for backend, row, _, seconds in active:
+        if row.skipped:
+            continue
+        row.stats = summarize(seconds, batch_size)
+        row.peak_memory_mib, kind = _read_peak(backend.device)
+        row.memory_kind = f"{kind}, over the interleaved block of all backends"
+        row.extra["interleaved"] = True
+        log.info("%s batch %d: p50 %.2f ms, %.1f img/s (interleaved)", backend.name, batch_size,
+                 row.stats.p50_ms, row.stats.throughput)
+    return rows

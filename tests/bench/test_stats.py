@@ -124,3 +124,30 @@ def test_row_budget_cuts_iterations_and_skips_hopeless_rows():
     hopeless = _SlowBackend(0.15)
     (row,) = measure_latency(hopeless, pool, [1], warmup=3, iters=10, row_budget_s=0.1)
     assert row.stats is None and "over budget" in row.skipped and hopeless.calls == 1
+
+
+def test_interleaved_rounds_rotate_and_skip_unavailable():
+    from bench.backends import Unavailable
+    from bench.inputs import InputPool
+    from bench.latency import measure_interleaved
+
+    pool = InputPool(("a",), (np.zeros((4, 4, 3), np.uint8),), (b"",), np.zeros((1, 3, 4, 4), np.float32), (None,))
+    order: list[str] = []
+
+    class Logged(_SlowBackend):
+        def __init__(self, name, seconds):
+            super().__init__(seconds)
+            self.name = name
+
+        def run(self, staged):
+            order.append(self.name)
+            super().run(staged)
+
+    a, b = Logged("a", 0.001), Logged("b", 0.004)
+    rows = measure_interleaved([a, Unavailable("gpu-only", "no CUDA device"), b], pool, 2, warmup=1, iters=4)
+    assert [r.backend for r in rows] == ["a", "gpu-only", "b"]
+    assert rows[1].skipped == "no CUDA device" and rows[1].stats is None
+    assert order[:2] == ["a", "b"]  # warmup, one each
+    assert order[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # rounds rotate who goes first
+    assert rows[0].stats.count == rows[2].stats.count == 4
+    assert rows[2].stats.p50_ms > rows[0].stats.p50_ms  # b really is the slower one
