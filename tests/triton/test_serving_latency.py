@@ -1,0 +1,28 @@
+"""bench/serving_latency.py on the tiny model: both paths give the same mask, figures are consistent."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = [pytest.mark.needs_triton, pytest.mark.needs_data]
+
+
+def test_measure_compares_the_same_masks_and_splits_the_time(tiny_onnx, data_root):
+    from banet import spec
+    from bench.serving_latency import markdown, measure, pick_images
+
+    images = pick_images(data_root)
+    assert set(images) == {"kvasir_1920x1072", "isic_256x192"}
+    # measure() raises if a Triton mask differs from the in-process mask of the same image
+    result = measure(tiny_onnx, images, reps=2, warmup=1)
+    for label, r in result.items():
+        assert r["reps"] == 2 and len(r["samples_ms"]["triton_e2e"]) == 2
+        for model in (spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL, spec.ENSEMBLE_MODEL):
+            assert r["triton_models"][model]["count"] == 2, (label, model)
+        med = r["median_ms"]
+        assert 0 < med["inproc_pre"] + med["inproc_net"] + med["inproc_post"] <= med["inproc_total"] * 1.01
+        assert 0 < r["triton_pre_post_share"] < 1
+    assert result["kvasir_1920x1072"]["size_hw"] == [1072, 1920]
+    text = markdown({"command": "pytest", "machine": {"cpu": "cpu", "cores": 2, "date": "today"},
+                     "models": {"tiny": result}})
+    assert "kvasir_1920x1072" in text and "isic_256x192" in text
