@@ -94,6 +94,8 @@ class TritonSegmenter:
         self.timeout_s, self.retries = timeout_s, retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._local = threading.local()
+        self._clients: list = []  # every thread's client, so that close() closes them all
+        self._clients_lock = threading.Lock()
 
     @property
     def client(self):
@@ -110,6 +112,8 @@ class TritonSegmenter:
                 ("grpc.max_receive_message_length", receive),
             ])
             self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
         return client
 
     def is_ready(self) -> bool:
@@ -189,10 +193,12 @@ class TritonSegmenter:
         return [Prediction(masks[i], bounds[i], int(areas[i]), latency, attempts) for i in range(len(data))]
 
     def close(self) -> None:
-        client = getattr(self._local, "client", None)
-        if client is not None:
+        """Close the gRPC channels of every thread that used this segmenter."""
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
             client.close()
-            self._local.client = None
+        self._local = threading.local()
 
 
 # --- many files: the engine behind banet-client --------------------------------------------------
