@@ -63,6 +63,32 @@ def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), roun
     return out
 
 
+def calibration_sweep(manifest: dict, config: ExportConfig, methods: list[str]) -> list[dict]:
+    """Re-quantize the FP32 graph with each calibration method and score it with the same gate."""
+    from banet.checkpoint import model_from_checkpoint
+    from banet.inference import torch_runner
+    from export import parity
+    from export.onnxruntime import ort_runner
+    from export.precision import quantize_int8, select_calibration_images
+
+    folder, size = Path(manifest["directory"]), manifest["image_size"]
+    model, _ = model_from_checkpoint(config.checkpoint)
+    data = parity.load_parity_set(manifest["parity_data"]["source"], count=config.parity_count)
+    ref = parity.reference(torch_runner(model), data, image_size=size)
+    calib = select_calibration_images(parity.image_paths(str(config.calib_data)), config.calib_count,
+                                      source=str(config.calib_data))
+    rows = []
+    for method in methods:
+        started = time.perf_counter()
+        path = quantize_int8(folder / "model.onnx", folder / f"sweep_int8_{method}.onnx", calib,
+                             image_size=size, method=method)
+        seconds = time.perf_counter() - started
+        result = parity.score(ort_runner(path, threads=config.threads), data, ref, artifact=path.name,
+                              precision="int8", image_size=size, gate=config.gate("int8"))
+        rows.append({"method": method, "calibration_seconds": seconds, **result.to_dict()})
+    return rows
+
+
 def to_markdown(report: dict) -> str:
     m = report["manifest"]
     lines = [f"# Export: {report['name']}", "",
@@ -90,6 +116,15 @@ def to_markdown(report: dict) -> str:
     ref = next((a["parity"]["reference_ja"] for a in m["artifacts"] if a.get("parity")), None)
     if ref is not None:
         lines += ["", f"FP32 PyTorch reference JA: {ref:.2f} points."]
+    if report.get("calibration_sweep"):
+        lines += ["", "## INT8 calibration methods (same images, same gate)", "",
+                  "| method | calibration s | agreement (mean / worst) | worst image | JA change (pts) | gate |",
+                  "|---|---|---|---|---|---|"]
+        for r in report["calibration_sweep"]:
+            change = "-" if r["ja_loss"] is None else f"{-r['ja_loss']:+.2f}"
+            lines.append(f"| {r['method']} | {r['calibration_seconds']:.1f} | {r['mean_agreement']:.4f} / "
+                         f"{r['worst_agreement']:.4f} | {r['worst_image']} | {change} | "
+                         f"{'pass' if r['passed'] else 'fail'} |")
     lines += ["", "## ONNX Runtime CPU latency (ratios against FP32, same run, interleaved)", "",
               "| batch | artifact | median ms | p90 ms | ratio vs FP32 |", "|---|---|---|---|---|"]
     for batch, rows in report["latency"].items():
@@ -117,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int)
     p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
     p.add_argument("--force", action="store_true", help="replace existing results files")
+    p.add_argument("--calib-sweep", help="comma-separated calibration methods to compare for INT8 (e.g. minmax,percentile)")
     args = p.parse_args(argv)
 
     results = Path(args.results)
@@ -133,10 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(manifest["directory"])
         paths = {a["precision"]: folder / a["path"] for a in manifest["artifacts"]}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
+        sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None
     report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "export.report",
                                                         *(argv if argv is not None else sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-              "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds}
+              "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds,
+              "calibration_sweep": sweep}
     results.mkdir(parents=True, exist_ok=True)
     targets[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
     targets[1].write_text(to_markdown(report))
