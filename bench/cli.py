@@ -81,9 +81,10 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
-    p.add_argument("--sequential", action="store_true",
-                   help="time each backend's calls in one block instead of interleaving the backends call by "
-                        "call (interleaving is fairer on a shared machine; sequential gives per-backend peak memory)")
+    p.add_argument("--interleave", action="store_true",
+                   help="interleave the backends call by call instead of one block per backend (spreads load "
+                        "from elsewhere over all rows; but on the CPU the runtimes' spinning thread pools then "
+                        "compete: set OMP_WAIT_POLICY=PASSIVE, see docs/bench.md)")
     p.add_argument("--row-budget", type=float, default=None, metavar="SECONDS",
                    help="cap on one backend x batch-size row: fewer timed calls (>= 3) on slow paths, "
                         "skipped with the reason when one call exceeds it (default: no cap)")
@@ -119,7 +120,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     return BenchConfig(
         checkpoint=str(a.checkpoint) if a.checkpoint else None, preset=a.preset,
         artifacts=str(a.artifacts) if a.artifacts else None, url=a.url, serve=str(a.serve) if a.serve else None,
-        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, interleave=not a.sequential, pool_images=a.pool_images,
+        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, interleave=a.interleave, pool_images=a.pool_images,
         parity_images=a.parity_images, concurrency=a.concurrency,
         load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
@@ -246,7 +247,9 @@ def _parity(cfg: BenchConfig, reference, backends, size: int):
     # a strip of examples: FP32 PyTorch vs the FP16 and INT8 ONNX artifacts, where they ran
     shown = [reference] + [b for b in backends if b.name in ("ort-fp16@cpu", "ort-int8@cpu", "ort-fp16@cuda",
                                                               "ort-int8@cuda") and b.available()[0]]
-    picks = list(range(min(4, len(data.images))))
+    # the worst image of each shown backend first (where they disagree), then the first images
+    worst = [r["worst_image"] for r in rows if r["backend"] in {b.name for b in shown} and not r.get("skipped")]
+    picks = list(dict.fromkeys([data.names.index(n) for n in worst] + list(range(len(data.images)))))[:4]
     examples = [{"name": data.names[i], "image": data.images[i],
                  "truth": None if data.truths is None else data.truths[i], "masks": {}} for i in picks]
     for backend in shown:

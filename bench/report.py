@@ -148,8 +148,11 @@ def plot_load(rows: list[dict], path: Path) -> Path | None:
         ax2.plot(c, [r["p99_ms"] for r in sub], marker="x", linestyle="--", label=f"{tool} p99")
     ax1.set(xlabel="concurrency", ylabel="images/s", title="Triton throughput vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
     ax2.set(xlabel="concurrency", ylabel="ms", title="Triton latency vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
+    from matplotlib.ticker import NullFormatter
+
     for ax in (ax1, ax2):
         ax.set_xticklabels(["1", "2", "4", "8"])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
