@@ -107,9 +107,18 @@ class TritonSegmenter:
             limit = spec.MAX_REQUEST_BYTES + 1024 * 1024  # headroom for the request's own framing
             # outputs are uint8 masks at the original size: MAX_IMAGE_PIXELS bytes each, two of them
             receive = 2 * spec.MAX_IMAGE_PIXELS + 1024 * 1024
+            # gRPC's own reconnect backoff grows to minutes after failed connects; cap it at ours so
+            # that a channel that met a stopped server reconnects as soon as the server is back
+            reconnect_ms = int(self.max_backoff_s * 1000)
             client = grpcclient.InferenceServerClient(self.url, channel_args=[
                 ("grpc.max_send_message_length", limit),
                 ("grpc.max_receive_message_length", receive),
+                ("grpc.initial_reconnect_backoff_ms", min(100, reconnect_ms)),
+                ("grpc.min_reconnect_backoff_ms", min(100, reconnect_ms)),
+                ("grpc.max_reconnect_backoff_ms", max(reconnect_ms, 100)),
+                # a new segmenter starts with fresh connections, not with the backoff state that
+                # gRPC's process-wide subchannel pool kept from an earlier failure
+                ("grpc.use_local_subchannel_pool", 1),
             ])
             self._local.client = client
             with self._clients_lock:

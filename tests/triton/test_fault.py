@@ -86,13 +86,15 @@ def test_failed_images_are_reported_and_a_rerun_completes_only_them(model_reposi
     try:
         processing.save_png(np.zeros((8, 8), np.uint8), out / "masks" / "img_00.png")
         processing.save_png(np.zeros((8, 8, 3), np.uint8), out / "overlays" / "img_00.png")
+        seg.close()
+        seg = TritonSegmenter(f"127.0.0.1:{grpc}", timeout_s=30)  # the rerun: a new client, default retries
         second = segment_files(seg, images, out, concurrency=3)
         append_csv(out / "results.csv", second, "run-2")
         forced = segment_files(seg, images[:1], out, concurrency=1, force=True)
     finally:
         seg.close()
         server.stop()
-    assert [r.status for r in second] == ["exists"] + ["ok"] * 5  # existing outputs are skipped, not replaced
+    assert [r.status for r in second] == ["exists"] + ["ok"] * 5, [r.error for r in second]  # skipped, not replaced
     assert forced[0].status == "ok"
     assert processing.load_image(out / "masks" / "img_00.png").shape[:2] == processing.load_image(images[0]).shape[:2]
     with open(out / "results.csv", newline="") as fh:
