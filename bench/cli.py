@@ -111,6 +111,10 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         p.error(f"--checkpoint {a.checkpoint}: file not found")
     if a.serve is not None and not a.serve.is_dir():
         p.error(f"--serve {a.serve}: model repository folder not found")
+    if a.interleave and "torch" not in sys.modules:
+        # interleaved runtimes share the cores: OpenMP workers that spin-wait after each parallel region
+        # (libgomp's default) then steal time from the next backend's call. Must be set before torch loads.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     device = a.device
     if device is None:
@@ -192,6 +196,7 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     if not root or split not in ("train", "val", "test"):
         root, split = cfg.data, None
     pool = load_pool(root, split=split, limit=cfg.pool_images, size=size)
+    machine["env"] = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     result = {"title": "latency, throughput and parity", "tag": cfg.tag, "command": command, "machine": machine,
               "config": asdict(cfg), "model": model_info, "image_size": size,
               "artifacts": None if folder is None else str(folder),

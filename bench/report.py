@@ -52,6 +52,8 @@ def markdown(result: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores; GPU: {gpu}"
         + (f", driver {m['driver']}" if m.get("driver") else ""),
         f"- libraries: " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
+        f"- environment: " + ", ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items() if v) if m.get("env") else "- environment: -",
+        f"- timing: {'backends interleaved call by call' if result.get('config', {}).get('interleave') else 'one block per backend'}",
         f"- model: {result.get('model', {}).get('description', '-')}",
         f"- inputs: {result.get('inputs', '-')}",
         "",
