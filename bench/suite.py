@@ -13,7 +13,6 @@ from pathlib import Path
 from bench.backends import (
     Backend,
     TorchBackend,
-    TorchVariant,
     Unavailable,
     ort_backend,
     tensorrt_backend,

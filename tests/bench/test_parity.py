@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from bench.backends import RunnerBackend, TorchBackend, TorchVariant, Unavailable, ort_backend
