@@ -121,8 +121,8 @@ def plot_latency(rows: list[dict], path: Path) -> Path | None:
         ax.scatter([r["p99_ms"] for r in sub], y, marker="|", s=200, color="tab:red", label="p99", zorder=3)
         ax.set_yticks(y, [r["backend"] for r in sub])
         ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("latency per batch (ms, log scale)")
+        ax.set_xlim(left=0)  # bars from zero: their lengths compare as ratios
+        ax.set_xlabel("latency per batch (ms)")
         ax.set_title(f"batch {size}")
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].legend(loc="lower right")
@@ -234,3 +234,26 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.report --replot RESULT.json``: redraw the latency and load plots from a result."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--replot", type=Path, required=True, help="a banet-bench result JSON")
+    args = parser.parse_args(argv)
+    if not args.replot.is_file():
+        parser.error(f"{args.replot}: file not found")
+    result = json.loads(args.replot.read_text())
+    stem = args.replot.with_suffix("")
+    for kind, plot in (("latency", plot_latency), ("load", plot_load)):
+        path = plot(result.get(kind, []), Path(f"{stem}_{kind}.png"))
+        if path is not None:
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
