@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 
+def _same(name: str, backend: str) -> bool:
+    """``ort-fp32@cpu`` also matches ``ort-fp32@cpu-t2`` (the same backend with --threads)."""
+    return name == backend or name.startswith(backend + "-t")
+
+
 def _p50(latency: list[dict], backend: str, batch: int) -> float | None:
     for row in latency:
-        if row["backend"] == backend and row["batch_size"] == batch and not row.get("skipped"):
+        if _same(row["backend"], backend) and row["batch_size"] == batch and not row.get("skipped"):
             return row["p50_ms"]
     return None
 
 
 def _throughput(latency: list[dict], backend: str, batch: int) -> float | None:
     for row in latency:
-        if row["backend"] == backend and row["batch_size"] == batch and not row.get("skipped"):
+        if _same(row["backend"], backend) and row["batch_size"] == batch and not row.get("skipped"):
             return row["throughput"]
     return None
 
 
 def _passed(parity: list[dict], backend: str) -> bool | None:
     for row in parity:
-        if row["backend"] == backend and not row.get("skipped"):
+        if _same(row["backend"], backend) and not row.get("skipped"):
             return bool(row["passed"])
     return None
 

@@ -48,3 +48,18 @@ def test_write_refuses_to_overwrite(tmp_path):
     with pytest.raises(FileExistsError, match="--force"):
         write_results(_result(), tmp_path, stem="s")
     assert write_results(_result(), tmp_path, stem="s", force=True)["md"].is_file()
+
+
+def test_goals_from_rows_of_the_same_run():
+    from bench.goals import evaluate
+
+    def row(name, p50):
+        return {"backend": name, "batch_size": 1, "device": "cpu", "p50_ms": p50, "throughput": 1000 / p50,
+                "skipped": None}
+
+    latency = [row("torch-fp32@cpu", 30.0), row("ort-fp32@cpu-t2", 20.0), row("ort-int8@cpu-t2", 10.0)]
+    parity = [{"backend": "ort-int8@cpu-t2", "passed": False, "skipped": None}]
+    goals = {g["goal"][:12]: g for g in evaluate(latency, parity, reference="torch-fp32@cpu")}
+    assert goals["ORT INT8 vs "]["achieved"] == "2.00x" and goals["ORT INT8 vs "]["met"] is False  # gate failed
+    assert goals["ORT FP32 vs "]["achieved"] == "1.50x" and goals["ORT FP32 vs "]["met"] is True
+    assert all(g["met"] is None and "no CUDA GPU" in g["note"] for g in goals.values() if "TensorRT" in g["goal"])
