@@ -21,7 +21,7 @@ from banet.spec import ONNX_OPSET, OPT_BATCH_SIZE
 from export import parity
 from export.onnx import OnnxExportError
 from export.pipeline import BACKENDS, PRECISIONS, ExportConfig, ExportError, GateFailed, run_export
-from export.precision import CALIBRATION_METHODS, CalibrationError
+from export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, CalibrationError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--int8", action="store_true", help="also write an INT8 Q/DQ graph (needs --calib-data)")
     g.add_argument("--calib-data", help="calibration images: a folder or ROOT:SPLIT (e.g. ../shared/data/kvasir-seg:train)")
     g.add_argument("--calib-count", type=int, default=256)
-    g.add_argument("--calib-method", choices=CALIBRATION_METHODS, default="minmax")
+    g.add_argument("--calib-method", choices=CALIBRATION_METHODS, default=DEFAULT_CALIBRATION_METHOD)
     g = p.add_argument_group("accuracy gate")
     g.add_argument("--parity-data", help="held-out images: a folder or ROOT:SPLIT (default: Kvasir-SEG test split)")
     g.add_argument("--parity-count", type=int, help="use this many parity images (default: all)")

@@ -35,7 +35,7 @@ from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, simplify_onnx
 from export.onnxruntime import ort_runner
-from export.precision import CALIBRATION_METHODS, quantize_int8, select_calibration_images
+from export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, quantize_int8, select_calibration_images
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class ExportConfig:
     int8: bool = False
     calib_data: str | None = None
     calib_count: int = 256
-    calib_method: str = "minmax"
+    calib_method: str = DEFAULT_CALIBRATION_METHOD
     parity_data: str | None = None
     """A folder or ``ROOT:SPLIT``; None takes the Kvasir-SEG test split under ``BANET_DATA``."""
     parity_count: int | None = None
@@ -243,7 +243,7 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         info = check_onnx(path, opset=config.opset)
         artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
                           "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
-                          "(QDQ, per-channel, symmetric int8 activations and weights)",
+                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8; metadata banet.int8_nodes)",
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
 
@@ -346,7 +346,8 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
     try:
         written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"],
                                    backend=config.backend, engine_path=engine_path,
-                                   max_batch_size=MAX_BATCH_SIZE, force=config.force)
+                                   max_batch_size=MAX_BATCH_SIZE, image_size=int(config.image_size or IMAGE_SIZE),
+                                   force=config.force)
     except RepositoryError as err:
         raise ExportError(f"artifacts are in {final}, but the repository was not written: {err}") from None
     log.info("promoted %s into %s", chosen["name"], config.repository)

@@ -7,7 +7,12 @@ consumer (ONNX Runtime, TensorRT, Triton) runs exactly that graph.
 - FP16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with ``keep_io_types=True``
   (I/O stay float32, so clients and Triton configs do not change).
 - INT8: ONNX Runtime's ``quantize_static`` in QDQ format, per-channel weights, symmetric int8
-  activations and weights (the form TensorRT consumes), calibrated on real images.
+  activations and weights (the form TensorRT consumes), calibrated on real images. Only the
+  compute-heavy convolutions get Q/DQ (the largest ones that together hold ``mac_coverage`` of the
+  graph's convolution multiply-accumulates, never the stem conv on the image or the final conv);
+  everything else (small 1x1 convs, high-resolution early layers, the head, the parameter-free
+  attention Sigmoid/Mul/Add, Resize, Concat) stays float, as TensorRT explicit quantization is
+  usually done. Quantizing every op failed the INT8 gate on the trained tiny model (docs/export.md).
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from banet.spec import NETWORK_INPUT
 log = logging.getLogger(__name__)
 
 CALIBRATION_METHODS = ("minmax", "percentile")
+DEFAULT_CALIBRATION_METHOD = "percentile"
+PERCENTILE = 99.999
+"""Percentile calibration clips each activation range at this percentile of ``|x|`` (ORT's default)."""
+DEFAULT_MAC_COVERAGE = 0.75
+"""Share of the convolution multiply-accumulates to run in INT8 (the largest convs first)."""
+INT8_OP_TYPES = ("Conv",)
 """ORT's ``Entropy`` is left out on purpose: ``quantize_static`` does not pass a histogram bin count
 to it, and with its defaults (128 bins, 128 quantized bins) the KL search has a single candidate, so
 it returns exactly the MinMax ranges (every scale identical, checked on the BA-Net graph)."""
@@ -112,14 +123,77 @@ def select_calibration_images(paths: Sequence[Path], count: int, *, source: str)
     return [paths[i] for i in picks]
 
 
+def conv_macs(model) -> dict[str, int]:
+    """Multiply-accumulates per image of every ``Conv`` node of a shape-inferred ONNX ``model``, by node name."""
+    from onnx import numpy_helper
+
+    values = [*model.graph.value_info, *model.graph.output]
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
+    weights = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
+    macs = {}
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        out = shapes.get(node.output[0])
+        if node.input[1] not in weights or not out or len(out) != 4 or not all(out[2:]):
+            raise ValueError(f"conv {node.name!r}: no static weight or output shape; run shape inference first")
+        macs[node.name] = int(np.prod(weights[node.input[1]])) * out[2] * out[3]
+    return macs
+
+
+def select_int8_convs(model, coverage: float = DEFAULT_MAC_COVERAGE) -> list[str]:
+    """Names of the ``Conv`` nodes to quantize: the largest by MACs until ``coverage`` of all conv MACs.
+
+    The stem (a conv reading a graph input) and the final convs (no conv after them: the 1-channel
+    head) are never picked: they are cheap here and the most sensitive to rounding. ``model`` must
+    be shape-inferred (:func:`conv_macs`); ``coverage`` in (0, 1].
+    """
+    if not 0.0 < coverage <= 1.0:
+        raise ValueError(f"MAC coverage must be in (0, 1], got {coverage}")
+    macs = conv_macs(model)
+    inputs = {i.name for i in model.graph.input}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def feeds_a_conv(node) -> bool:
+        seen, todo = set(), list(node.output)
+        while todo:
+            for nxt in consumers.get(todo.pop(), []):
+                if nxt.op_type == "Conv":
+                    return True
+                if id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    todo.extend(nxt.output)
+        return False
+
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    kept_float = {n.name for n in convs if n.input[0] in inputs or not feeds_a_conv(n)}
+    total = sum(macs.values())
+    picked, covered = [], 0
+    for name in sorted((k for k in macs if k not in kept_float), key=lambda k: (-macs[k], k)):
+        if covered >= coverage * total:
+            break
+        covered += macs[name]
+        picked.append(name)
+    log.info("INT8 convs: %d of %d (%.0f %% of conv MACs); float: stem/head %s", len(picked), len(convs),
+             100.0 * sum(macs[n] for n in picked) / total, sorted(kept_float))
+    return picked
+
+
 def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence[Path], *, image_size: int,
-                  method: str = "minmax", progress: Callable[[int], None] | None = None) -> Path:
+                  method: str = DEFAULT_CALIBRATION_METHOD, mac_coverage: float = DEFAULT_MAC_COVERAGE,
+                  progress: Callable[[int], None] | None = None) -> Path:
     """Write an INT8 Q/DQ copy of the FP32 graph ``src`` calibrated on ``calibration_images``.
 
-    ``method`` is one of :data:`CALIBRATION_METHODS` (ORT's MinMax, or Percentile at 99.999 %).
+    ``method`` is one of :data:`CALIBRATION_METHODS` (ORT's MinMax, or Percentile at
+    :data:`PERCENTILE`). Only the convs chosen by :func:`select_int8_convs` (``mac_coverage``) get
+    Q/DQ; their names are written into the graph's metadata (``banet.int8_nodes``).
     """
     import tempfile
 
+    import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -130,12 +204,19 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference + graph cleanup first, as ORT's quantization guide recommends
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        nodes = select_int8_convs(onnx.load(str(prepared)), mac_coverage)
         quantize_static(
             str(prepared), str(dst), _ImageReader(calibration_images, image_size, progress),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(INT8_OP_TYPES), nodes_to_quantize=nodes,
             calibrate_method=calibrate,
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": PERCENTILE},
         )
-    log.info("wrote INT8 Q/DQ graph %s (%s calibration on %d images)", dst, method, len(calibration_images))
+    quantized = onnx.load(str(dst))
+    recipe = f"{method} calibration on {len(calibration_images)} images; Q/DQ on {len(nodes)} convs ({mac_coverage:.0%} of conv MACs)"
+    for key, value in (("banet.int8_recipe", recipe), ("banet.int8_nodes", ",".join(nodes))):
+        quantized.metadata_props.add(key=key, value=value)
+    onnx.save(quantized, str(dst))
+    log.info("wrote INT8 Q/DQ graph %s (%s)", dst, recipe)
     return Path(dst)

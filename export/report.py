@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from export.pipeline import ExportConfig, run_export
+from export.precision import DEFAULT_CALIBRATION_METHOD
 
 
 def machine() -> dict:
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--calib-data", required=True)
     p.add_argument("--calib-count", type=int, default=256)
-    p.add_argument("--calib-method", default="minmax")
+    p.add_argument("--calib-method", default=DEFAULT_CALIBRATION_METHOD)
     p.add_argument("--parity-data")
     p.add_argument("--parity-count", type=int)
     p.add_argument("--image-size", type=int)

@@ -62,3 +62,31 @@ def test_too_little_calibration_data_is_a_clear_error(kvasir):
         select_calibration_images(paths, 2, source="x")
     picked = select_calibration_images(paths, 10, source="x")
     assert len(set(picked)) == 10 and picked[0] == paths[0] and picked[-1] == paths[-1]
+
+
+def test_int8_quantizes_only_the_heavy_convs(exported):
+    """Q/DQ only in front of the chosen convs; stem, head and the attention element-wise ops stay float."""
+    from export.precision import DEFAULT_MAC_COVERAGE, conv_macs, select_int8_convs
+
+    model = onnx.load(str(_artifact(exported, "onnx_int8")[0]))
+    meta = {p.key: p.value for p in model.metadata_props}
+    chosen = set(meta["banet.int8_nodes"].split(","))
+    assert chosen and "calibration" in meta["banet.int8_recipe"]
+    produced_by = {out: node for node in model.graph.node for out in node.output}
+
+    def dequantized(name: str) -> bool:
+        return name in produced_by and produced_by[name].op_type == "DequantizeLinear"
+
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert {n.name for n in convs if dequantized(n.input[1])} == chosen, "exactly the chosen convs have int8 weights"
+    assert convs[0].name not in chosen and convs[-1].name not in chosen, "stem and head stay float"
+    # Sigmoid/Mul of the attention blocks, Resize and Concat never read an int8 tensor
+    reading_int8 = {n.op_type for n in model.graph.node if any(dequantized(i) for i in n.input)}
+    assert not reading_int8 & {"Sigmoid", "Mul", "Resize", "Concat"}, reading_int8
+
+    fp32 = onnx.shape_inference.infer_shapes(onnx.load(str(_artifact(exported, "onnx_fp32")[0])))
+    macs = conv_macs(fp32)
+    assert sum(macs[n] for n in chosen) >= DEFAULT_MAC_COVERAGE * sum(macs.values())
+    assert len(select_int8_convs(fp32, 0.3)) < len(chosen) < len(select_int8_convs(fp32, 1.0)) < len(macs)
+    with pytest.raises(ValueError, match="coverage"):
+        select_int8_convs(fp32, 0.0)
