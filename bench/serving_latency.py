@@ -78,9 +78,10 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
     from banet import processing, spec
     from banet.client import TritonSegmenter
     from banet.server import TritonServer, free_port
-    from export.repository import write_repository
+    from export.repository import onnx_image_size, write_repository
 
     session = _session_like_the_server(onnx_path, spinning)
+    size = onnx_image_size(onnx_path) or spec.IMAGE_SIZE
     results = {}
     with tempfile.TemporaryDirectory(prefix="banet-latency-") as tmp:
         repo = Path(tmp) / "model_repository"
@@ -97,7 +98,7 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
                 for _ in range(reps):
                     t0 = time.perf_counter()
                     image = processing.decode_image(data)
-                    batch = processing.preprocess(image)[None]
+                    batch = processing.preprocess(image, size)[None]
                     t1 = time.perf_counter()
                     (logits,) = session.run([spec.NETWORK_OUTPUT.name], {spec.NETWORK_INPUT.name: batch})
                     t2 = time.perf_counter()

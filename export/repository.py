@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
 QUEUE_DELAY_US = 2000
 """Dynamic batching: the longest a request waits for others to join its batch (microseconds)."""
+IMAGE_SIZE_PARAMETER = "image_size"
+"""``banet_preprocess`` config parameter: the side the image is resized to (the network's input size)."""
 MODEL_FILES = {"python_onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
 
 
@@ -46,8 +48,12 @@ class RepositoryConfig:
     max_batch_size: int = spec.MAX_BATCH_SIZE
     instance_count: int = 1
     queue_delay_us: int = QUEUE_DELAY_US
+    image_size: int = spec.IMAGE_SIZE
+    """Network input side: the pre-processing resizes to it, the network config declares it."""
 
     def __post_init__(self) -> None:
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not 1 <= self.max_batch_size <= spec.MAX_BATCH_SIZE:
@@ -62,6 +68,11 @@ class RepositoryConfig:
 # --- config.pbtxt text ---------------------------------------------------------------------------
 def _dims(shape: tuple[int, ...]) -> str:
     return "[ " + ", ".join(str(d) for d in shape) + " ]"
+
+
+def _sized(t: TensorSpec, cfg: RepositoryConfig) -> TensorSpec:
+    """``t`` with its spatial dims set to the repository's image size (network input/output)."""
+    return TensorSpec(t.name, t.dtype, (t.shape[0], cfg.image_size, cfg.image_size))
 
 
 def _tensor(t: TensorSpec, *, optional: bool = False) -> str:
@@ -89,13 +100,14 @@ def _instances(kind: str, count: int) -> str:
 def preprocess_config(cfg: RepositoryConfig) -> str:
     return (_header(spec.PREPROCESS_MODEL, 'backend: "python"', cfg)
             + _io("input", [_tensor(spec.ENCODED_IMAGE)]) + "\n"
-            + _io("output", [_tensor(spec.NETWORK_INPUT), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
-            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count))
+            + _io("output", [_tensor(_sized(spec.NETWORK_INPUT, cfg)), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
+            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count)
+            + f'parameters {{\n  key: "{IMAGE_SIZE_PARAMETER}"\n  value {{ string_value: "{cfg.image_size}" }}\n}}\n')
 
 
 def postprocess_config(cfg: RepositoryConfig) -> str:
     return (_header(spec.POSTPROCESS_MODEL, 'backend: "python"', cfg)
-            + _io("input", [_tensor(spec.NETWORK_OUTPUT), _tensor(spec.ORIGINAL_SIZE),
+            + _io("input", [_tensor(_sized(spec.NETWORK_OUTPUT, cfg)), _tensor(spec.ORIGINAL_SIZE),
                             _tensor(spec.THRESHOLD, optional=True)]) + "\n"
             + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
             + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count))
@@ -109,15 +121,16 @@ def network_config(cfg: RepositoryConfig) -> str:
     }[cfg.backend]
     kind = "KIND_CPU" if cfg.backend == "python_onnxruntime" else "KIND_GPU"
     preferred = tuple(sorted({min(spec.OPT_BATCH_SIZE, cfg.max_batch_size), cfg.max_batch_size}))
+    network_input, network_output = _sized(spec.NETWORK_INPUT, cfg), _sized(spec.NETWORK_OUTPUT, cfg)
     warmup = (
         "model_warmup [\n  {\n    name: \"zeros_batch_1\"\n    batch_size: 1\n    inputs {\n"
         f"      key: \"{spec.NETWORK_INPUT.name}\"\n      value {{\n"
-        f"        data_type: {spec.NETWORK_INPUT.triton_dtype}\n        dims: {_dims(spec.NETWORK_INPUT.shape)}\n"
+        f"        data_type: {network_input.triton_dtype}\n        dims: {_dims(network_input.shape)}\n"
         "        zero_data: true\n      }\n    }\n  }\n]\n"
     )
     return (_header(spec.NETWORK_MODEL, engine, cfg)
-            + _io("input", [_tensor(spec.NETWORK_INPUT)]) + "\n"
-            + _io("output", [_tensor(spec.NETWORK_OUTPUT)]) + "\n"
+            + _io("input", [_tensor(network_input)]) + "\n"
+            + _io("output", [_tensor(network_output)]) + "\n"
             + _batching(cfg, preferred) + _instances(kind, cfg.instance_count) + warmup)
 
 
@@ -173,6 +186,24 @@ def _write_text(path: Path, text: str, *, force: bool) -> None:
     tmp.replace(path)
 
 
+def onnx_image_size(path: str | Path) -> int | None:
+    """The square spatial size of the ONNX model's image input, or None if it is not fixed and square."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf DecodeError and friends
+        raise RepositoryError(f"{path} is not a readable ONNX model ({type(err).__name__}: {err})") from None
+    for tensor in model.graph.input:
+        if tensor.name == spec.NETWORK_INPUT.name:
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.type.tensor_type.shape.dim]
+            if len(dims) == 4 and dims[2] is not None and dims[2] == dims[3]:
+                return int(dims[2])
+            return None
+    raise RepositoryError(f"{path} has no input named {spec.NETWORK_INPUT.name!r} (inputs: "
+                          f"{[t.name for t in model.graph.input]})")
+
+
 def _versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
@@ -182,16 +213,24 @@ def _versions(model_dir: Path) -> list[int]:
 def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = None,
                      engine_path: str | Path | None = None, backend: str = "python_onnxruntime",
                      max_batch_size: int = spec.MAX_BATCH_SIZE, instance_count: int = 1,
-                     force: bool = False) -> Path:
+                     image_size: int | None = None, force: bool = False) -> Path:
     """Generate (or extend) the Triton repository at ``repo_dir``; return the new network version dir.
 
     ``backend``: ``python_onnxruntime`` (ONNX Runtime inside the Python backend, for servers with only
     that backend), ``onnxruntime_onnx`` (Triton's ONNX Runtime backend) or ``tensorrt_plan`` (a TensorRT
     engine built for this GPU with batch profile up to ``spec.MAX_BATCH_SIZE``; needs ``engine_path``).
+    ``image_size`` (the network's input side) is read from the ONNX file when not given, and must
+    agree with it when given; for an engine alone it defaults to ``spec.IMAGE_SIZE``.
     The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
     files that exist with other content are replaced only with ``force``.
     """
-    cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count)
+    if onnx_path is not None and Path(onnx_path).is_file():
+        declared = onnx_image_size(onnx_path)
+        if image_size is not None and declared is not None and image_size != declared:
+            raise RepositoryError(f"{onnx_path} takes {declared}x{declared} images, not the {image_size} asked for")
+        image_size = image_size or declared
+    cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count,
+                           image_size=image_size or spec.IMAGE_SIZE)
     given = engine_path if backend == "tensorrt_plan" else onnx_path
     source = None if given is None else Path(given)
     if source is None:
@@ -254,13 +293,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, default="python_onnxruntime")
     p.add_argument("--max-batch-size", type=int, default=spec.MAX_BATCH_SIZE)
     p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="the network's input side (default: read from the ONNX file, else 256)")
     p.add_argument("--force", action="store_true", help="replace configs/templates that differ")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         version = write_repository(args.out, onnx_path=args.onnx, engine_path=args.engine, backend=args.backend,
                                    max_batch_size=args.max_batch_size, instance_count=args.instance_count,
-                                   force=args.force)
+                                   image_size=args.image_size, force=args.force)
     except (RepositoryError, ValueError) as err:
         print(f"export.repository: {err}", file=sys.stderr)
         return 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +16,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("BANET_DATA", REPO_ROOT.parent / "shared" / "data"))
-
-# pytest's prepend import mode puts tests/ on sys.path for this file; the folder tests/triton would
-# then shadow the real `triton` package, and torch._dynamo (imported by torch.optim) fails on it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 
 def pytest_addoption(parser):
@@ -62,6 +57,12 @@ def pytest_collection_modifyitems(config, items):
         for marker, reason in reasons.items():
             if marker in item.keywords:
                 item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def optional_data_root() -> Path | None:
+    """The real datasets' folder, or None when absent (for fixtures that can do without)."""
+    return DATA_ROOT if (DATA_ROOT / "kvasir-seg").is_dir() else None
 
 
 @pytest.fixture(scope="session")

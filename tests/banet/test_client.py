@@ -1,6 +1,6 @@
 """banet.client without a server: payload checks, file collection, output naming, retries on a dead port.
 
-(The client against a real tritonserver is tested in tests/triton/.)
+(The client against a real tritonserver is tested in tests/triton_repo/.)
 """
 
 from __future__ import annotations

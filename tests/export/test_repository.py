@@ -17,11 +17,21 @@ def _parse(path):
     return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
 
 
+def _onnx_file(path, size: int):
+    """A minimal ONNX graph with the spec's tensor names at ``size`` px (the writer reads its input shape)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    image = helper.make_tensor_value_info(spec.NETWORK_INPUT.name, TensorProto.FLOAT, ["batch", 3, size, size])
+    logits = helper.make_tensor_value_info(spec.NETWORK_OUTPUT.name, TensorProto.FLOAT, ["batch", 3, size, size])
+    graph = helper.make_graph([helper.make_node("Identity", [image.name], [logits.name])], "g", [image], [logits])
+    onnx.save(helper.make_model(graph), path)
+    return path
+
+
 @pytest.fixture()
 def model_file(tmp_path):
-    path = tmp_path / "model.onnx"
-    path.write_bytes(b"not really onnx: the writer only copies it")
-    return path
+    return _onnx_file(tmp_path / "model.onnx", spec.IMAGE_SIZE)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -67,8 +77,13 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
 def test_each_write_adds_a_new_version_and_never_touches_old_ones(tmp_path, model_file):
     repo = tmp_path / "repo"
     first = write_repository(repo, onnx_path=model_file)
-    model_file.write_bytes(b"second model")
-    second = write_repository(repo, onnx_path=model_file)
+    other = _onnx_file(tmp_path / "second.onnx", spec.IMAGE_SIZE)
+    import onnx
+
+    model = onnx.load(str(other))
+    model.graph.name = "second model"
+    onnx.save(model, other)
+    second = write_repository(repo, onnx_path=other)
     assert (first.name, second.name) == ("1", "2")
     assert (first / "model.onnx").read_bytes() != (second / "model.onnx").read_bytes()
 
@@ -102,3 +117,27 @@ def test_module_cli(tmp_path, model_file, capsys):
     assert main(["--onnx", str(model_file), "--out", str(tmp_path / "r")]) == 0
     assert main(["--out", str(tmp_path / "r"), "--backend", "tensorrt_plan"]) == 1
     assert "needs engine_path" in capsys.readouterr().err
+
+
+def test_image_size_flows_into_the_configs(tmp_path):
+    """A model exported at 128 px: pre-processing resizes to 128 and the network declares 128."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    repo = tmp_path / "repo"
+    model_file = _onnx_file(tmp_path / "m128.onnx", 128)
+    write_repository(repo, onnx_path=model_file)  # the size is read from the ONNX input
+    pre = text_format.Parse((repo / spec.PREPROCESS_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert pre.parameters["image_size"].string_value == "128"
+    assert list(pre.output[0].dims) == [3, 128, 128]
+    net = text_format.Parse((repo / spec.NETWORK_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert list(net.input[0].dims) == [3, 128, 128]
+    assert list(net.output[0].dims) == [1, 128, 128]
+    assert list(net.model_warmup[0].inputs[spec.NETWORK_INPUT.name].dims) == [3, 128, 128]
+    with pytest.raises(RepositoryError, match="different content"):  # same repository, other size
+        write_repository(repo, onnx_path=_onnx_file(tmp_path / "m64.onnx", 64))
+    with pytest.raises(RepositoryError, match="takes 128x128 images, not the 256"):
+        write_repository(tmp_path / "other", onnx_path=model_file, image_size=256)
+    (tmp_path / "junk.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(RepositoryError, match="not a readable ONNX model"):
+        write_repository(tmp_path / "other", onnx_path=tmp_path / "junk.onnx")

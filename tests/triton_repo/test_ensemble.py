@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from banet import processing, spec
-from triton_helpers import KVASIR_LARGE, jaccard
+from triton_helpers import KVASIR_LARGE, SERVING_SIZE, jaccard
 
 pytestmark = [pytest.mark.needs_triton]
 
@@ -173,16 +173,17 @@ def test_raw_model_rejects_wrong_dtype_and_shape_and_unknown_model(segmenter):
     from tritonclient.utils import InferenceServerException
 
     client = segmenter.client
-    for array, dtype in ((np.zeros((1, *spec.NETWORK_INPUT.shape), np.float64), "FP64"),
+    served = (3, SERVING_SIZE, SERVING_SIZE)
+    for array, dtype in ((np.zeros((1, *served), np.float64), "FP64"),
                          (np.zeros((1, 3, 64, 64), np.float32), "FP32")):
         tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         with pytest.raises(InferenceServerException, match="data-type|shape|dims"):
             client.infer(spec.NETWORK_MODEL, [tensor])
-    ok = np.zeros((2, *spec.NETWORK_INPUT.shape), np.float32)
+    ok = np.zeros((2, *served), np.float32)
     tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(ok.shape), "FP32")
     tensor.set_data_from_numpy(ok)
-    assert client.infer(spec.NETWORK_MODEL, [tensor]).as_numpy(spec.NETWORK_OUTPUT.name).shape == (2, *spec.NETWORK_OUTPUT.shape)
+    assert client.infer(spec.NETWORK_MODEL, [tensor]).as_numpy(spec.NETWORK_OUTPUT.name).shape == (2, 1, SERVING_SIZE, SERVING_SIZE)
     with pytest.raises(InferenceServerException, match="no_such_model"):
         client.infer("no_such_model", [tensor])
 

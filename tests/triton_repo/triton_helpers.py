@@ -10,6 +10,9 @@ import numpy as np
 from banet import spec
 
 KVASIR_LARGE = "cjyzul1qggwwj07216mhiv5sy"  # 1920x1072, the largest Kvasir-SEG size
+SERVING_SIZE = 128
+"""The tiny model is served at 128 px, not spec.IMAGE_SIZE: the tests then also prove that the
+repository's image size reaches the pre-processing (a mismatch would fail the parity tests)."""
 
 
 def export_tiny_onnx(checkpoint: Path, out: Path) -> Path:
@@ -18,7 +21,7 @@ def export_tiny_onnx(checkpoint: Path, out: Path) -> Path:
     from export.onnx import export_onnx
 
     model, _ = model_from_checkpoint(checkpoint)
-    return export_onnx(model.eval(), out, image_size=spec.IMAGE_SIZE)
+    return export_onnx(model.eval(), out, image_size=SERVING_SIZE)
 
 
 def start_server(repository: Path, **kwargs):

@@ -8,6 +8,7 @@ only handed to the image decoder (never unpickled or evaluated); the byte count 
 decoding and the pixel count from the header before any pixel is decoded.
 """
 
+import json
 import os
 import sys
 
@@ -26,12 +27,15 @@ from banet import processing, spec  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         self.model_name = args["model_name"]
+        # the network's input side, written into config.pbtxt by export.repository
+        parameters = json.loads(args["model_config"]).get("parameters", {})
+        self.image_size = int(parameters.get("image_size", {}).get("string_value", spec.IMAGE_SIZE))
 
     def execute(self, requests):
         responses = []
         for request in requests:
             try:
-                batch, sizes = _preprocess_request(request)
+                batch, sizes = _preprocess_request(request, self.image_size)
             except (processing.ImageDecodeError, ValueError, TypeError) as err:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{self.model_name}: {err}")))
                 continue
@@ -42,7 +46,7 @@ class TritonPythonModel:
         return responses
 
 
-def _preprocess_request(request):
+def _preprocess_request(request, image_size):
     """``(B, 1)`` encoded images -> ``(B, 3, S, S)`` float32 and ``(B, 2)`` int32."""
     items = pb_utils.get_input_tensor_by_name(request, spec.ENCODED_IMAGE.name).as_numpy()
     inputs, sizes = [], []
@@ -53,6 +57,6 @@ def _preprocess_request(request):
         if len(item) > spec.MAX_REQUEST_BYTES:
             raise ValueError(f"{name}: {len(item)} bytes exceeds the limit of {spec.MAX_REQUEST_BYTES} bytes")
         image = processing.decode_image(item, max_pixels=spec.MAX_IMAGE_PIXELS, name=name)
-        inputs.append(processing.preprocess(image))
+        inputs.append(processing.preprocess(image, image_size))
         sizes.append(image.shape[:2])
     return np.stack(inputs).astype(np.float32), np.asarray(sizes, dtype=np.int32)
