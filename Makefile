@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch already in the venv (e.g. a CUDA build on a GPU host) is kept. Override with TORCH=...
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[all,dev]"
+	# Triton's perf_analyzer for the bench's load sweep (optional: its rows are skipped with the reason if absent)
+	$(PY) -m bench.perf_analyzer --setup || echo "perf_analyzer not set up; bench load rows from it will be skipped"
 	touch $@
 
 install: $(VENV)/.installed
