@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from banet.inference import Runner
-from banet.metrics import jaccard
 from banet.spec import MASK_THRESHOLD
 
 from bench.backends import Backend
@@ -56,7 +55,7 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def _score_end_to_end(backend: Backend, data, ref, *, gate, precision: str, batch_size: int,
                       threshold: float) -> dict:
-    from export.parity import ParityResult
+    from export.parity import score_masks
 
     masks = []
     for start in range(0, len(data.images), batch_size):
@@ -65,25 +64,7 @@ def _score_end_to_end(backend: Backend, data, ref, *, gate, precision: str, batc
                       tuple(encode_png(img) for img in images), tuple(img.shape[:2] for img in images))
         backend.prepare(len(images))
         masks.extend(backend.masks(backend.run(backend.stage(batch)), batch, threshold))
-    agreement = [jaccard(a, b) for a, b in zip(masks, ref.masks)]
-    worst = int(np.argmin(agreement))
-    ref_ja = art_ja = loss = None
-    if data.truths is not None and ref.ja is not None:
-        ref_ja = 100.0 * float(np.mean(ref.ja))
-        art_ja = 100.0 * float(np.mean([jaccard(m, t) for m, t in zip(masks, data.truths)]))
-        loss = ref_ja - art_ja
-    mean = float(np.mean(agreement))
-    reasons = []
-    if not mean >= gate.min_agreement:
-        reasons.append(f"mask agreement {mean:.4f} < {gate.min_agreement}")
-    if loss is not None and not loss <= gate.max_ja_loss:
-        reasons.append(f"JA loss {loss:.2f} points > {gate.max_ja_loss}")
-    return ParityResult(
-        artifact=backend.name, precision=precision, images=len(masks), mean_agreement=mean,
-        worst_agreement=float(agreement[worst]), worst_image=data.names[worst],
-        max_abs_logit_diff=float("nan"), reference_ja=ref_ja, artifact_ja=art_ja, ja_loss=loss,
-        gate=gate, passed=not reasons, reasons=tuple(reasons),
-    ).to_dict()
+    return score_masks(masks, data, ref, artifact=backend.name, precision=precision, gate=gate).to_dict()
 
 
 def score_backends(backends: Sequence[Backend], reference_backend: Backend, data, *, image_size: int,

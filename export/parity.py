@@ -146,12 +146,23 @@ def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precis
           image_size: int, gate: Gate | None = None, batch_size: int = 8,
           threshold: float = MASK_THRESHOLD) -> ParityResult:
     """Compare ``run`` (an artifact's runner) with ``ref`` on ``data`` and apply ``gate``."""
-    gate = gate or DEFAULT_GATES[precision]
     logits = predict_logits(run, data.images, batch_size=batch_size, size=image_size)
-    masks = _masks(logits, data.images, threshold)
+    max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(logits, ref.logits))
+    return score_masks(_masks(logits, data.images, threshold), data, ref, artifact=artifact,
+                       precision=precision, gate=gate, max_abs_logit_diff=max_diff)
+
+
+def score_masks(masks: Sequence[np.ndarray], data: ParitySet, ref: Reference, *, artifact: str,
+                precision: str, gate: Gate | None = None,
+                max_abs_logit_diff: float | None = None) -> ParityResult:
+    """Score masks at the images' original sizes against ``ref`` and apply ``gate``.
+
+    The one scoring rule for every backend: those that return logits go through :func:`score`;
+    those that return only masks (Triton end to end) call this directly, without a logit difference.
+    """
+    gate = gate or DEFAULT_GATES[precision]
     agreement = [jaccard(a, b) for a, b in zip(masks, ref.masks)]
     worst = int(np.argmin(agreement))
-    max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(logits, ref.logits))
     ref_ja = art_ja = loss = None
     if data.truths is not None and ref.ja is not None:
         ref_ja = 100.0 * float(np.mean(ref.ja))
@@ -159,16 +170,17 @@ def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precis
         loss = ref_ja - art_ja
     mean_agreement = float(np.mean(agreement))
     reasons = []
-    if not np.isfinite(max_diff):
+    if max_abs_logit_diff is not None and not np.isfinite(max_abs_logit_diff):
         reasons.append("non-finite logits")
     if not mean_agreement >= gate.min_agreement:
         reasons.append(f"mask agreement {mean_agreement:.4f} < {gate.min_agreement}")
     if loss is not None and not loss <= gate.max_ja_loss:
         reasons.append(f"JA loss {loss:.2f} points > {gate.max_ja_loss}")
     result = ParityResult(
-        artifact=artifact, precision=precision, images=len(data.images),
+        artifact=artifact, precision=precision, images=len(masks),
         mean_agreement=mean_agreement, worst_agreement=float(agreement[worst]),
-        worst_image=data.names[worst], max_abs_logit_diff=max_diff,
+        worst_image=data.names[worst],
+        max_abs_logit_diff=float("nan") if max_abs_logit_diff is None else max_abs_logit_diff,
         reference_ja=ref_ja, artifact_ja=art_ja, ja_loss=loss, gate=gate,
         passed=not reasons, reasons=tuple(reasons),
         reference_foreground=float(np.mean([np.count_nonzero(m) / m.size for m in ref.masks])),

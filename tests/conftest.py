@@ -109,3 +109,40 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model, note="tiny random-weight checkpoint for tests")
     return path
+
+
+@pytest.fixture(scope="session")
+def centred_checkpoint(tiny_checkpoint, optional_data_root, tmp_path_factory):
+    """Factory ``size -> Path``: ``tiny_checkpoint`` with its head bias centred on real images.
+
+    ``tiny_checkpoint`` is centred on Gaussian noise; on real photographs its masks can come out
+    empty or full, and two empty masks agree perfectly, which would make every parity check pass
+    trivially. Centred on the first 8 Kvasir-SEG test images at ``size`` px (noise when the data
+    are absent), about half of each real image is foreground, so mask boundaries exist and move
+    when the numbers do. One file per size, made once per session.
+    """
+    import torch
+
+    from banet import processing
+    from banet.checkpoint import model_from_checkpoint, save_checkpoint
+    from banet.data.pairs import find_pairs
+
+    made: dict[int, Path] = {}
+
+    def make(size: int) -> Path:
+        if size in made:
+            return made[size]
+        model, _ = model_from_checkpoint(tiny_checkpoint)
+        if optional_data_root is not None:
+            pairs = find_pairs(optional_data_root / "kvasir-seg", "test")[:8]
+            batch = np.stack([processing.preprocess(processing.load_image(p.image), size) for p in pairs])
+        else:
+            batch = np.random.default_rng(0).normal(size=(4, 3, size, size)).astype(np.float32)
+        with torch.no_grad():
+            model.head.bias -= model(torch.from_numpy(batch)).median()
+        path = tmp_path_factory.mktemp(f"centred-{size}") / "tiny_centred.pt"
+        save_checkpoint(path, model, note=f"tiny random weights, head bias centred on real images at {size} px")
+        made[size] = path
+        return path
+
+    return make

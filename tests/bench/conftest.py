@@ -5,30 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 BENCH_SIZE = 64
 
 
 @pytest.fixture(scope="session")
-def bench_checkpoint(tiny_checkpoint, kvasir_test_pairs, tmp_path_factory) -> Path:
-    """``tiny_checkpoint`` with the head bias centred on real Kvasir-SEG images: about half of each
-    image is foreground, so masks have boundaries and parity numbers can move (two empty masks
-    would agree perfectly and make every parity check pass)."""
-    import torch
-
-    from banet import processing
-    from banet.checkpoint import model_from_checkpoint, save_checkpoint
-
-    model, _ = model_from_checkpoint(tiny_checkpoint)
-    batch = np.stack([processing.preprocess(processing.load_image(img), BENCH_SIZE)
-                      for img, _ in kvasir_test_pairs[:8]])
-    with torch.no_grad():
-        model.head.bias -= model(torch.from_numpy(batch)).median()
-    path = tmp_path_factory.mktemp("bench-ckpt") / "tiny_real.pt"
-    save_checkpoint(path, model, note="tiny random weights, bias centred on real images")
-    return path
+def bench_checkpoint(centred_checkpoint, data_root) -> Path:
+    """The tiny checkpoint centred on real Kvasir-SEG images at BENCH_SIZE px (see ``centred_checkpoint``)."""
+    return centred_checkpoint(BENCH_SIZE)
 
 
 @pytest.fixture(scope="session")

@@ -5,34 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 EXPORT_SIZE = 64
 
 
 @pytest.fixture(scope="session")
-def real_tiny_checkpoint(tiny_checkpoint, kvasir_test_pairs, tmp_path_factory) -> Path:
-    """``tiny_checkpoint`` with its head bias re-centred on real Kvasir-SEG images.
-
-    The conftest checkpoint is centred on Gaussian noise; on real photographs its masks can come out
-    empty, and two empty masks agree perfectly, which would make every parity check pass trivially.
-    Here about half of each real image is foreground, so mask boundaries exist and move when the
-    numbers do.
-    """
-    import torch
-
-    from banet import processing
-    from banet.checkpoint import model_from_checkpoint, save_checkpoint
-
-    model, _ = model_from_checkpoint(tiny_checkpoint)
-    batch = np.stack([processing.preprocess(processing.load_image(img), EXPORT_SIZE)
-                      for img, _ in kvasir_test_pairs[:8]])
-    with torch.no_grad():
-        model.head.bias -= model(torch.from_numpy(batch)).median()
-    path = tmp_path_factory.mktemp("ckpt-real") / "tiny_real.pt"
-    save_checkpoint(path, model, note="tiny random weights, bias centred on real images")
-    return path
+def real_tiny_checkpoint(centred_checkpoint, data_root) -> Path:
+    """The tiny checkpoint centred on real Kvasir-SEG images at EXPORT_SIZE px (see ``centred_checkpoint``)."""
+    return centred_checkpoint(EXPORT_SIZE)
 
 
 @pytest.fixture(scope="session")

@@ -8,32 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from banet import processing, spec
+from banet import spec
 from triton_helpers import SERVING_SIZE, export_tiny_onnx, start_server
 
 @pytest.fixture(scope="session")
-def serving_checkpoint(tiny_checkpoint, optional_data_root, tmp_path_factory) -> Path:
-    """The tiny checkpoint with its head bias re-centred for real images at SERVING_SIZE.
-
-    Random weights calibrated on noise give near-empty or near-full masks on real photographs at
-    128 px; centring the logits on real images keeps real boundaries in the masks, which is what
-    makes the Triton-vs-PyTorch comparison sensitive.
-    """
-    import torch
-
-    from banet.checkpoint import model_from_checkpoint, save_checkpoint
-
-    model, _ = model_from_checkpoint(tiny_checkpoint)
-    paths = sorted((optional_data_root / "kvasir-seg" / "images").glob("*.jpg"))[:4] if optional_data_root else []
-    if paths:
-        batch = np.stack([processing.preprocess(processing.load_image(p), SERVING_SIZE) for p in paths])
-    else:
-        batch = np.random.default_rng(0).normal(size=(4, 3, SERVING_SIZE, SERVING_SIZE)).astype(np.float32)
-    with torch.no_grad():
-        model.head.bias -= model(torch.from_numpy(batch)).median()
-    path = tmp_path_factory.mktemp("serving_ckpt") / "tiny_serving.pt"
-    save_checkpoint(path, model, note="tiny random-weight checkpoint centred for real images at 128 px")
-    return path
+def serving_checkpoint(centred_checkpoint) -> Path:
+    """The tiny checkpoint centred on real images at SERVING_SIZE: masks with real boundaries make the
+    Triton-vs-PyTorch comparison sensitive (see ``centred_checkpoint``)."""
+    return centred_checkpoint(SERVING_SIZE)
 
 
 @pytest.fixture(scope="session")
