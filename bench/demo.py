@@ -119,6 +119,7 @@ def _plan(args, out: Path) -> list[tuple[str, list[str] | str]]:
          [cli("banet-bench"), "--checkpoint", str(ckpt), "--artifacts", str(export_dir),
           "--url", f"{DEFAULT_HOST}:{args.grpc_port}", "--data", f"{data}:test", "--batch-sizes", "1,8",
           "--iters", "10", "--parity-images", "32", "--load-seconds", "3", "--concurrency", "1,2,4",
+          "--triton-precision", "fp16",  # banet-export promotes the FP16 artifact when --fp16 is given
           "--out", str(out / "bench"), "--tag", "demo"]),
         ("Stop the Triton server", "STOP_SERVER"),
     ]
