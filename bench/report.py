@@ -71,8 +71,10 @@ def markdown(result: dict) -> str:
             [[r["backend"], r["batch_size"], r["p50_ms"], r["p90_ms"], r["p99_ms"], r["mean_ms"],
               r["throughput"], r.get("speedup_vs_reference"), r["peak_memory_mib"]] for r in lat]), ""]
         kinds = sorted({r["memory_kind"] for r in lat if r.get("memory_kind")})
+        counts = sorted({r["count"] for r in lat})
+        calls = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
         out += [f"Peak memory: {'; '.join(kinds)}. Warmup calls excluded; "
-                f"{lat[0]['count']} timed calls per row.", ""]
+                f"{calls} timed calls per row.", ""]
     par = [r for r in result.get("parity", []) if not r.get("skipped")]
     if par:
         out += ["## Parity against FP32 PyTorch (mask Jaccard agreement)", "", _table(

@@ -63,3 +63,13 @@ def test_goals_from_rows_of_the_same_run():
     assert goals["ORT INT8 vs "]["achieved"] == "2.00x" and goals["ORT INT8 vs "]["met"] is False  # gate failed
     assert goals["ORT FP32 vs "]["achieved"] == "1.50x" and goals["ORT FP32 vs "]["met"] is True
     assert all(g["met"] is None and "no CUDA GPU" in g["note"] for g in goals.values() if "TensorRT" in g["goal"])
+
+
+def test_markdown_does_not_claim_one_count_when_rows_differ():
+    # --row-budget cuts iters on slow rows: the summary must not state the first row's count for all rows
+    result = _result()
+    cut = dict(result["latency"][0], backend="torch-bf16@cpu", count=3, iters_cut_from=20)
+    result["latency"] = [dict(result["latency"][0], count=20), cut]
+    md = markdown(result)
+    assert "excluded; 20 timed calls per row" not in md
+    assert "3-20 timed calls per row" in md
