@@ -147,7 +147,8 @@ def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precis
           threshold: float = MASK_THRESHOLD) -> ParityResult:
     """Compare ``run`` (an artifact's runner) with ``ref`` on ``data`` and apply ``gate``."""
     logits = predict_logits(run, data.images, batch_size=batch_size, size=image_size)
-    max_diff = max(float(np.max(np.abs(a - b))) for a, b in zip(logits, ref.logits))
+    # np.max, not max(): the builtin drops a NaN that is not first, and NaN must fail the gate
+    max_diff = float(np.max([np.max(np.abs(a - b)) for a, b in zip(logits, ref.logits)]))
     return score_masks(_masks(logits, data.images, threshold), data, ref, artifact=artifact,
                        precision=precision, gate=gate, max_abs_logit_diff=max_diff)
 
