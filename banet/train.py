@@ -410,11 +410,12 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
                                 augment=augment, generator=generator, autocast=autocast,
                                 channels_last=use_channels_last, bar=bar, max_steps=total_steps, step=step)
         train_s = time.perf_counter() - t0
-        step += parts.pop("steps")
+        steps_done = parts.pop("steps")  # fewer than len(batches) when max_steps ends the epoch early
+        step += steps_done
         bar.close()
         record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
                                   "loss": parts, "train_seconds": train_s,
-                                  "train_images_per_s": (len(batches) * config.batch_size) / max(train_s, 1e-9)}
+                                  "train_images_per_s": (steps_done * config.batch_size) / max(train_s, 1e-9)}
         if d.main:
             val = validate(net, val_ds, device, batch_size=config.val_batch_size, autocast=autocast,
                            channels_last=use_channels_last)

@@ -164,3 +164,11 @@ def test_ddp_two_processes_gloo(synth, tmp_path):
     assert not torch.equal(state["generator_states"][0], state["generator_states"][1])
     model, _ = model_from_checkpoint(out / "last.pt")
     assert torch.isfinite(model(torch.zeros(1, 3, SIZE, SIZE))).all()
+
+
+def test_throughput_counts_only_the_steps_taken(synth, tmp_path):
+    # 10 training images at batch 4 make 2 batches; --max-steps 1 stops after the first, so the
+    # epoch trained on 4 images, not on the 8 of its whole batch list.
+    record = fit(_config(synth, tmp_path / "run", max_steps=1))["history"][0]
+    assert record["step"] == 1
+    assert record["train_images_per_s"] * record["train_seconds"] == pytest.approx(4)
