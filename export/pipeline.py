@@ -108,6 +108,9 @@ class ExportConfig:
             raise ValueError(f"version must be >= 1, got {self.version}")
         if self.image_size is not None and self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        for name in ("parity_count", "batch_size"):  # a zero would only fail in the gate, after the export
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def gate(self, precision: str) -> parity.Gate:
         return parity.Gate(getattr(self, f"min_agreement_{precision}"), getattr(self, f"max_ja_loss_{precision}"))

@@ -97,6 +97,16 @@ def test_int8_needs_calibration_data(tiny_checkpoint, tmp_path, capsys):
     assert "--int8 needs --calib-data" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag, value", [("--parity-count", "0"), ("--batch-size", "0")])
+def test_non_positive_counts_are_refused_before_any_work(tiny_checkpoint, tmp_path, capsys, flag, value):
+    # without the check, a zero got through the whole ONNX export and then died in the gate with
+    # numpy's "zero-size array" (or range()'s "arg 3 must not be zero")
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), flag, value, "-q"])
+    assert rc == 2
+    assert f"{flag.lstrip('-').replace('-', '_')} must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 @pytest.mark.needs_data
 def test_too_little_calibration_data_via_cli(base_args, kvasir, tmp_path, capsys):
     rc = main([*base_args, "--out", str(tmp_path / "x"), "--int8", "--calib-data", f"{kvasir}:val", "--no-engine"])
