@@ -6,7 +6,7 @@ Layouts:
   column whose name ends in ``split``) or, without one, by file-name prefix (``train_``, ``val_``,
   ``test_`` as in ISIC-2017).
 - A plain folder of images (no ``images/`` subfolder): pairs without masks (calibration data,
-  client input).
+  client input); a split there selects by file-name prefix.
 """
 
 from __future__ import annotations
@@ -89,6 +89,11 @@ def find_pairs(
         images = _images_in(root)
         if not images:
             raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+        if split is not None:  # a split is never ignored: without images/ it can only be a prefix
+            images = {n: p for n, p in images.items() if n.startswith(f"{split}_")}
+            if not images:
+                raise DatasetError(f"no images named {split}_* in {root} (a plain image folder: no images/ "
+                                   f"subfolder, so no split file applies); drop the :{split} or point at the dataset root")
         return [Pair(name, path) for name, path in images.items()]
     images = _images_in(image_dir)
     masks = _images_in(mask_dir) if mask_dir.is_dir() else {}

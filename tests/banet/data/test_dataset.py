@@ -90,6 +90,19 @@ def test_split_by_csv_and_by_prefix(tmp_path):
         find_pairs(prefix_root, "test")
 
 
+def test_split_of_a_plain_image_folder_is_not_ignored(tmp_path):
+    # e.g. --calib-data DATA/images:train: the split used to be dropped silently, every image
+    # (test ones included) came back
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("train_1", "train_2", "test_1"):
+        Image.new("RGB", (8, 8)).save(flat / f"{name}.png")
+    assert [p.name for p in find_pairs(flat, "train")] == ["train_1", "train_2"]
+    assert [p.name for p in find_pairs(flat)] == ["test_1", "train_1", "train_2"]
+    with pytest.raises(DatasetError, match=r"val_\*"):
+        find_pairs(flat, "val")
+
+
 def test_pair_without_mask_is_refused(tmp_path):
     _write(tmp_path, "a")
     with pytest.raises(DatasetError, match="no ground-truth mask"):
