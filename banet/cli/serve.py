@@ -57,20 +57,33 @@ def main(argv: list[str] | None = None) -> int:
                           extra_args=tuple(args.triton_arg), startup_timeout_s=args.startup_timeout,
                           log_verbose=args.log_verbose)
     stop = threading.Event()
+    starting = threading.Event()
+    starting.set()
     received: list[int] = []
 
     def on_signal(signum, _frame) -> None:
         received.append(signum)
         stop.set()
+        if starting.is_set() and len(received) == 1:
+            # still waiting for the models: interrupt the wait (TritonServer.start stops the server)
+            # rather than ignore the signal until --startup-timeout
+            raise KeyboardInterrupt
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     try:
         try:
             server.start()
+            starting.clear()
         except ServerError as err:
             print(f"banet-serve: {err}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            starting.clear()
+            code = server.stop()
+            print(f"banet-serve: stopped before the models were ready "
+                  f"(signal {received[0] if received else '?'}, tritonserver status {code})", flush=True)
+            return 0
         if stop.is_set():
             server.stop()
             return 0

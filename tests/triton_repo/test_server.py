@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -120,3 +121,71 @@ def test_restricted_protocols_need_the_admin_header(model_repository):
     finally:
         seg.close()
         server.stop()
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_cli_stops_on_sigterm_while_models_are_still_loading(model_repository, tmp_path):
+    # a model whose initialize never finishes keeps the server not-ready: SIGTERM must still stop
+    # banet-serve promptly and take its tritonserver with it (not wait out --startup-timeout)
+    from banet.server import free_port
+
+    repo = tmp_path / "slow_repo"
+    shutil.copytree(model_repository, repo)
+    slow = repo / "slow_to_load"
+    (slow / "1").mkdir(parents=True)
+    (slow / "config.pbtxt").write_text(
+        'name: "slow_to_load"\nbackend: "python"\nmax_batch_size: 0\n'
+        'input [{ name: "X" data_type: TYPE_FP32 dims: [ 1 ] }]\n'
+        'output [{ name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }]\n')
+    (slow / "1" / "model.py").write_text(
+        "import time\n\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(600)\n\n"
+        "    def execute(self, requests):\n        return []\n")
+    proc = _serve(repo, free_port(), free_port(), extra=("--startup-timeout", "600"))
+    servers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not servers and proc.poll() is None:
+            time.sleep(0.5)
+            servers = _children(proc.pid)
+        assert servers, "banet-serve started no tritonserver"
+        time.sleep(3)  # let it reach the model loads
+        proc.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=90)
+        assert time.monotonic() - started < 60, "SIGTERM waited for the startup timeout"
+        assert proc.returncode == 0, err
+        assert "stopped" in out
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(pid) for pid in servers):
+            time.sleep(0.5)
+        assert not any(_alive(pid) for pid in servers), "tritonserver left running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for pid in servers:  # never leave the server of a failed run behind (it runs in its own session)
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
