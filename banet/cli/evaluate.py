@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = [Path(args.json)] if args.json else []
     if args.out_dir:
         targets += [Path(args.out_dir) / s for s in splits]
+    if args.report:  # checked here too, so a refusal comes before the evaluation and before --json is written
+        targets += [Path(args.report + suffix) for suffix in (".json", ".md")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.force:
         print(f"banet-eval: error: {', '.join(existing)} exist(s); pass --force to replace", file=sys.stderr)

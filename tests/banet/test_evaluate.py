@@ -100,6 +100,19 @@ def test_report_has_command_machine_and_refuses_overwrite(synth, all_foreground_
         write_report([result], tmp_path / "r")
 
 
+def test_existing_report_is_refused_before_any_output(synth, tiny_checkpoint, tmp_path, capsys):
+    # the --report check used to come last: the evaluation ran, --json was written, then exit 2
+    (tmp_path / "r.md").write_text("an earlier report\n")
+    out_json = tmp_path / "val.json"
+    args = [str(tiny_checkpoint), "--data", str(synth), "--split", "val", "--json", str(out_json),
+            "--report", str(tmp_path / "r")]
+    assert eval_main(args) == 2
+    err = capsys.readouterr().err
+    assert "r.md" in err and "--force" in err
+    assert not out_json.exists()
+    assert (tmp_path / "r.md").read_text() == "an earlier report\n"
+
+
 def test_bad_inputs_are_named(synth, tiny_checkpoint, tmp_path, capsys):
     assert eval_main([str(tmp_path / "missing.pt"), "--data", str(synth)]) == 2
     assert "missing.pt" in capsys.readouterr().err
