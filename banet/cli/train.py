@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         result = fit(config, resume=args.resume, force=args.force,
                      bar_factory=lambda **kw: tqdm(leave=False, dynamic_ncols=True, **kw),
                      load_progress=lambda total, desc: tqdm(desc=desc, unit="img", leave=False))
-    except (TrainError, DatasetError, ValueError, FileExistsError) as err:
+    except (TrainError, DatasetError, ValueError, FileExistsError, FileNotFoundError) as err:  # e.g. --imagenet-weights
         print(f"banet-train: error: {err}", file=sys.stderr)
         return 2
     if rank == 0 and result["history"]:

@@ -172,3 +172,11 @@ def test_throughput_counts_only_the_steps_taken(synth, tmp_path):
     record = fit(_config(synth, tmp_path / "run", max_steps=1))["history"][0]
     assert record["step"] == 1
     assert record["train_images_per_s"] * record["train_seconds"] == pytest.approx(4)
+
+
+def test_missing_imagenet_weights_file_is_a_clear_error(synth, tmp_path, capsys):
+    missing = tmp_path / "resnet18.pth"
+    args = ["--data", str(synth), "--out", str(tmp_path / "run"), "--preset", "tiny", "--size", str(SIZE),
+            "--batch-size", "4", "--max-steps", "1", "--workers", "1", "--imagenet-weights", str(missing)]
+    assert train_main(args) == 2  # not a traceback
+    assert str(missing) in capsys.readouterr().err
