@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
 from datetime import datetime, timezone
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "exists", "error")}
     latencies = sorted(r.latency_ms for r in results if r.status == "ok")
     if not args.quiet:
-        median = f"{latencies[len(latencies) // 2]:.1f} ms" if latencies else "-"
+        median = f"{statistics.median(latencies):.1f} ms" if latencies else "-"
         print(f"{counts['ok']} segmented, {counts['exists']} skipped (outputs exist), {counts['error']} failed; "
               f"median latency {median}; results in {out / 'results.csv'}")
         for r in results:

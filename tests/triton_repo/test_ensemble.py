@@ -194,3 +194,26 @@ def test_statistics_extension_reports_each_step(segmenter):
     counts = {m["name"]: int(m.get("inference_count", 0)) for m in stats["model_stats"]}
     for model in (spec.ENSEMBLE_MODEL, spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL):
         assert counts.get(model, 0) >= 1, (model, counts)
+
+
+def test_client_cli_reports_the_median_latency_of_its_csv(triton_server, tmp_path, capsys):
+    # two images of very different sizes: their latencies differ, so the median (their mean) is
+    # neither of them; the summary line must match the latencies the CSV records
+    import csv
+    import re
+    import statistics
+
+    from banet.cli.client import main
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_small.png").write_bytes(_png(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)))
+    (folder / "b_large.png").write_bytes(_png(rng.integers(0, 256, (1600, 1600, 3), dtype=np.uint8)))
+    out = tmp_path / "out"
+    assert main([str(folder), "--url", triton_server.grpc_url, "--out", str(out), "--concurrency", "1"]) == 0
+    printed = float(re.search(r"median latency ([0-9.]+) ms", capsys.readouterr().out).group(1))
+    with open(out / "results.csv", newline="") as fh:
+        latencies = [float(row["latency_ms"]) for row in csv.DictReader(fh)]
+    assert len(latencies) == 2 and abs(latencies[0] - latencies[1]) > 1.0
+    assert printed == pytest.approx(statistics.median(latencies), abs=0.06)
