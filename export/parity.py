@@ -162,6 +162,9 @@ def score_masks(masks: Sequence[np.ndarray], data: ParitySet, ref: Reference, *,
     those that return only masks (Triton end to end) call this directly, without a logit difference.
     """
     gate = gate or DEFAULT_GATES[precision]
+    if len(masks) != len(data.images) or len(ref.masks) != len(data.images):
+        raise ValueError(f"{artifact}: {len(masks)} masks for {len(data.images)} images "
+                         f"({len(ref.masks)} reference masks); every parity image must be scored")
     agreement = [jaccard(a, b) for a, b in zip(masks, ref.masks)]
     worst = int(np.argmin(agreement))
     ref_ja = art_ja = loss = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from export import parity
 
@@ -29,3 +30,16 @@ def test_nan_logits_on_a_later_image_fail_the_gate():
     result = parity.score(nan_on_last, data, ref, artifact="nan", precision="fp16", image_size=SIZE)
     assert np.isnan(result.max_abs_logit_diff)
     assert not result.passed and "non-finite logits" in result.reasons
+
+
+def test_masks_must_cover_every_image():
+    # zip() used to drop the images without a mask: a backend that lost one was scored on the rest
+    data = _data(3)
+
+    def background(batch: np.ndarray) -> np.ndarray:
+        return np.full((len(batch), 1, SIZE, SIZE), -10.0, dtype=np.float32)
+
+    ref = parity.reference(background, data, image_size=SIZE)
+    masks = [np.zeros((SIZE, SIZE), np.uint8)] * 2
+    with pytest.raises(ValueError, match="2 masks for 3 images"):
+        parity.score_masks(masks, data, ref, artifact="short", precision="fp32")
