@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -399,6 +400,12 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
         _write_json(out / "train_config.json", {**config.to_dict(), "model_config": model_config.to_dict(),
                                                 "world_size": d.world})
     paths = {"best": out / "best.pt", "last": out / "last.pt"}
+    if d.main and resume is not None and not paths["best"].exists():
+        # resumed into a new folder: the best so far is the source run's; without it, best.pt would
+        # only appear once a new epoch beat the carried-over best_ja (maybe never)
+        source_best = Path(resume).parent / "best.pt"
+        if source_best.is_file():
+            shutil.copyfile(source_best, paths["best"])
     for epoch in range(start_epoch, config.epochs):
         if step >= total_steps:
             break

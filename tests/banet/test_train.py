@@ -180,3 +180,16 @@ def test_missing_imagenet_weights_file_is_a_clear_error(synth, tmp_path, capsys)
             "--batch-size", "4", "--max-steps", "1", "--workers", "1", "--imagenet-weights", str(missing)]
     assert train_main(args) == 2  # not a traceback
     assert str(missing) in capsys.readouterr().err
+
+
+def test_resume_into_a_new_folder_keeps_a_best_checkpoint(synth, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    fit(_config(synth, first, max_steps=1))
+    # make the first run's best unbeatable, as after a long run resumed for a few more epochs
+    state = load_checkpoint(first / "last.pt")
+    state["best_ja"] = 1.0
+    torch.save(state, first / "last.pt")
+    result = fit(_config(synth, second, epochs=2, max_steps=2), resume=first / "last.pt")
+    assert result["best"] == str(second / "best.pt")
+    assert (second / "best.pt").is_file(), "the run folder must hold the best checkpoint it names"
+    assert (second / "best.pt").read_bytes() == (first / "best.pt").read_bytes()
