@@ -175,12 +175,17 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
-    stamp = result["machine"]["date"][:16].replace(":", "")
+def _result_paths(machine: dict, out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
+    stamp = machine["date"][:16].replace(":", "")
     json_path, md_path = out_dir / f"soak_{stamp}Z.json", out_dir / f"soak_{stamp}Z.md"
     for path in (json_path, md_path):
         if path.exists() and not force:
             raise FileExistsError(f"{path} exists; pass --force to replace it")
+    return json_path, md_path
+
+
+def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
+    json_path, md_path = _result_paths(result["machine"], out_dir, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in ((json_path, json.dumps(result, indent=2) + "\n"), (md_path, markdown(result))):
         tmp = path.with_name(f".{path.name}.tmp")
@@ -210,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     from bench.machine import machine_info
     from banet.server import TritonServer, free_port
 
+    machine = machine_info()  # the result files are named by the start time: refuse before minutes of load
+    try:
+        _result_paths(machine, args.out, force=args.force)
+    except FileExistsError as err:
+        p.error(str(err))
     with tempfile.TemporaryDirectory(prefix="banet-soak-") as tmp:
         repo, model = args.repository, str(args.repository or args.onnx or args.checkpoint)
         if repo is None:
@@ -229,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
     result = {"title": "soak", "command": shlex.join(["python", "-m", "bench.soak", *(argv or sys.argv[1:])]),
-              "machine": machine_info(), "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
+              "machine": machine, "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
               "soak": soak}
     json_path, md_path = write_results(result, args.out, force=args.force)
     print(markdown(result))

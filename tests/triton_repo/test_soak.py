@@ -51,3 +51,21 @@ def test_long_soak(triton_server):
                       rss=triton_server.rss_bytes)
     _check(result)
     assert result["rss_mb"]["end"] < 1.5 * result["rss_mb"]["start"] + 200  # no unbounded growth
+
+
+def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
+    # a soak can run for minutes: an existing result file must stop it up front, not after the load
+    from datetime import datetime, timedelta, timezone
+
+    from bench.soak import main
+
+    out = tmp_path / "results"
+    out.mkdir()
+    now = datetime.now(timezone.utc)
+    for moment in (now, now + timedelta(minutes=1)):  # this minute and the next (the run may cross one)
+        (out / f"soak_{moment.isoformat(timespec='seconds')[:16].replace(':', '')}Z.json").write_text("{}")
+    with pytest.raises(SystemExit) as exc:
+        main(["--repository", str(tmp_path / "no_repository_here"), "--out", str(out), "--duration", "1"])
+    assert exc.value.code == 2
+    assert "exists; pass --force" in capsys.readouterr().err
+    assert all(p.read_text() == "{}" for p in out.iterdir())
