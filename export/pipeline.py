@@ -101,6 +101,9 @@ class ExportConfig:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.promote is not None and self.promote not in PRECISIONS:
             raise ValueError(f"promote must be one of {PRECISIONS}, got {self.promote!r}")
+        if self.repository and self.promote is not None and self.promote not in self.precisions:
+            raise ValueError(f"--promote {self.promote}: no {self.promote} artifact would be exported "
+                             f"(add --{self.promote})")
         if self.int8 and not self.calib_data:
             raise ValueError("--int8 needs --calib-data (a folder of images or ROOT:SPLIT, "
                              "e.g. ../shared/data/kvasir-seg:train)")

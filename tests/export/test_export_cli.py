@@ -107,6 +107,15 @@ def test_non_positive_counts_are_refused_before_any_work(tiny_checkpoint, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
+def test_promoting_a_precision_not_exported_is_refused_before_any_work(tiny_checkpoint, tmp_path, capsys):
+    # it used to run the whole export, write OUT/1, and only then say there was no int8 artifact
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--repository",
+               str(tmp_path / "repo"), "--promote", "int8", "-q"])
+    assert rc == 2
+    assert "--promote int8" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "repo").exists()
+
+
 @pytest.mark.needs_data
 def test_too_little_calibration_data_via_cli(base_args, kvasir, tmp_path, capsys):
     rc = main([*base_args, "--out", str(tmp_path / "x"), "--int8", "--calib-data", f"{kvasir}:val", "--no-engine"])
