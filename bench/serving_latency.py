@@ -38,9 +38,12 @@ def pick_images(data_root: Path) -> dict[str, Path]:
 
     kvasir = next((p for p in sorted((data_root / "kvasir-seg" / "images").glob("*.jpg"))
                    if Image.open(p).size == (1920, 1072)), None)
-    isic = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[0]
+    isic = sorted((data_root / "isic2017" / "images").glob("test_*.jpg"))[:1]
     if kvasir is None:
         raise FileNotFoundError(f"no 1920x1072 Kvasir-SEG image under {data_root}")
+    if not isic:
+        raise FileNotFoundError(f"no ISIC-2017 test image (test_*.jpg) under {data_root / 'isic2017' / 'images'}")
+    isic = isic[0]
     return {"kvasir_1920x1072": kvasir, "isic_256x192": isic}
 
 

@@ -26,3 +26,16 @@ def test_measure_compares_the_same_masks_and_splits_the_time(tiny_onnx, data_roo
     text = markdown({"command": "pytest", "machine": {"cpu": "cpu", "cores": 2, "date": "today"},
                      "models": {"tiny": result}})
     assert "kvasir_1920x1072" in text and "isic_256x192" in text
+
+
+def test_pick_images_names_the_missing_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from bench.serving_latency import pick_images
+
+    images = tmp_path / "kvasir-seg" / "images"
+    images.mkdir(parents=True)
+    Image.fromarray(np.zeros((1072, 1920, 3), np.uint8)).save(images / "frame.jpg")
+    with pytest.raises(FileNotFoundError, match="isic2017"):
+        pick_images(tmp_path)  # a Kvasir-SEG frame but no ISIC test image: named, not an IndexError
