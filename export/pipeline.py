@@ -197,6 +197,9 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
         _write_json(staging / MANIFEST, manifest)
         _write_json(staging / CONFIG_FILE, asdict(config))
         if final.exists():
+            if not config.force:  # it appeared while we worked (another export into OUT): keep it
+                raise FileExistsError(f"{final} was created while this export ran; pass --force to replace "
+                                      "it (or omit --version for a new one)")
             shutil.rmtree(final)  # force: the new version replaces the old one whole
         staging.rename(final)
     finally:

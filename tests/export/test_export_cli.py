@@ -162,3 +162,26 @@ def test_image_size_comes_from_the_checkpoint(tiny_checkpoint):
     assert _image_size(config, payload) == IMAGE_SIZE
     assert _image_size(config, {**payload, "train_config": {"size": 128}}) == 128
     assert _image_size(ExportConfig(checkpoint="x", out="y", image_size=96), {"train_config": {"size": 128}}) == 96
+
+
+@pytest.mark.needs_data
+def test_a_version_that_appears_during_the_export_is_not_deleted(base_args, tmp_path, monkeypatch, capsys):
+    # Another export into the same OUT (same auto version) finishing while this one runs: without
+    # --force its version must survive; the late arrival is refused, not rmtree'd.
+    from export import pipeline
+
+    out = tmp_path / "x"
+    original = pipeline._export_into
+
+    def with_a_concurrent_export(folder, *args, **kwargs):
+        manifest = original(folder, *args, **kwargs)
+        (out / "1").mkdir()
+        (out / "1" / "manifest.json").write_text("the other export\n")
+        return manifest
+
+    monkeypatch.setattr(pipeline, "_export_into", with_a_concurrent_export)
+    assert main([*base_args, "--out", str(out), "--no-engine"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / '1'} was created while this export ran" in err and "--force" in err
+    assert (out / "1" / "manifest.json").read_text() == "the other export\n"
+    assert [p.name for p in out.iterdir()] == ["1"], "the staging folder is cleaned up"
