@@ -148,6 +148,13 @@ def _start_server(number: int, args, out: Path) -> subprocess.Popen:
             str(args.grpc_port), "--http-port", str(args.http_port), "--metrics-port",
             str(args.metrics_port), "--quiet"]
     _banner(f"[{number}] Start the Triton server (embedded tritonserver, loopback only)\n$ {shlex.join(argv)} &")
+    from banet.server import port_free
+
+    for name, port in (("gRPC", args.grpc_port), ("HTTP", args.http_port), ("metrics", args.metrics_port)):
+        # the readiness poll below would take another server on these ports for ours
+        if not port_free(DEFAULT_HOST, port):
+            raise StepFailed(f"step {number}: {name} port {port} on {DEFAULT_HOST} is already in use; "
+                             f"choose another with --{name.lower()}-port")
     log_path = out / "tritonserver.log"
     with open(log_path, "wb") as log_file:
         server = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT)
