@@ -154,9 +154,9 @@ class TorchBackend(TensorBackend):
             if v.compile:
                 model = torch.compile(model)  # default mode: compile time stays in seconds, not minutes
             self._model = model
+        # CUDA graphs are captured at the first run() of this batch size, from the staged input's
+        # shape (the bench's image size, not necessarily spec.IMAGE_SIZE); warmup calls absorb it
         self._graph = None
-        if v.cuda_graph:
-            self._capture(batch_size)
 
     def _forward(self, x):
         import torch
@@ -166,12 +166,10 @@ class TorchBackend(TensorBackend):
         with torch.autocast(self._autocast_device, dtype=self._dtype):
             return self._model(x)
 
-    def _capture(self, batch_size: int) -> None:
+    def _capture(self, shape: tuple[int, ...]) -> None:
         import torch
 
-        from banet.spec import NETWORK_INPUT
-
-        self._static_in = torch.zeros((batch_size, *NETWORK_INPUT.shape), device=self.variant.device)
+        self._static_in = torch.zeros(shape, device=self.variant.device)
         if self.variant.channels_last:
             self._static_in = self._static_in.contiguous(memory_format=torch.channels_last)
         stream = torch.cuda.Stream()
@@ -195,6 +193,8 @@ class TorchBackend(TensorBackend):
     def run(self, staged):
         import torch
 
+        if self.variant.cuda_graph and (self._graph is None or self._static_in.shape != staged.shape):
+            self._capture(tuple(staged.shape))
         if self._graph is not None:
             self._static_in.copy_(staged)
             self._graph.replay()
