@@ -122,7 +122,10 @@ def engine_runner(engine_path: str | Path, device: str = "cuda") -> Runner:
 
     def run(batch: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
-        context.set_input_shape(NETWORK_INPUT.name, tuple(x.shape))
+        if not context.set_input_shape(NETWORK_INPUT.name, tuple(x.shape)):
+            # outside the optimization profile (e.g. batch > MAX_BATCH_SIZE or another image size)
+            raise EngineBuildError(f"{engine_path}: input shape {tuple(x.shape)} is outside the engine's "
+                                   f"optimization profile (batch 1..{MAX_BATCH_SIZE})")
         dims = context.get_tensor_shape(NETWORK_OUTPUT.name)
         out_shape = [dims[i] for i in range(len(dims))]
         y = torch.empty(out_shape, dtype=torch.float32, device=device)
