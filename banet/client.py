@@ -263,8 +263,11 @@ def segment_file(segmenter: TritonSegmenter, image: Path, out_dir: Path, *, forc
         pixels = processing.load_image(image)
         if pixels.shape[:2] != pred.mask.shape:
             raise InferenceError(f"{image}: server mask {pred.mask.shape} != image {pixels.shape[:2]}")
-        processing.save_png(pred.mask, mask_path)
-        processing.save_png(processing.overlay(pixels, pred.mask), overlay_path)
+        # without force, only what is missing is written (a run interrupted between the two files)
+        if force or not mask_path.exists():
+            processing.save_png(pred.mask, mask_path)
+        if force or not overlay_path.exists():
+            processing.save_png(processing.overlay(pixels, pred.mask), overlay_path)
     except (InferenceError, ValueError, TypeError, OSError) as err:
         return FileResult(str(image), "error", error=str(err))
     return FileResult(str(image), "ok", latency_ms=pred.latency_s * 1000.0, area=pred.area,

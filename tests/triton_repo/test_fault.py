@@ -101,3 +101,20 @@ def test_failed_images_are_reported_and_a_rerun_completes_only_them(model_reposi
         rows = list(csv.DictReader(fh))
     assert [r["run_started"] for r in rows] == ["run-1"] * 6 + ["run-2"] * 6
     assert [r["status"] for r in rows[6:]] == ["exists"] + ["ok"] * 5
+
+
+def test_a_half_finished_output_is_completed_without_rewriting_what_exists(segmenter, tmp_path):
+    """A run killed after the mask but before the overlay: the rerun writes the overlay only."""
+    from banet.client import output_paths, segment_file
+
+    image = tmp_path / "in" / "lesion.png"
+    processing.save_png(np.random.default_rng(1).integers(0, 256, size=(40, 52, 3), dtype=np.uint8), image)
+    mask_path, overlay_path = output_paths(tmp_path / "out", image)
+    processing.save_png(np.full((40, 52), 255, np.uint8), mask_path)  # the earlier run's mask (all foreground)
+    before = mask_path.read_bytes()
+    result = segment_file(segmenter, image, tmp_path / "out")
+    assert result.status == "ok", result
+    assert mask_path.read_bytes() == before  # not replaced without --force
+    assert overlay_path.is_file()
+    segment_file(segmenter, image, tmp_path / "out", force=True)
+    assert mask_path.read_bytes() != before  # --force replaces it with the server's (partial) mask
