@@ -36,6 +36,16 @@ class SynthConfig:
         if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1
                 and self.val_fraction + self.test_fraction < 1):
             raise ValueError("val_fraction and test_fraction must be in [0, 1) and sum to less than 1")
+        n_train, n_val, n_test = self.split_counts()
+        if n_train < 1:
+            raise ValueError(f"count {self.count} with val {self.val_fraction} and test {self.test_fraction} "
+                             f"leaves no training image ({n_val} val + {n_test} test)")
+
+    def split_counts(self) -> tuple[int, int, int]:
+        """``(train, val, test)`` image counts; val and test get at least one image when asked for."""
+        n_val = max(1, round(self.count * self.val_fraction)) if self.val_fraction else 0
+        n_test = max(1, round(self.count * self.test_fraction)) if self.test_fraction else 0
+        return self.count - n_val - n_test, n_val, n_test
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -73,16 +83,19 @@ def write_dataset(out: str | Path, config: SynthConfig = SynthConfig(), *, force
     """Write ``OUT/images/synth_NNNN.png``, ``OUT/masks/synth_NNNN.png`` and ``OUT/splits.csv``.
 
     ``splits.csv`` has columns ``name`` and ``split`` (train / val / test), the layout
-    :func:`banet.data.pairs.find_pairs` reads. Refuses a non-empty ``out`` unless ``force``.
+    :func:`banet.data.pairs.find_pairs` reads. Refuses a non-empty ``out`` unless ``force``; with
+    ``force`` the generator's own earlier ``synth_*.png`` files are removed first (other files stay).
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise FileExistsError(f"{out} is not empty; pass --force to write into it")
+    if force:  # a larger earlier set would leave pairs that splits.csv no longer names
+        for folder in (out / "images", out / "masks"):
+            for stale in folder.glob("synth_*.png") if folder.is_dir() else ():
+                stale.unlink()
     rng = np.random.default_rng(config.seed)
-    n_val = max(1, round(config.count * config.val_fraction)) if config.val_fraction else 0
-    n_test = max(1, round(config.count * config.test_fraction)) if config.test_fraction else 0
-    splits = ["val"] * n_val + ["test"] * n_test
-    splits = ["train"] * (config.count - len(splits)) + splits
+    n_train, n_val, n_test = config.split_counts()
+    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
     rows = []
     for i, split in enumerate(splits):
         name = f"synth_{i:04d}"

@@ -40,3 +40,16 @@ def test_bad_config_is_refused():
         SynthConfig(count=1)
     with pytest.raises(ValueError, match="fraction"):
         SynthConfig(val_fraction=0.6, test_fraction=0.5)
+
+
+def test_force_over_a_larger_set_leaves_no_stale_pairs(tmp_path):
+    out = write_dataset(tmp_path / "s", SynthConfig(count=8, size=32))
+    (out / "images" / "notes.txt").write_text("a user's file")  # not the generator's: kept
+    write_dataset(out, SynthConfig(count=4, size=32), force=True)
+    assert len(find_pairs(out)) == 4  # the whole folder, not only what splits.csv names
+    assert (out / "images" / "notes.txt").is_file()
+
+
+def test_a_config_without_training_images_is_refused():
+    with pytest.raises(ValueError, match="no training image"):
+        SynthConfig(count=4, val_fraction=0.5, test_fraction=0.45)
