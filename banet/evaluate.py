@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import shlex
 import sys
@@ -156,15 +155,10 @@ def machine_info() -> dict[str, Any]:
     """CPU model, cores available to this process, Python and torch versions, UTC date."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from banet.machine import cpu_cores, cpu_model
+
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": cores, "gpu": gpu, "python": platform.python_version(),
+    return {"cpu": cpu_model(), "cores": cpu_cores(), "gpu": gpu, "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 

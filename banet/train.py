@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from banet.atomic import write_text
 from banet.data.augment import AugmentConfig, prepare_batch
 from banet.spec import IMAGE_SIZE
 
@@ -298,9 +299,7 @@ def _check_run_folder(out: Path, *, resume: bool, force: bool) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = False,

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
 import re
 import subprocess
 from datetime import datetime, timezone
 
+from banet.machine import cpu_cores, cpu_model
+
 LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch-tensorrt",
              "tritonclient", "nvidia-pytriton", "pillow")
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_cores() -> int:
-    """Cores this process may use (affinity), which is what the timings saw."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def gpu_info() -> dict:

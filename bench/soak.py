@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from banet.atomic import write_text
+
 log = logging.getLogger(__name__)
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -188,9 +190,7 @@ def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[
     json_path, md_path = _result_paths(result["machine"], out_dir, force=force)
     out_dir.mkdir(parents=True, exist_ok=True)
     for path, text in ((json_path, json.dumps(result, indent=2) + "\n"), (md_path, markdown(result))):
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
     return json_path, md_path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import sys
@@ -29,13 +28,9 @@ from export.precision import DEFAULT_CALIBRATION_METHOD
 
 
 def machine() -> dict:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "system": platform.platform()}
+    from banet.machine import cpu_cores, cpu_model
+
+    return {"cpu": cpu_model(), "cores": cpu_cores(), "python": platform.python_version(), "system": platform.platform()}
 
 
 def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), rounds: int = 10, warmup: int = 2,

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from banet import spec
+from banet.atomic import write_text
 from banet.spec import TensorSpec
 
 log = logging.getLogger(__name__)
@@ -180,10 +181,7 @@ def _write_text(path: Path, text: str, *, force: bool) -> None:
         if not force:
             raise RepositoryError(f"{path} exists with different content; pass force=True (--force) to replace it")
         log.warning("replacing %s", path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def onnx_image_size(path: str | Path) -> int | None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import platform
 import shlex
 import sys
@@ -89,15 +88,9 @@ def _module_flops(per_module: dict[str, int], name: str) -> int:
 
 def machine() -> dict[str, Any]:
     """CPU model, logical cores and platform of this machine (for results files)."""
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+    from banet.machine import cpu_cores, cpu_model
+
+    return {"cpu": cpu_model(), "cores": cpu_cores(), "platform": platform.platform(),
             "python": platform.python_version()}
 
 
@@ -204,10 +197,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    from banet.atomic import write_text
+
+    write_text(path, text)
 
 
 def main(argv: list[str] | None = None) -> int:
