@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from banet import processing, spec
-from triton_helpers import KVASIR_LARGE, SERVING_SIZE, jaccard
+from banet.metrics import jaccard  # masks are 0/255: anything > 0 is foreground
+from triton_helpers import KVASIR_LARGE, SERVING_SIZE
 
 pytestmark = [pytest.mark.needs_triton]
 

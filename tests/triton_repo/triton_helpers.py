@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 
 from banet import spec
 
@@ -33,9 +32,3 @@ def start_server(repository: Path, **kwargs):
                           http_port=kwargs.pop("http_port", None) or free_port(), metrics_port=None,
                           env={"BANET_ORT_THREADS": "1"}, **kwargs)
     return server.start()
-
-
-def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    from banet.metrics import jaccard as ja
-
-    return ja(np.asarray(a) > 0, np.asarray(b) > 0)
