@@ -66,24 +66,16 @@ def _diff(after: dict, before: dict) -> dict:
     return {m: {k: after[m][k] - before.get(m, {}).get(k, 0.0) for k in after[m]} for m in after}
 
 
-def _session_like_the_server(onnx_path: Path, spinning: bool):
-    """In-process ONNX Runtime with the settings of triton_repo/banet_model (CPU provider, default
-    threads, idle-thread spinning as given), so the two paths run the same network the same way."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-
-
 def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int, spinning: bool = False) -> dict:
     from banet import processing, spec
     from banet.client import TritonSegmenter
     from banet.server import TritonServer, free_port
+    from export.onnxruntime import ort_session
     from export.repository import onnx_image_size, write_repository
 
-    session = _session_like_the_server(onnx_path, spinning)
+    # the settings of triton_repo/banet_model (CPU provider, default threads, spinning as given),
+    # so the two paths run the same network the same way
+    session = ort_session(onnx_path, spinning=spinning)
     size = onnx_image_size(onnx_path) or spec.IMAGE_SIZE
     results = {}
     with tempfile.TemporaryDirectory(prefix="banet-latency-") as tmp:

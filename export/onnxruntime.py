@@ -15,8 +15,12 @@ def available() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
-def ort_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
-    """An ``onnxruntime.InferenceSession`` on ``path`` (CPU provider unless ``providers`` says)."""
+def ort_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+                *, spinning: bool | None = None):
+    """An ``onnxruntime.InferenceSession`` on ``path`` (CPU provider unless ``providers`` says).
+
+    ``spinning``: whether idle intra-op threads spin (None keeps ORT's default, which spins).
+    """
     import onnxruntime as ort
 
     path = Path(path)
@@ -27,6 +31,8 @@ def ort_session(path: str | Path, providers: list[str] | None = None, threads: i
     if threads is not None:
         options.intra_op_num_threads = int(threads)
         options.inter_op_num_threads = 1
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 

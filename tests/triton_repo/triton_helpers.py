@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from banet import spec
 
 KVASIR_LARGE = "cjyzul1qggwwj07216mhiv5sy"  # 1920x1072, the largest Kvasir-SEG size
