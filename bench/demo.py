@@ -18,11 +18,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from banet.spec import DEFAULT_HOST
 
 BIN = Path(sys.executable).parent
+Step = list[str] | Callable[[], list[str]] | str
+"""A command line, a function that builds one when the step runs, or START_SERVER / STOP_SERVER."""
 
 
 class StepFailed(RuntimeError):
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
                 _stop_server(number, server)
                 server = None
                 continue
-            run_step(number, title, _expand(command))
+            run_step(number, title, command() if callable(command) else command)
     except StepFailed as err:
         print(f"\ndemo stopped: {err}", file=sys.stderr)
         return 1
@@ -90,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _plan(args, out: Path) -> list[tuple[str, list[str] | str]]:
+def _plan(args, out: Path) -> list[tuple[str, Step]]:
     data = args.data.resolve() if args.data else out / "data"
     synthetic = args.data is None
     epochs = args.epochs or (12 if synthetic else 10)
     run, export_dir, repo = out / "run", out / "export", out / "model_repository"
     ckpt = run / "best.pt"
-    steps: list[tuple[str, list[str] | str]] = []
+    steps: list[tuple[str, Step]] = []
     if synthetic:
         steps.append(("Generate a synthetic lesion dataset (no --data given)",
                       [cli("banet-synth"), str(data), "--count", "160", "--size", "160", "--seed", "0"]))
@@ -112,9 +115,10 @@ def _plan(args, out: Path) -> list[tuple[str, list[str] | str]]:
           "--calib-data", f"{data}:train", "--calib-count", "64", "--parity-data", f"{data}:test",
           "--repository", str(repo)]),
         ("Start the Triton server (embedded tritonserver, loopback only)", "START_SERVER"),
+        # a callable: the test images are listed when the step runs (the data may not exist yet)
         ("Segment the test images through Triton over gRPC (masks, overlays, CSV)",
-         [cli("banet-client"), *_test_images(data), "--url", f"{DEFAULT_HOST}:{args.grpc_port}",
-          "--out", str(out / "client"), "--concurrency", "4"]),
+         lambda: [cli("banet-client"), *_test_images(data), "--url", f"{DEFAULT_HOST}:{args.grpc_port}",
+                  "--out", str(out / "client"), "--concurrency", "4"]),
         ("Benchmark every backend (latency ratios, parity, plots)",
          [cli("banet-bench"), "--checkpoint", str(ckpt), "--artifacts", str(export_dir),
           "--url", f"{DEFAULT_HOST}:{args.grpc_port}", "--data", f"{data}:test", "--batch-sizes", "1,8",
@@ -127,20 +131,10 @@ def _plan(args, out: Path) -> list[tuple[str, list[str] | str]]:
 
 
 def _test_images(data: Path) -> list[str]:
-    """The test split's image files, resolved when the step runs (the data may not exist yet)."""
-    return [f"@TEST_IMAGES:{data}"]
-
-
-def _expand(argv: list[str]) -> list[str]:
+    """The test split's image files."""
     from banet.data.pairs import find_pairs
 
-    expanded: list[str] = []
-    for arg in argv:
-        if arg.startswith("@TEST_IMAGES:"):
-            expanded += [str(p.image) for p in find_pairs(arg.split(":", 1)[1], "test")]
-        else:
-            expanded.append(arg)
-    return expanded
+    return [str(p.image) for p in find_pairs(data, "test")]
 
 
 def _start_server(number: int, args, out: Path) -> subprocess.Popen:
