@@ -127,7 +127,14 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    success1, fail1 = _ensemble_counts(seg)
+    # Triton counts a request in its statistics just after the response has gone out: a read right
+    # after the last response can miss it on loaded cores, so wait (briefly) for the count to settle
+    settle_by = time.monotonic() + 5.0
+    while True:
+        success1, fail1 = _ensemble_counts(seg)
+        if (success1 - success0) + (fail1 - fail0) >= sent or time.monotonic() > settle_by:
+            break
+        time.sleep(0.1)
     rss_end = rss() if rss else None
     seg.close()
     server_responses = (success1 - success0) + (fail1 - fail0)
