@@ -228,6 +228,9 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
                                       "it (or omit --version for a new one)")
             shutil.rmtree(final)  # force: the new version replaces the old one whole
         staging.rename(final)
+    except FileExistsError:  # the version appeared while we worked: the message says to rerun with --force
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except BaseException as err:
         kept = _keep_incomplete(staging, out, version)
         if kept is not None and isinstance(err, Exception):
@@ -302,7 +305,7 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
                           "target": "tensorrt", "opset": info["opset"],
                           "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
-                          "(QDQ on the compute-heavy convs and their residual adds, per-channel, symmetric int8, "
+                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8, "
                           "float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})

@@ -9,9 +9,12 @@ consumer (ONNX Runtime, TensorRT, Triton) runs exactly that graph.
 - INT8 for TensorRT (:func:`quantize_int8`, the ``int8`` artifact for ``tensorrt_plan``): ONNX
   Runtime's ``quantize_static`` in QDQ format with the settings TensorRT's ONNX parser accepts and
   fuses: symmetric int8 activations and per-channel weights, **float biases** (``QuantizeBias``
-  off: TensorRT rejects int32 bias DequantizeLinear), Q/DQ on the conv input and weight and on both
-  inputs of the residual Adds behind a quantized conv, none on conv or Add outputs (so nothing sits
-  between a conv and its ReLU), then the whole graph converted to **FP16 outside the Q/DQ pairs**
+  off: TensorRT rejects int32 bias DequantizeLinear), Q/DQ on the conv input and weight and none on
+  conv outputs (nothing sits between a conv and its ReLU, or between a conv and the residual Add
+  that TensorRT fuses into it); the residual (identity) input of those Adds reads the DequantizeLinear
+  that the next block's quantized conv shares, which is the placement TensorRT fuses into an INT8
+  conv + add (and the one NVIDIA ModelOpt makes). Then the whole graph is converted to **FP16
+  outside the Q/DQ pairs**
   (opset 19: DequantizeLinear with float16 scales outputs float16), because in a strongly typed
   network everything between Q/DQ pairs runs in the scale's type. Only the compute-heavy
   convolutions get Q/DQ (the largest ones that together hold ``mac_coverage`` of the graph's
@@ -41,8 +44,9 @@ PERCENTILE = 99.999
 """Percentile calibration clips each activation range at this percentile of ``|x|`` (ORT's default)."""
 DEFAULT_MAC_COVERAGE = 0.75
 """Share of the convolution multiply-accumulates to run in INT8 (the largest convs first)."""
-INT8_OP_TYPES = ("Conv", "Add")
-"""Op types that may get Q/DQ (Conv: input + weight; Add: the residual Adds behind a quantized conv).
+INT8_OP_TYPES = ("Conv",)
+"""Op types that get Q/DQ (input + weight). Adds are not quantized themselves: ORT would put Q/DQ on
+both of their inputs, the conv output among them, which splits TensorRT's conv + add fusion.
 ORT's ``Entropy`` is left out on purpose: ``quantize_static`` does not pass a histogram bin count
 to it, and with its defaults (128 bins, 128 quantized bins) the KL search has a single candidate, so
 it returns exactly the MinMax ranges (every scale identical, checked on the BA-Net graph)."""
@@ -189,13 +193,15 @@ def int8_opset(model_or_opset) -> int:
 
 
 def residual_adds(model, convs: Sequence[str]) -> list[str]:
-    """Names of the ``Add`` nodes fed by one of ``convs`` (the residual adds of ResNet blocks).
+    """Names of the ``Add`` nodes of a Q/DQ ``model`` that TensorRT can fuse into an INT8 conv.
 
-    With Q/DQ on both of their inputs TensorRT fuses the add into the INT8 convolution.
+    One input comes straight from a quantized conv of ``convs`` (no Q/DQ in between), the other
+    (the residual) from a DequantizeLinear.
     """
     chosen = set(convs)
     producer = {out: node for node in model.graph.node for out in node.output}
-    return [node.name for node in model.graph.node if node.op_type == "Add"
+    kinds = [[getattr(producer.get(i), "op_type", None) for i in node.input] for node in model.graph.node]
+    return [node.name for node, k in zip(model.graph.node, kinds) if node.op_type == "Add" and "DequantizeLinear" in k
             and any(i in producer and producer[i].name in chosen for i in node.input)]
 
 
@@ -206,9 +212,10 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence
 
     ``method`` is one of :data:`CALIBRATION_METHODS` (ORT's MinMax, or Percentile at
     :data:`PERCENTILE`). Q/DQ go on the convs chosen by :func:`select_int8_convs` (``mac_coverage``)
-    and the residual adds behind them (:func:`residual_adds`); the rest of the graph is FP16. The
+    (the residual adds behind them read a shared DequantizeLinear, :func:`residual_adds`); the rest is FP16. The
     node names and the recipe are written into the graph's metadata (``banet.int8_nodes``,
-    ``banet.int8_recipe``, ``banet.int8_target``).
+    ``banet.int8_adds``: the residual adds in TensorRT's fusible pattern, ``banet.int8_recipe``,
+    ``banet.int8_target``).
     """
     import tempfile
 
@@ -226,23 +233,23 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         model = onnx.load(str(prepared))
         convs = select_int8_convs(model, mac_coverage)
-        adds = residual_adds(model, convs)
         quantize_static(
             str(prepared), str(quantized), _ImageReader(calibration_images, image_size, progress),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-            op_types_to_quantize=list(INT8_OP_TYPES), nodes_to_quantize=convs + adds,
+            op_types_to_quantize=list(INT8_OP_TYPES), nodes_to_quantize=convs,
             calibrate_method=calibrate,
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibPercentile": PERCENTILE,
-                           # TensorRT: float biases (no int32 bias DQ), and no Q/DQ on conv/add outputs
+                           # TensorRT: float biases (no int32 bias DQ), and no Q/DQ on conv outputs
                            "QuantizeBias": False, "OpTypesToExcludeOutputQuantization": list(INT8_OP_TYPES)},
         )
         graph = onnx.load(str(quantized))
+        adds = residual_adds(graph, convs)
         if int8_opset(graph) > _opset(graph):
             graph = version_converter.convert_version(graph, int8_opset(graph))
         graph = _to_fp16(graph)
     recipe = (f"{method} calibration on {len(calibration_images)} images; Q/DQ on {len(convs)} convs "
-              f"({mac_coverage:.0%} of conv MACs) and {len(adds)} residual adds; float biases; FP16 outside Q/DQ")
+              f"({mac_coverage:.0%} of conv MACs), {len(adds)} residual adds fusible; float biases; FP16 outside Q/DQ")
     for key, value in (("banet.int8_recipe", recipe), ("banet.int8_nodes", ",".join(convs)),
                        ("banet.int8_adds", ",".join(adds)), ("banet.int8_target", "tensorrt")):
         graph.metadata_props.add(key=key, value=value)

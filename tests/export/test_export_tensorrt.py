@@ -199,6 +199,7 @@ def test_export_error_keeps_what_was_written(tiny_checkpoint, tmp_path, monkeypa
     assert not (tmp_path / "1").exists()
 
 
+@pytest.mark.needs_tensorrt
 def test_torch_tensorrt_refuses_int8_route():
     pytest.importorskip("torch_tensorrt", reason="torch_tensorrt is not installed (not installable here)")
     from export.torch_tensorrt import _prepare
