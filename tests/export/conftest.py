@@ -38,17 +38,12 @@ def exported(real_tiny_checkpoint, kvasir, tmp_path_factory) -> dict:
 def trt_builder():
     """The TensorRT builder the export uses (TensorRT-RTX on these machines: it builds without a GPU).
 
-    Absent, a test that needs it skips with the install command; under CI (``CI`` set) that is a
-    failure: CI installs ``.[all]``, which holds the ``tensorrt-rtx`` extra.
+    Absent, a test that needs it skips with the install command; under CI that skip is a failure
+    (tests/conftest.py): CI installs ``.[all]``, which holds the ``tensorrt-rtx`` extra.
     """
-    import os
-
     from export import tensorrt as trt_route
 
     builder = trt_route.load_builder()
     if builder is None or not builder.can_build():
-        reason = trt_route.unavailable_reason() if builder is None else builder.cannot_build_reason()
-        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
-            pytest.fail(f"CI must build TensorRT engines: {reason}")
-        pytest.skip(reason)
+        pytest.skip(trt_route.unavailable_reason() if builder is None else builder.cannot_build_reason())
     return builder
