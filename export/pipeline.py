@@ -191,6 +191,13 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
         reason = ("--no-engine was given" if not config.engine
                   else builder.cannot_build_reason() if builder else trt_route.unavailable_reason(config.trt_builder))
         raise ExportError(f"--require-engine: no TensorRT engine can be built here ({reason})")
+    if can_build and not builder.for_triton:
+        known = list(builder.module.ComputeCapability.__members__)
+        unknown = [t for t in config.rtx_targets if t not in known or t in ("NONE", "CURRENT")]
+        if unknown or not config.rtx_targets:
+            raise ExportError(f"--rtx-targets {','.join(config.rtx_targets)}: {builder.label} builds for "
+                              f"{', '.join(k for k in known if k.startswith('SM'))} (no SM90: H100/H200 need "
+                              "the data-center TensorRT)")
     if config.repository and config.backend == "tensorrt_plan" and not (can_build and builder.for_triton):
         reason = (f"only {builder.label} is here, whose engines Triton's tensorrt_plan backend cannot load"
                   if can_build else trt_route.unavailable_reason("tensorrt"))

@@ -182,6 +182,17 @@ def test_export_keeps_every_artifact_when_tensorrt_rejects_one(real_tiny_checkpo
     assert not (tmp_path / "repo").exists()
 
 
+@pytest.mark.needs_trt_builder
+def test_unknown_rtx_target_is_refused_up_front(tiny_checkpoint, trt_builder, tmp_path, capsys):
+    from export.cli import main
+
+    if trt_builder.for_triton:
+        pytest.skip("data-center TensorRT builds for the visible GPU; --rtx-targets is TensorRT-RTX's")
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--rtx-targets", "SM90", "-q"])
+    assert rc == 2 and "--rtx-targets SM90" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
 def test_export_error_keeps_what_was_written(tiny_checkpoint, tmp_path, monkeypatch):
     """An error half-way (here: the parity step) leaves the finished files in OUT/<n>.incomplete."""
     from export import parity, pipeline
