@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from banet.inference import Runner
-from banet.spec import MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_OUTPUT, OPT_BATCH_SIZE
+from banet.spec import MAX_BATCH_SIZE, OPT_BATCH_SIZE, network_tensors, sized
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,19 @@ def unavailable_reason() -> str:
     return "no CUDA GPU is visible"
 
 
-def profile_shapes(image_size: int) -> dict[str, tuple[int, ...]]:
-    """min/opt/max input shapes of the optimization profile, ``(B, 3, S, S)``."""
-    chw = (NETWORK_INPUT.shape[0], image_size, image_size)
-    return {"min": (1, *chw), "opt": (OPT_BATCH_SIZE, *chw), "max": (MAX_BATCH_SIZE, *chw)}
+def profile_shapes(image_size: int, *, io: str = "float32") -> dict[str, tuple[int, ...]]:
+    """min/opt/max input shapes of the optimization profile: ``(B, 3, S, S)``, or ``(B, S, S, 3)`` for
+    the uint8 serving variant (names, dtypes and layouts from :func:`banet.spec.network_tensors`)."""
+    item = sized(network_tensors(io)[0], image_size).shape
+    return {"min": (1, *item), "opt": (OPT_BATCH_SIZE, *item), "max": (MAX_BATCH_SIZE, *item)}
 
 
 def trtexec_command(onnx_path: str | Path, engine_path: str | Path, *, image_size: int,
                     timing_cache: str | Path | None = None,
-                    workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> str:
+                    workspace_gib: float = DEFAULT_WORKSPACE_GIB, io: str = "float32") -> str:
     """The ``trtexec`` command line that builds the same engine as :func:`build_engine`."""
-    shapes = {k: f"{NETWORK_INPUT.name}:" + "x".join(map(str, v)) for k, v in profile_shapes(image_size).items()}
+    name = network_tensors(io)[0].name
+    shapes = {k: f"{name}:" + "x".join(map(str, v)) for k, v in profile_shapes(image_size, io=io).items()}
     argv = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--minShapes={shapes['min']}", f"--optShapes={shapes['opt']}", f"--maxShapes={shapes['max']}",
             "--stronglyTyped", f"--memPoolSize=workspace:{int(workspace_gib * 1024)}M"]
@@ -70,7 +72,7 @@ def trtexec_command(onnx_path: str | Path, engine_path: str | Path, *, image_siz
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, image_size: int,
                  timing_cache: str | Path | None = None,
-                 workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Path:
+                 workspace_gib: float = DEFAULT_WORKSPACE_GIB, io: str = "float32") -> Path:
     """Parse ``onnx_path`` into a strongly typed network, build and save a serialized engine."""
     import tensorrt as trt
 
@@ -86,8 +88,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, image_size: 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = builder.create_optimization_profile()
-    shapes = profile_shapes(image_size)
-    profile.set_shape(NETWORK_INPUT.name, *(trt.Dims(list(shapes[k])) for k in ("min", "opt", "max")))
+    shapes = profile_shapes(image_size, io=io)
+    profile.set_shape(network_tensors(io)[0].name, *(trt.Dims(list(shapes[k])) for k in ("min", "opt", "max")))
     config.add_optimization_profile(profile)
 
     cache_path = Path(timing_cache) if timing_cache is not None else None
@@ -105,32 +107,38 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, image_size: 
     return engine_path
 
 
-def engine_runner(engine_path: str | Path, device: str = "cuda") -> Runner:
-    """Run a serialized engine as a :data:`banet.inference.Runner` (buffers are torch CUDA tensors)."""
+def engine_runner(engine_path: str | Path, device: str = "cuda", *, io: str = "float32") -> Runner:
+    """Run a serialized engine as a :data:`banet.inference.Runner` (buffers are torch CUDA tensors).
+
+    ``io="uint8"``: an engine built from the serving graph, ``(B, S, S, 3)`` uint8 -> ``(B, 1, S, S)`` float16.
+    Not run here: no CUDA device on the development machines or CI (type-checked against the stubs).
+    """
     import tensorrt as trt
     import torch
 
     engine_path = Path(engine_path)
+    tensor_in, tensor_out = network_tensors(io)
+    torch_dtype = {"float32": torch.float32, "float16": torch.float16, "uint8": torch.uint8}
     runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
     engine = runtime.deserialize_cuda_engine(engine_path.read_bytes())
     if engine is None:
         raise EngineBuildError(f"could not deserialize TensorRT engine {engine_path}")
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    if sorted(names) != sorted([NETWORK_INPUT.name, NETWORK_OUTPUT.name]):
-        raise EngineBuildError(f"{engine_path}: expected tensors {NETWORK_INPUT.name}, {NETWORK_OUTPUT.name}; got {names}")
+    if sorted(names) != sorted([tensor_in.name, tensor_out.name]):
+        raise EngineBuildError(f"{engine_path}: expected tensors {tensor_in.name}, {tensor_out.name}; got {names}")
 
     def run(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
-        if not context.set_input_shape(NETWORK_INPUT.name, tuple(x.shape)):
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=tensor_in.dtype)).to(device)
+        if not context.set_input_shape(tensor_in.name, tuple(x.shape)):
             # outside the optimization profile (e.g. batch > MAX_BATCH_SIZE or another image size)
             raise EngineBuildError(f"{engine_path}: input shape {tuple(x.shape)} is outside the engine's "
                                    f"optimization profile (batch 1..{MAX_BATCH_SIZE})")
-        dims = context.get_tensor_shape(NETWORK_OUTPUT.name)
+        dims = context.get_tensor_shape(tensor_out.name)
         out_shape = [dims[i] for i in range(len(dims))]
-        y = torch.empty(out_shape, dtype=torch.float32, device=device)
-        context.set_tensor_address(NETWORK_INPUT.name, x.data_ptr())
-        context.set_tensor_address(NETWORK_OUTPUT.name, y.data_ptr())
+        y = torch.empty(out_shape, dtype=torch_dtype[tensor_out.dtype], device=device)
+        context.set_tensor_address(tensor_in.name, x.data_ptr())
+        context.set_tensor_address(tensor_out.name, y.data_ptr())
         stream = torch.cuda.current_stream(device)
         if not context.execute_async_v3(stream.cuda_stream):
             raise EngineBuildError(f"{engine_path}: execution failed for input {tuple(x.shape)}")
