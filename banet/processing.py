@@ -341,9 +341,13 @@ def mask_from_probability(probability: np.ndarray, original_size: tuple[int, int
     # A cell is the block of output pixels that share their four input samples: foreground (background)
     # when all four are above (at or below) the level, whatever the weights; else it straddles.
     grid = small.astype(np.float32)
-    corners = (grid[rows.run_low][:, cols.run_low], grid[rows.run_low][:, cols.run_high],
-               grid[rows.run_high][:, cols.run_low], grid[rows.run_high][:, cols.run_high])
-    lowest, highest = np.minimum.reduce(corners), np.maximum.reduce(corners)
+    # min / max over each sample and its right/lower neighbours (clamped at the edge): the cell of taps
+    # (i, min(i + 1, n - 1)) reads entry i
+    edge = np.pad(grid, ((0, 1), (0, 1)), mode="edge")
+    lowest = np.minimum(np.minimum(edge[:-1, :-1], edge[1:, :-1]), np.minimum(edge[:-1, 1:], edge[1:, 1:]))
+    highest = np.maximum(np.maximum(edge[:-1, :-1], edge[1:, :-1]), np.maximum(edge[:-1, 1:], edge[1:, 1:]))
+    if rows.run_low.size != grid.shape[0] or cols.run_low.size != grid.shape[1]:  # not every tap pair is used
+        lowest, highest = lowest[rows.run_low][:, cols.run_low], highest[rows.run_low][:, cols.run_low]
     cells = np.where(lowest > level, MASK_FOREGROUND_VALUE, 0).astype(np.uint8)
     straddle = (lowest <= level) & (highest > level)
     mask = np.repeat(np.repeat(cells, rows.run_length, axis=0), cols.run_length, axis=1)
