@@ -36,6 +36,8 @@ from banet.spec import TensorSpec
 log = logging.getLogger(__name__)
 
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
+PREPROCESSORS = ("python", "dali")
+"""``banet_preprocess``: the Python backend (default; any server) or a DALI pipeline (GPU servers, export/dali.py)."""
 QUEUE_DELAY_US = 2000
 """Dynamic batching: the longest a request waits for others to join its batch (microseconds)."""
 IMAGE_SIZE_PARAMETER = "image_size"
@@ -65,6 +67,7 @@ class RepositoryConfig:
     """``uint8``: the hot path (uint8 image in, uint8 probability out); ``float32``: the reference route."""
     decode_oversample: float = processing.REDUCED_DECODE_OVERSAMPLE
     """JPEGs are decoded at a reduced size keeping >= this many times ``image_size`` (uint8 hot path only)."""
+    preprocess: str = "python"
     preprocess_instances: int = 1
     postprocess_instances: int = 1
     """Python-backend instances (one process, one core each) of the pre/post models (docs/serving.md)."""
@@ -72,6 +75,10 @@ class RepositoryConfig:
     def __post_init__(self) -> None:
         if self.network_io not in spec.NETWORK_IO:
             raise ValueError(f"network_io must be one of {spec.NETWORK_IO}, got {self.network_io!r}")
+        if self.preprocess not in PREPROCESSORS:
+            raise ValueError(f"preprocess must be one of {PREPROCESSORS}, got {self.preprocess!r}")
+        if self.preprocess == "dali" and self.network_io != "uint8":
+            raise ValueError("the DALI pre-processing sends uint8 pixels: it needs network_io='uint8'")
         if not self.decode_oversample >= 1.0:
             raise ValueError(f"decode_oversample must be >= 1 (the decoded image must stay >= image_size), "
                              f"got {self.decode_oversample}")
@@ -177,6 +184,8 @@ def ensemble_config(cfg: RepositoryConfig) -> str:
 
     tensor_in, tensor_out = _network_io(cfg)
     image, size, logits = tensor_in.name, spec.ORIGINAL_SIZE.name, tensor_out.name
+    # DALI takes the file as a uint8 vector (Triton cannot hand BYTES to it)
+    encoded = (TensorSpec(spec.ENCODED_IMAGE.name, "uint8", (-1,)) if cfg.preprocess == "dali" else spec.ENCODED_IMAGE)
     steps = [
         step(spec.PREPROCESS_MODEL, {spec.ENCODED_IMAGE.name: spec.ENCODED_IMAGE.name},
              {image: "preprocessed_image", size: "original_size"}),
@@ -186,7 +195,7 @@ def ensemble_config(cfg: RepositoryConfig) -> str:
              {t.name: t.name for t in (spec.MASK, spec.BOUNDARY, spec.AREA)}),
     ]
     return (_header(spec.ENSEMBLE_MODEL, 'platform: "ensemble"', cfg)
-            + _io("input", [_tensor(spec.ENCODED_IMAGE), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
+            + _io("input", [_tensor(encoded), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
             + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
             + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
 
@@ -275,7 +284,8 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
                      max_batch_size: int = spec.MAX_BATCH_SIZE, instance_count: int = 1,
                      image_size: int | None = None, network_io: str = "uint8",
                      decode_oversample: float = processing.REDUCED_DECODE_OVERSAMPLE,
-                     preprocess_instances: int = 1, postprocess_instances: int = 1, force: bool = False) -> Path:
+                     preprocess: str = "python", preprocess_instances: int = 1, postprocess_instances: int = 1,
+                     force: bool = False) -> Path:
     """Generate (or extend) the Triton repository at ``repo_dir``; return the new network version dir.
 
     ``backend``: ``python_onnxruntime`` (ONNX Runtime inside the Python backend, for servers with only
@@ -287,6 +297,9 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     :func:`export.serving_graph.add_uint8_io` on the way in; an engine must have been built from the
     serving graph) or ``float32`` (the reference route). ``preprocess_instances`` /
     ``postprocess_instances``: Python-backend processes of the pre/post models (docs/serving.md).
+    ``preprocess="dali"``: the first step is a DALI pipeline (nvJPEG decode and resize on the GPU;
+    needs ``nvidia.dali`` here to serialize it and NVIDIA's Triton container to serve it, see
+    :mod:`export.dali`); the ensemble then takes ``IMAGE_BYTES`` as a ``UINT8 [-1]`` vector.
     The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
     files that exist with other content are replaced only with ``force``.
     """
@@ -297,7 +310,7 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         image_size = image_size or declared
     cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count,
                            image_size=image_size or spec.IMAGE_SIZE, network_io=network_io,
-                           decode_oversample=decode_oversample,
+                           decode_oversample=decode_oversample, preprocess=preprocess,
                            preprocess_instances=preprocess_instances, postprocess_instances=postprocess_instances)
     given = engine_path if backend == "tensorrt_plan" else onnx_path
     source = None if given is None else Path(given)
@@ -312,12 +325,22 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     if backend != "tensorrt_plan":
         _graph_io(source, network_io)  # refuse a graph that cannot serve this I/O before writing anything
 
+    if cfg.preprocess == "dali":
+        from export import dali
+
+        pre_config = dali.preprocess_config(cfg.image_size, max_batch_size=cfg.max_batch_size,
+                                            instances=cfg.preprocess_instances)
+    else:
+        pre_config = preprocess_config(cfg)
     configs = {
-        spec.PREPROCESS_MODEL: preprocess_config(cfg),
+        spec.PREPROCESS_MODEL: pre_config,
         spec.NETWORK_MODEL: network_config(cfg),
         spec.POSTPROCESS_MODEL: postprocess_config(cfg),
         spec.ENSEMBLE_MODEL: ensemble_config(cfg),
     }
+    python_models = (spec.POSTPROCESS_MODEL,) if cfg.preprocess == "dali" else (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL)
+    if cfg.preprocess == "dali" and not dali.available():
+        raise RepositoryError("preprocess='dali' needs nvidia.dali to serialize the pipeline: pip install '.[dali]'")
     # check everything before writing anything, so a refusal leaves the repository as it was
     if not force:
         for model, text in configs.items():
@@ -325,15 +348,18 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
             if path.exists() and path.read_text() != text:
                 raise RepositoryError(f"{path} exists with different content (another backend or batch size?); "
                                       "pass force=True (--force) to replace it")
-        for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+        for model in python_models:
             path = repo / model / "1" / "model.py"
             if path.exists() and path.read_bytes() != _template(model).read_bytes():
                 raise RepositoryError(f"{path} differs from the template {_template(model)}; pass force=True to replace it")
 
     for model, text in configs.items():
         _write_text(repo / model / "config.pbtxt", text, force=force)
-    for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+    for model in python_models:
         _write_text(repo / model / "1" / "model.py", _template(model).read_text(), force=force)
+    if cfg.preprocess == "dali":
+        (repo / spec.PREPROCESS_MODEL / "1").mkdir(parents=True, exist_ok=True)
+        dali.write_pipeline(repo / spec.PREPROCESS_MODEL / "1" / dali.PIPELINE_FILE, cfg.image_size)
     (repo / spec.ENSEMBLE_MODEL / "1").mkdir(parents=True, exist_ok=True)
 
     model_dir = repo / spec.NETWORK_MODEL
@@ -372,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="uint8: the hot path (default; a float32 ONNX file is wrapped); float32: the reference route")
     p.add_argument("--decode-oversample", type=float, default=processing.REDUCED_DECODE_OVERSAMPLE,
                    help="reduced JPEG decode keeps >= this x the network size (1 = fastest; default from parity)")
+    p.add_argument("--preprocess", choices=PREPROCESSORS, default="python",
+                   help="python (default) or dali: nvJPEG decode + resize on the GPU (NVIDIA's Triton container)")
     p.add_argument("--preprocess-instances", type=int, default=1, help="banet_preprocess processes (docs/serving.md)")
     p.add_argument("--postprocess-instances", type=int, default=1, help="banet_postprocess processes")
     p.add_argument("--image-size", type=int, default=None,
@@ -383,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         version = write_repository(args.out, onnx_path=args.onnx, engine_path=args.engine, backend=args.backend,
                                    max_batch_size=args.max_batch_size, instance_count=args.instance_count,
                                    image_size=args.image_size, network_io=args.network_io,
-                                   decode_oversample=args.decode_oversample,
+                                   decode_oversample=args.decode_oversample, preprocess=args.preprocess,
                                    preprocess_instances=args.preprocess_instances,
                                    postprocess_instances=args.postprocess_instances, force=args.force)
     except (RepositoryError, ValueError) as err:
