@@ -45,7 +45,7 @@ def test_pass_through_network_serves_the_constant_map(tmp_path):
     out = ort_runner(served, io="uint8")(np.zeros((2, 64, 64, 3), np.uint8))
     assert out.shape == (2, 1, 64, 64) and out.dtype == np.float16
     want = processing.sigmoid(constant_logits(64)).astype(np.float16)
-    assert np.array_equal(out[1], want)
+    assert np.allclose(out[1].astype(np.float32), want.astype(np.float32), atol=1e-3)  # ORT vs numpy sigmoid: 1 ulp
     mask = processing.mask_from_probability(out[0], (120, 90))
     assert 0 < processing.mask_area(mask) < mask.size  # a blob with a contour
     assert spec.SERVING_OUTPUT.name == "probability"
