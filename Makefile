@@ -15,7 +15,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch 2.13.0 is a CPU build on the development machines (pip takes it from local disk); a
 	# torch already in the venv (e.g. a CUDA build on a GPU host) is kept. Override with TORCH=...
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[all,dev]"
+	# [dali]: NVIDIA DALI (~720 MB) for the DALI pre-processing model's CPU parity test (the project's
+	# tests must run under CI, see tests/conftest.py); numpy stays < 2 for nvidia-pytriton
+	$(PY) -m pip install -q -e ".[all,dev,dali]"
 	# Triton's perf_analyzer for the bench's load sweep (optional: its rows are skipped with the reason if absent)
 	$(PY) -m bench.perf_analyzer --setup || echo "perf_analyzer not set up; bench load rows from it will be skipped"
 	touch $@

@@ -90,6 +90,12 @@ def _missing_trt_builder() -> str | None:
     return "the TensorRT-RTX builder is not installed (pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings)"
 
 
+def _missing_dali() -> str | None:
+    from export import dali
+
+    return None if dali.available() else "nvidia-dali is not installed (pip install '.[dali]')"
+
+
 # marker -> a check that returns why the requirement is missing (None: present). Checked only when
 # a collected test carries the marker.
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
@@ -97,6 +103,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "needs_triton": _missing_triton,
     "needs_perf_analyzer": _missing_perf_analyzer,
     "needs_trt_builder": _missing_trt_builder,
+    "needs_dali": _missing_dali,
 }
 
 
