@@ -136,5 +136,6 @@ def serving_artifacts(folder: Path, artifacts: list[dict[str, Any]]) -> list[dic
         out.append({"name": f"{art['name']}{SUFFIX}", "precision": art["precision"], "format": "onnx", "io": "uint8",
                     "path": path.name, "source": art["path"], "nodes": info["nodes"],
                     "inputs": info["inputs"], "outputs": info["outputs"],
-                    "export_seconds": time.perf_counter() - started})
+                    "export_seconds": time.perf_counter() - started,
+                    **({"target": art["target"]} if "target" in art else {})})
     return out
