@@ -16,7 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch 2.13.0 is a CPU build on the development machines (pip takes it from local disk); a
 	# torch already in the venv (e.g. a CUDA build on a GPU host) is kept. Override with TORCH=...
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[all,dev]"
+	# [dali]: NVIDIA DALI (~720 MB) for the DALI pre-processing model's CPU parity test (the project's
+	# tests must run under CI, see tests/conftest.py); numpy stays < 2 for nvidia-pytriton
+	$(PY) -m pip install -q -e ".[all,dev,dali]"
 	# tensorrt-stubs for the mypy check of the TensorRT code: --no-deps (it requires tensorrt itself, which
 	# cannot be installed here), unpacked beside the venv's site-packages so that `import tensorrt` stays absent
 	rm -rf $(VENV)/typestubs $(VENV)/typestubs-wheel

@@ -3,6 +3,9 @@
 A backend is a ``run(batch) -> logits`` callable on ``(B, 3, S, S)`` float32 -> ``(B, 1, S, S)``
 numpy arrays: PyTorch (:func:`torch_runner`), an ONNX Runtime session, a TensorRT engine, ... so
 that evaluation, export gates and the bench share one path from pixels to masks.
+
+The serving variant of a network (uint8 I/O, see :data:`banet.spec.SERVING_INPUT`) runs through
+:func:`predict_served_masks`: encoded bytes in, masks out, by the same functions as the Triton models.
 """
 
 from __future__ import annotations
@@ -51,3 +54,22 @@ def predict_masks(run: Runner, images: Sequence[np.ndarray], *, batch_size: int 
     """``(H, W, 3)`` uint8 images -> uint8 0/255 masks at each image's original size."""
     logits = predict_logits(run, images, batch_size=batch_size, size=size)
     return [processing.postprocess(lg, img.shape[:2], threshold) for lg, img in zip(logits, images)]
+
+
+def predict_served_masks(run: Runner, encoded: Sequence[bytes], *, batch_size: int = 8,
+                         threshold: float = MASK_THRESHOLD, size: int = IMAGE_SIZE,
+                         decoder: str = "auto",
+                         oversample: float = processing.REDUCED_DECODE_OVERSAMPLE) -> list[np.ndarray]:
+    """The serving hot path in process, exactly as the Triton models run it.
+
+    Encoded images -> :func:`banet.processing.network_image` ``(B, S, S, 3)`` uint8 -> ``run`` (a
+    uint8-I/O network) -> ``(B, 1, S, S)`` float16 probabilities -> :func:`banet.processing.mask_from_probability`
+    -> uint8 0/255 masks at each image's original size.
+    """
+    masks: list[np.ndarray] = []
+    for chunk in batches(list(encoded), batch_size):
+        decoded = [processing.network_image(data, size, decoder=decoder, oversample=oversample) for data in chunk]
+        probabilities = run(np.stack([image for image, _ in decoded]))
+        masks.extend(processing.mask_from_probability(p, original, threshold)
+                     for p, (_, original) in zip(np.asarray(probabilities), decoded))
+    return masks

@@ -34,6 +34,8 @@ from pathlib import Path
 from banet.spec import DEFAULT_HOST, GRPC_PORT, HTTP_PORT, METRICS_PORT
 
 log = logging.getLogger(__name__)
+PYTHON_SHM_BYTES = 16 * 1024 * 1024
+"""Initial size and growth step of each Python-backend model's shared-memory region (Triton's default: 1 MiB)."""
 triton_log = logging.getLogger("banet.server.tritonserver")
 
 READY_PATH = "/v2/health/ready"
@@ -212,6 +214,12 @@ class TritonServer:
                "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}"]
         if inst.backend_dir is not None:
             cmd.append(f"--backend-directory={inst.backend_dir}")
+        # The Python backend's shared memory (through which every tensor of the pre/post/network steps
+        # passes) starts at 1 MiB and grows by 1 MiB: a 2-megapixel MASK + BOUNDARY then costs many grow
+        # steps per request. Start and grow it by PYTHON_SHM_BYTES (docs/serving.md), unless given.
+        if not any("shm-default-byte-size" in a or "shm-growth-byte-size" in a for a in self.extra_args):
+            cmd += [f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
+                    f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}"]
         if self.metrics_port is None:
             cmd.append("--allow-metrics=false")
         else:

@@ -63,6 +63,45 @@ NETWORK_INPUT = TensorSpec("image", "float32", (3, IMAGE_SIZE, IMAGE_SIZE))
 NETWORK_OUTPUT = TensorSpec("logits", "float32", (1, IMAGE_SIZE, IMAGE_SIZE))
 """Segmentation logits ``(B, 1, H, W)`` (apply a sigmoid for probabilities)."""
 
+SERVING_INPUT = TensorSpec("image_u8", "uint8", (IMAGE_SIZE, IMAGE_SIZE, 3))
+"""The served network variant's input: RGB uint8 pixels at the network size, ``(B, S, S, 3)`` (NHWC).
+
+NHWC because that is how every decoder (Pillow, libjpeg-turbo, DALI) lays out pixels: the CPU
+pre-processing sends its resized image as it is, and the HWC->CHW transpose runs inside the graph, on
+the GPU, where TensorRT fuses it with the normalization (``x * 1/(255 std) - mean/std``)."""
+
+SERVING_OUTPUT = TensorSpec("probability", "float16", (1, IMAGE_SIZE, IMAGE_SIZE))
+"""The served network variant's output: ``sigmoid(logits)`` as float16, ``(B, 1, S, S)``.
+
+The probability (not the mask) so that a per-request threshold and the bilinear upsampling to the
+original size still work; float16 because it is half the bytes of float32 and keeps the masks, where
+uint8 levels (a quarter) did not: against today's float32 path on the Kvasir-SEG test split, uint8
+probabilities agreed at mean Jaccard 0.998 (worst 0.988), float16 at 0.9998 (worst 0.9986) with the
+trained tiny model (bench/hotpath.py measures both, side by side)."""
+
+PROBABILITY_SCALE = 255
+"""uint8 probability levels ``v`` stand for ``v / PROBABILITY_SCALE`` (the bench's uint8 candidate)."""
+
+NETWORK_IO = ("uint8", "float32")
+"""Network I/O of a served repository, named by what the pre-processing sends: ``uint8``
+(:data:`SERVING_INPUT` uint8 pixels -> :data:`SERVING_OUTPUT` float16 probability, the default hot
+path) or ``float32`` (:data:`NETWORK_INPUT` -> :data:`NETWORK_OUTPUT` logits, the reference route)."""
+
+
+def network_tensors(io: str) -> tuple[TensorSpec, TensorSpec]:
+    """(input, output) tensor specs of the network for a :data:`NETWORK_IO` value."""
+    if io not in NETWORK_IO:
+        raise ValueError(f"network io must be one of {NETWORK_IO}, got {io!r}")
+    return (SERVING_INPUT, SERVING_OUTPUT) if io == "uint8" else (NETWORK_INPUT, NETWORK_OUTPUT)
+
+
+def sized(tensor: TensorSpec, image_size: int) -> TensorSpec:
+    """``tensor`` (a network input/output spec) with its two spatial axes set to ``image_size``.
+
+    The spatial axes are the ones spelled :data:`IMAGE_SIZE` in the spec (channels are 1 or 3)."""
+    return TensorSpec(tensor.name, tensor.dtype, tuple(image_size if d == IMAGE_SIZE else d for d in tensor.shape))
+
+
 ONNX_OPSET = 17
 BATCH_AXIS_NAME = "batch"
 

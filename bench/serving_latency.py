@@ -3,8 +3,11 @@
 Same ONNX model, same images, batch 1, measured side by side and interleaved (one in-process
 run, then one Triton request, repeated) so that load from other jobs hits both alike:
 
-- in-process: encoded bytes -> ``banet.processing`` decode/preprocess -> ONNX Runtime ->
-  postprocess/boundary/area (split into pre / network / post);
+- in-process, today's reference route: encoded bytes -> ``banet.processing`` decode/preprocess ->
+  ONNX Runtime (float32 graph) -> postprocess/boundary/area (split into pre / network / post);
+- in-process, the hot path (what the repository serves by default): ``network_image`` (reduced
+  JPEG decode, uint8 resize) -> ONNX Runtime (the uint8-I/O serving graph) -> ``mask_from_probability``
+  /boundary/area;
 - Triton end to end: ``TritonSegmenter.predict`` over gRPC on loopback (encoded bytes in, mask out),
   and the per-model split from Triton's statistics extension (compute input+infer+output and
   queue time of banet_preprocess, banet_model, banet_postprocess).
@@ -29,7 +32,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 RESULTS = Path(__file__).resolve().parent / "results"
-GOALS = {"server_overhead_max": 0.15, "pre_post_share_max": 0.10}
+GOALS = {"server_overhead_max": 0.15, "tiny_server_overhead_max": 0.30, "pre_post_share_max": 0.10}
+"""Triton over in-process: <= 15 % for the paper model, <= 30 % for the tiny one (whose ~17 ms network
+cannot hide the Python-backend hops and copies; issue 12)."""
 
 
 def pick_images(data_root: Path) -> dict[str, Path]:
@@ -86,6 +91,7 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
     from banet.server import TritonServer, free_port
     from export.onnxruntime import ort_session
     from export.repository import onnx_image_size, write_repository
+    from export.serving_graph import add_uint8_io
 
     # the settings of triton_repo/banet_model (CPU provider, default threads, spinning as given),
     # so the two paths run the same network the same way
@@ -93,8 +99,9 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
     size = onnx_image_size(onnx_path) or spec.IMAGE_SIZE
     results = {}
     with tempfile.TemporaryDirectory(prefix="banet-latency-") as tmp:
+        served = ort_session(add_uint8_io(onnx_path, Path(tmp) / "served.onnx"), spinning=spinning)
         repo = Path(tmp) / "model_repository"
-        write_repository(repo, onnx_path=onnx_path)
+        write_repository(repo, onnx_path=onnx_path)  # the default: the hot path
         env = {"BANET_ORT_SPINNING": "1" if spinning else "0"}
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as server:
             seg = TritonSegmenter(server.grpc_url, timeout_s=600, retries=0)
@@ -102,7 +109,8 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
             sent = 0
             for label, path in images.items():
                 data = path.read_bytes()
-                rows = {"inproc_total": [], "inproc_pre": [], "inproc_net": [], "inproc_post": [], "triton_e2e": []}
+                rows = {"inproc_total": [], "inproc_pre": [], "inproc_net": [], "inproc_post": [],
+                        "hot_total": [], "hot_pre": [], "hot_net": [], "hot_post": [], "triton_e2e": []}
                 for _ in range(warmup):
                     seg.predict(data)
                 sent += warmup
@@ -117,12 +125,21 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
                     mask = processing.postprocess(logits[0], image.shape[:2])
                     processing.boundary(mask), processing.mask_area(mask)
                     t3 = time.perf_counter()
+                    h0 = time.perf_counter()
+                    pixels, original = processing.network_image(data, size)
+                    h1 = time.perf_counter()
+                    (probability,) = served.run([spec.SERVING_OUTPUT.name], {spec.SERVING_INPUT.name: pixels[None]})
+                    h2 = time.perf_counter()
+                    hot_mask = processing.mask_from_probability(probability[0], original)
+                    processing.boundary(hot_mask), processing.mask_area(hot_mask)
+                    h3 = time.perf_counter()
                     for key, value in (("inproc_total", t3 - t0), ("inproc_pre", t1 - t0), ("inproc_net", t2 - t1),
-                                       ("inproc_post", t3 - t2)):
+                                       ("inproc_post", t3 - t2), ("hot_total", h3 - h0), ("hot_pre", h1 - h0),
+                                       ("hot_net", h2 - h1), ("hot_post", h3 - h2)):
                         rows[key].append(value * 1000.0)
                     pred = seg.predict(data)
-                    if not np.array_equal(pred.mask, mask):
-                        raise RuntimeError(f"{label}: Triton mask differs from the in-process mask")
+                    if not np.array_equal(pred.mask, hot_mask):
+                        raise RuntimeError(f"{label}: Triton mask differs from the in-process hot-path mask")
                     rows["triton_e2e"].append(pred.latency_s * 1000.0)
                 sent += reps
                 stats = _diff(_settled_stats(seg.client, sent, steps), before)
@@ -137,7 +154,8 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
                 results[label] = {
                     "image": str(path), "size_hw": list(processing.decode_image(data).shape[:2]), "reps": reps,
                     "median_ms": med, "samples_ms": rows, "triton_models": per_model,
-                    "server_overhead": med["triton_e2e"] / med["inproc_total"] - 1.0,
+                    "server_overhead": med["triton_e2e"] / med["hot_total"] - 1.0,
+                    "server_overhead_vs_today": med["triton_e2e"] / med["inproc_total"] - 1.0,
                     "triton_pre_post_share": pre_post / med["triton_e2e"],
                     "inproc_pre_post_share": (med["inproc_pre"] + med["inproc_post"]) / med["inproc_total"],
                 }
@@ -150,20 +168,27 @@ def markdown(result: dict) -> str:
     lines = ["# BA-Net serving latency: in-process ONNX Runtime vs Triton end to end", "",
              f"- command: `{result['command']}`", f"- machine: {m['cpu']}, {m['cores']} cores; date {m['date']}",
              "- batch 1, encoded image in, mask out; medians over the reps, in-process and Triton interleaved",
+             "- Triton serves the default repository (the hot path); server overhead = Triton e2e over the in-process "
+             "hot path (the same work); 'vs today' = over the in-process reference route of before",
              f"- ONNX Runtime idle-thread spinning: {'on' if result.get('ort_spinning') else 'off'} in both paths",
-             f"- goals: Triton adds <= {GOALS['server_overhead_max']:.0%} over in-process; "
+             f"- goals: Triton adds <= {GOALS['server_overhead_max']:.0%} over in-process "
+             f"(tiny model: <= {GOALS['tiny_server_overhead_max']:.0%}); "
              f"pre+post < {GOALS['pre_post_share_max']:.0%} of end to end", "",
-             "| model | image | in-process ms (pre / net / post) | Triton e2e ms | server overhead | "
-             "Triton pre / net / post compute ms | pre+post share (Triton) | pre+post share (in-process) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | image | in-process today ms (pre / net / post) | in-process hot path ms (pre / net / post) | "
+             "Triton e2e ms | server overhead | vs today | Triton pre / net / post compute ms | pre+post share (Triton) | "
+             "pre+post share (in-process today) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for model, per_image in result["models"].items():
         for label, r in per_image.items():
             md, tm = r["median_ms"], r["triton_models"]
-            ok1 = "PASS" if r["server_overhead"] <= GOALS["server_overhead_max"] else "FAIL"
+            limit = GOALS["tiny_server_overhead_max"] if model.startswith("tiny") else GOALS["server_overhead_max"]
+            ok1 = "PASS" if r["server_overhead"] <= limit else "FAIL"
             ok2 = "PASS" if r["triton_pre_post_share"] < GOALS["pre_post_share_max"] else "FAIL"
             lines.append(
                 f"| {model} | {label} | {md['inproc_total']:.1f} ({md['inproc_pre']:.1f} / {md['inproc_net']:.1f} / "
-                f"{md['inproc_post']:.1f}) | {md['triton_e2e']:.1f} | {r['server_overhead']:+.1%} {ok1} | "
+                f"{md['inproc_post']:.1f}) | {md['hot_total']:.1f} ({md['hot_pre']:.1f} / {md['hot_net']:.1f} / "
+                f"{md['hot_post']:.1f}) | {md['triton_e2e']:.1f} | {r['server_overhead']:+.1%} {ok1} | "
+                f"{r['server_overhead_vs_today']:+.1%} | "
                 f"{tm['banet_preprocess']['compute_ms']:.1f} / {tm['banet_model']['compute_ms']:.1f} / "
                 f"{tm['banet_postprocess']['compute_ms']:.1f} | {r['triton_pre_post_share']:.1%} {ok2} | "
                 f"{r['inproc_pre_post_share']:.1%} |")

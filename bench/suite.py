@@ -57,7 +57,10 @@ def load_manifest(artifacts: str | Path) -> tuple[dict, Path]:
 def artifact_backends(manifest: dict | None, folder: Path | None, *, device: str,
                       threads: int | None = None) -> list[Backend]:
     """ONNX Runtime (CPU, and CUDA where chosen) for each ONNX artifact; TensorRT for each engine."""
-    by_precision = {a["precision"]: a for a in (manifest or {}).get("artifacts", []) if a.get("format") == "onnx"}
+    # the float32-I/O graphs: these backends take (B, 3, S, S) tensors (the uint8 *_serving graphs run in
+    # the Triton backend, which serves the hot path, and in bench.hotpath)
+    by_precision = {a["precision"]: a for a in (manifest or {}).get("artifacts", [])
+                    if a.get("format") == "onnx" and a.get("io", "float32") == "float32"}
     engines = {e["name"]: e for e in (manifest or {}).get("engines", [])}
     devices = ["cpu", "cuda"]  # ORT CUDA is listed (and skipped with the reason) where absent
     out: list[Backend] = []

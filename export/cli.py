@@ -18,8 +18,8 @@ import sys
 
 from banet.checkpoint import CheckpointError
 from banet.data.pairs import DatasetError
-from banet.processing import ImageDecodeError
-from banet.spec import ONNX_OPSET, OPT_BATCH_SIZE
+from banet.processing import REDUCED_DECODE_OVERSAMPLE, ImageDecodeError
+from banet.spec import NETWORK_IO, ONNX_OPSET, OPT_BATCH_SIZE
 from export import parity
 from export import tensorrt as trt_route
 from export.onnx import OnnxExportError
@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--backend", choices=BACKENDS, default="python_onnxruntime")
     g.add_argument("--promote", choices=PRECISIONS, help="precision to promote (default: fp16 if exported, else fp32)")
     g.add_argument("--force-promote", action="store_true", help="promote even if the artifact failed its gate")
+    g.add_argument("--network-io", choices=NETWORK_IO, default="uint8",
+                   help="uint8 (default): serve the *_serving graph (uint8 in, normalization and sigmoid inside, "
+                        "float16 probability out: the hot path); float32: serve the float graph as before")
+    g.add_argument("--decode-oversample", type=float, default=REDUCED_DECODE_OVERSAMPLE,
+                   help="served JPEGs are decoded at a reduced size that keeps >= this x the network size "
+                        "(1 = fastest); the gate scores the served path with it (default: %(default)s)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     return p
 

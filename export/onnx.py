@@ -11,7 +11,7 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from banet.spec import BATCH_AXIS_NAME, NETWORK_INPUT, NETWORK_OUTPUT, ONNX_OPSET
+from banet.spec import BATCH_AXIS_NAME, NETWORK_INPUT, NETWORK_OUTPUT, ONNX_OPSET, network_tensors
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +81,18 @@ def simplify_onnx(src: str | Path, dst: str | Path) -> tuple[int, int]:
     return before, after
 
 
-def check_onnx(path: str | Path, *, opset: int = ONNX_OPSET) -> dict:
+def check_onnx(path: str | Path, *, opset: int = ONNX_OPSET, io: str = "float32") -> dict:
     """Run ``onnx.checker`` and verify names, dtypes, rank and opset against :mod:`banet.spec`.
 
+    ``io``: ``"float32"`` for the exported network (:data:`~banet.spec.NETWORK_INPUT` ->
+    :data:`~banet.spec.NETWORK_OUTPUT`), ``"uint8"`` for its serving variant
+    (:data:`~banet.spec.SERVING_INPUT` ``(B, S, S, 3)`` -> :data:`~banet.spec.SERVING_OUTPUT`).
     Returns ``{"inputs": {name: shape}, "outputs": {name: shape}, "opset": int, "nodes": int}``
     with the symbolic batch axis as its name (a string).
     """
+    import numpy as np
     import onnx
+    from onnx.helper import np_dtype_to_tensor_dtype
 
     path = Path(path)
     try:
@@ -100,19 +105,30 @@ def check_onnx(path: str | Path, *, opset: int = ONNX_OPSET) -> dict:
         return {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in values}
 
     inputs, outputs = shapes(model.graph.input), shapes(model.graph.output)
-    for spec, found in ((NETWORK_INPUT, inputs), (NETWORK_OUTPUT, outputs)):
+    expected = network_tensors(io)
+    for spec, found in zip(expected, (inputs, outputs)):
         if list(found) != [spec.name]:
             raise OnnxExportError(f"{path}: expected one tensor named {spec.name!r}, found {list(found)}")
         shape = found[spec.name]
-        if len(shape) != len(spec.shape) + 1 or shape[0] != BATCH_AXIS_NAME or shape[1] != spec.shape[0]:
-            raise OnnxExportError(f"{path}: {spec.name} has shape {shape}, expected "
-                                  f"[{BATCH_AXIS_NAME}, {spec.shape[0]}, S, S]")
+        channels_at = 3 if spec.shape[-1] == 3 else 1  # NHWC serving input, NCHW otherwise
+        if len(shape) != len(spec.shape) + 1 or shape[0] != BATCH_AXIS_NAME or shape[channels_at] != spec.shape[channels_at - 1]:
+            layout = "S, S, 3" if channels_at == 3 else f"{spec.shape[0]}, S, S"
+            raise OnnxExportError(f"{path}: {spec.name} has shape {shape}, expected [{BATCH_AXIS_NAME}, {layout}]")
     elem = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.output]}
-    for name, kind in elem.items():
-        if kind != onnx.TensorProto.FLOAT:
-            raise OnnxExportError(f"{path}: {name} is {onnx.TensorProto.DataType.Name(kind)}, expected FLOAT "
-                                  "(I/O stay float32 in every precision)")
+    for spec in expected:
+        want = np_dtype_to_tensor_dtype(np.dtype(spec.dtype))
+        if elem[spec.name] != want:
+            raise OnnxExportError(f"{path}: {spec.name} is {onnx.TensorProto.DataType.Name(elem[spec.name])}, expected "
+                                  f"{onnx.TensorProto.DataType.Name(want)} (I/O keep the spec's dtypes in every precision)")
     found_opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if found_opset != opset:
         raise OnnxExportError(f"{path}: opset {found_opset}, expected {opset}")
     return {"inputs": inputs, "outputs": outputs, "opset": found_opset, "nodes": len(model.graph.node)}
+
+
+def graph_opset(path: str | Path) -> int | None:
+    """The default-domain opset of the ONNX file at ``path``."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)

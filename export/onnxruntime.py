@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from banet.inference import Runner
-from banet.spec import NETWORK_INPUT, NETWORK_OUTPUT
+from banet.spec import network_tensors
 
 
 def available() -> bool:
@@ -36,13 +36,16 @@ def ort_session(path: str | Path, providers: list[str] | None = None, threads: i
     return ort.InferenceSession(str(path), options, providers=providers or ["CPUExecutionProvider"])
 
 
-def ort_runner(path: str | Path, providers: list[str] | None = None, threads: int | None = None) -> Runner:
-    """Run an exported model: ``(B, 3, S, S)`` float32 -> ``(B, 1, S, S)`` float32 logits."""
+def ort_runner(path: str | Path, providers: list[str] | None = None, threads: int | None = None,
+               *, io: str = "float32") -> Runner:
+    """Run an exported model: ``(B, 3, S, S)`` float32 -> ``(B, 1, S, S)`` float32 logits, or for its
+    serving variant (``io="uint8"``) ``(B, S, S, 3)`` uint8 -> ``(B, 1, S, S)`` float16 probabilities."""
     session = ort_session(path, providers, threads)
+    tensor_in, tensor_out = network_tensors(io)
 
     def run(batch: np.ndarray) -> np.ndarray:
-        feed = {NETWORK_INPUT.name: np.ascontiguousarray(batch, dtype=np.float32)}
-        (logits,) = session.run([NETWORK_OUTPUT.name], feed)
-        return np.asarray(logits, dtype=np.float32)
+        feed = {tensor_in.name: np.ascontiguousarray(batch, dtype=tensor_in.dtype)}
+        (out,) = session.run([tensor_out.name], feed)
+        return np.asarray(out, dtype=tensor_out.dtype)
 
     return run

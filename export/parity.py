@@ -26,7 +26,7 @@ import numpy as np
 
 from banet import processing
 from banet.data.pairs import SPLITS, find_pairs
-from banet.inference import Runner, predict_logits
+from banet.inference import Runner, predict_logits, predict_served_masks
 from banet.metrics import jaccard
 from banet.spec import MASK_THRESHOLD
 
@@ -55,12 +55,15 @@ of flipped border pixels moves their Jaccard a lot) and catch an image whose mas
 
 @dataclass(frozen=True)
 class ParitySet:
-    """Held-out images (``(H, W, 3)`` uint8) with optional ground truth (``(H, W)`` bool)."""
+    """Held-out images (``(H, W, 3)`` uint8) with optional ground truth (``(H, W)`` bool).
+
+    ``encoded``: the image files' bytes, for the served path (which decodes them itself)."""
 
     source: str
     names: tuple[str, ...]
     images: tuple[np.ndarray, ...]
     truths: tuple[np.ndarray, ...] | None
+    encoded: tuple[bytes, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,9 +124,13 @@ def load_parity_set(spec: str | Path, *, count: int | None = None,
     if count is not None and count < len(pairs):
         picks = np.linspace(0, len(pairs) - 1, count).round().astype(int)
         pairs = [pairs[i] for i in picks]
-    images, truths = [], []
+    images, truths, encoded = [], [], []
     for pair in pairs:
-        images.append(processing.load_image(pair.image))
+        try:
+            encoded.append(pair.image.read_bytes())
+        except OSError as err:
+            raise processing.ImageDecodeError(f"{pair.image}: cannot read ({err.strerror or err})") from None
+        images.append(processing.decode_image(encoded[-1], name=str(pair.image)))
         if pair.mask is not None:
             truth = processing.load_mask(pair.mask)
             if truth.shape != images[-1].shape[:2]:
@@ -132,7 +139,8 @@ def load_parity_set(spec: str | Path, *, count: int | None = None,
         if progress is not None:
             progress(1)
     has_truth = len(truths) == len(images)
-    return ParitySet(str(spec), tuple(p.name for p in pairs), tuple(images), tuple(truths) if has_truth else None)
+    return ParitySet(str(spec), tuple(p.name for p in pairs), tuple(images), tuple(truths) if has_truth else None,
+                     tuple(encoded))
 
 
 def _masks(logits: Sequence[np.ndarray], images: Sequence[np.ndarray], threshold: float) -> list[np.ndarray]:
@@ -157,6 +165,23 @@ def score(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precis
     max_diff = float(np.max([np.max(np.abs(a - b)) for a, b in zip(logits, ref.logits)]))
     return score_masks(_masks(logits, data.images, threshold), data, ref, artifact=artifact,
                        precision=precision, gate=gate, max_abs_logit_diff=max_diff)
+
+
+def score_served(run: Runner, data: ParitySet, ref: Reference, *, artifact: str, precision: str,
+                 image_size: int, gate: Gate | None = None, batch_size: int = 8,
+                 threshold: float = MASK_THRESHOLD,
+                 oversample: float = processing.REDUCED_DECODE_OVERSAMPLE) -> ParityResult:
+    """Score a uint8-I/O serving graph over the whole served path against ``ref`` (today's reference route).
+
+    ``run``: ``(B, S, S, 3)`` uint8 -> ``(B, 1, S, S)`` float16 probabilities. The masks come from the
+    encoded files through :func:`banet.inference.predict_served_masks` (reduced JPEG decode, uint8
+    resize, the graph, the small-map mask), so the gate sees what Triton will serve.
+    """
+    if data.encoded is None:
+        raise ValueError(f"{artifact}: the parity set has no encoded images (load it with load_parity_set)")
+    masks = predict_served_masks(run, data.encoded, batch_size=batch_size, threshold=threshold, size=image_size,
+                                 oversample=oversample)
+    return score_masks(masks, data, ref, artifact=artifact, precision=precision, gate=gate)
 
 
 def score_masks(masks: Sequence[np.ndarray], data: ParitySet, ref: Reference, *, artifact: str,

@@ -3,6 +3,8 @@
 ``run_export(ExportConfig(...))`` writes into a new version directory ``OUT/<n>``:
 
 - ``model.onnx`` (FP32, simplified), ``model_fp16.onnx`` (``--fp16``), ``model_int8.onnx`` (``--int8``);
+- ``model*_serving.onnx``: each of them with uint8 I/O and the normalization/sigmoid inside
+  (export/serving_graph.py), gated over the whole served path; the repository serves these by default;
 - ``model_<precision>.plan`` TensorRT engines where ``tensorrt`` and a GPU are present, or
   ``model_<precision>_rtx.plan`` TensorRT-RTX engines (built ahead of time, also without a GPU; for
   RTX/A100-class GPUs, not for Triton); the exact ``trtexec`` commands that build the Triton plans
@@ -33,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from banet.checkpoint import file_sha256, model_from_checkpoint
+from banet.processing import REDUCED_DECODE_OVERSAMPLE
 from banet.inference import torch_runner
-from banet.spec import IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_OUTPUT, ONNX_OPSET, OPT_BATCH_SIZE
-from export import parity
+from banet.spec import (IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_IO, NETWORK_OUTPUT, ONNX_OPSET,
+                        OPT_BATCH_SIZE, network_tensors)
+from export import parity, serving_graph
 from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, simplify_onnx
@@ -106,6 +110,10 @@ class ExportConfig:
     backend: str = "python_onnxruntime"
     promote: str | None = None
     """Precision to promote into ``repository``; None: FP16 when exported, else FP32."""
+    network_io: str = "uint8"
+    """What the repository serves: the uint8-I/O serving variant (the hot path) or the float32 graph."""
+    decode_oversample: float = REDUCED_DECODE_OVERSAMPLE
+    """The served path's reduced JPEG decode (gated here, written into the repository)."""
     force: bool = False
     force_promote: bool = False
 
@@ -114,6 +122,8 @@ class ExportConfig:
             raise ValueError(f"calib_method must be one of {CALIBRATION_METHODS}, got {self.calib_method!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.network_io not in NETWORK_IO:
+            raise ValueError(f"network_io must be one of {NETWORK_IO}, got {self.network_io!r}")
         if self.promote is not None and self.promote not in PRECISIONS:
             raise ValueError(f"promote must be one of {PRECISIONS}, got {self.promote!r}")
         if self.repository and self.promote is not None and self.promote not in self.precisions:
@@ -317,6 +327,9 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
 
+    # the served variant of every precision: uint8 pixels in, float16 probability out (export/serving_graph.py)
+    artifacts.extend(serving_graph.serving_artifacts(folder, artifacts))
+
     engines = _engines(folder, config, model, size, artifacts, builder)
 
     # --- accuracy gate: every artifact against the FP32 PyTorch model on held-out real images
@@ -329,9 +342,14 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
             if item.get("runner") is None and item["format"] != "onnx":
                 item.setdefault("gate", "not run")  # a failed build says "fail", a CPU-only AOT build why
                 continue
-            run = item.pop("runner", None) or ort_runner(folder / item["path"], threads=config.threads)
-            result = parity.score(run, data, ref, artifact=item["name"], precision=item["precision"],
-                                  image_size=size, gate=config.gate(item["precision"]), batch_size=config.batch_size)
+            io = item.get("io", "float32")
+            run = item.pop("runner", None) or ort_runner(folder / item["path"], threads=config.threads, io=io)
+            common = dict(artifact=item["name"], precision=item["precision"], image_size=size,
+                          gate=config.gate(item["precision"]), batch_size=config.batch_size)
+            if io == "uint8":  # the whole served path, from the encoded files
+                result = parity.score_served(run, data, ref, oversample=config.decode_oversample, **common)
+            else:
+                result = parity.score(run, data, ref, **common)
             item["parity"] = result.to_dict()
             item["gate"] = "pass" if result.passed else "fail"
             if item["format"] == "onnx":
@@ -358,6 +376,8 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         "image_size": size,
         "input": {"name": NETWORK_INPUT.name, "dtype": NETWORK_INPUT.dtype},
         "output": {"name": NETWORK_OUTPUT.name, "dtype": NETWORK_OUTPUT.dtype},
+        "serving": {io: {"input": {"name": i.name, "dtype": i.dtype}, "output": {"name": o.name, "dtype": o.dtype}}
+                    for io, (i, o) in ((io, network_tensors(io)) for io in NETWORK_IO)},
         "batch": {"min": 1, "opt": OPT_BATCH_SIZE, "max": MAX_BATCH_SIZE},
         "parity_data": {"source": data.source, "images": len(data.images), "ground_truth": data.truths is not None},
         "tools": tool_versions(),
@@ -384,18 +404,20 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
         if art.get("target") not in (None, "tensorrt"):
             continue
         precision = art["precision"]
-        triton_plan = f"model_{precision}.plan"
+        io = art.get("io", "float32")  # uint8: the serving graph (export/serving_graph.py)
+        suffix = serving_graph.SUFFIX if io == "uint8" else ""
+        triton_plan = f"model_{precision}{suffix}.plan"
         rtx = builder is not None and not builder.for_triton
-        plan = f"model_{precision}_rtx.plan" if rtx else triton_plan
+        plan = f"model_{precision}{suffix}_rtx.plan" if rtx else triton_plan
         entry: dict[str, Any] = {
-            "name": f"tensorrt_rtx_{precision}" if rtx else f"tensorrt_{precision}", "precision": precision,
+            "name": f"tensorrt_rtx_{precision}{suffix}" if rtx else f"tensorrt_{precision}{suffix}", "precision": precision, "io": io,
             "format": "tensorrt_rtx_engine" if rtx else "tensorrt_plan", "path": plan, "source": art["path"],
-            "profile": trt_route.profile_shapes(size),
+            "profile": trt_route.profile_shapes(size, io=io),
             "triton": not rtx,
             # the Triton plan is built with the TensorRT of the serving Triton container (docs/serving.md)
             "trtexec": trt_route.trtexec_command(art["path"], triton_plan, image_size=size,
                                                  timing_cache="timing.cache", workspace_gib=config.workspace_gib,
-                                                 version_compatible=config.version_compatible)}
+                                                 version_compatible=config.version_compatible, io=io)}
         if rtx:
             entry["note"] = ("TensorRT-RTX engine for RTX/A100-class GPUs (compiled for the GPU on first run); "
                              "Triton's tensorrt_plan backend cannot load it and it is never promoted")
@@ -404,7 +426,8 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
             try:
                 built = trt_route.build_engine(folder / art["path"], folder / plan, image_size=size, builder=builder,
                                                timing_cache=cache, workspace_gib=config.workspace_gib,
-                                               targets=config.rtx_targets, version_compatible=config.version_compatible)
+                                               targets=config.rtx_targets, version_compatible=config.version_compatible,
+                                               io=io)
             except trt_route.EngineBuildError as err:
                 log.error("%s", err)
                 entry.update(status="failed", gate="fail", error=str(err), **builder.to_dict())
@@ -414,7 +437,7 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
                 entry.update(status="built", export_seconds=built.seconds, **built.to_dict())
                 art["tensorrt_check"] = {"built": True, "builder_label": builder.label, "engine": plan}
                 if builder.can_run():
-                    entry["runner"] = trt_route.engine_runner(folder / plan, builder=builder)
+                    entry["runner"] = trt_route.engine_runner(folder / plan, builder=builder, io=io)
                 else:
                     entry["gate"] = "not run: no GPU"  # it parsed and built; running needs a CUDA GPU
         else:
@@ -454,10 +477,11 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
     """Write the Triton repository from the chosen artifact if it passed its gate (or ``force_promote``)."""
     precision = config.promote or ("fp16" if config.fp16 else "fp32")
     by_name = {a["name"]: a for a in [*manifest["artifacts"], *manifest["engines"]]}
-    onnx_art = by_name.get(f"onnx_{precision}")
+    suffix = serving_graph.SUFFIX if config.network_io == "uint8" else ""
+    onnx_art = by_name.get(f"onnx_{precision}{suffix}")
     if onnx_art is None:
         raise ExportError(f"--promote {precision}: no {precision} artifact was exported (add --{precision})")
-    chosen = by_name.get(f"tensorrt_{precision}") if config.backend == "tensorrt_plan" else onnx_art
+    chosen = by_name.get(f"tensorrt_{precision}{suffix}") if config.backend == "tensorrt_plan" else onnx_art
     if chosen is None or (config.backend == "tensorrt_plan" and not chosen.get("triton")):
         raise ExportError(f"--backend tensorrt_plan: no data-center TensorRT {precision} plan was built "
                           "(a TensorRT-RTX engine is never promoted: Triton cannot load it)")
@@ -476,6 +500,7 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
         written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"],
                                    backend=config.backend, engine_path=engine_path,
                                    max_batch_size=MAX_BATCH_SIZE, image_size=int(config.image_size or IMAGE_SIZE),
+                                   network_io=config.network_io, decode_oversample=config.decode_oversample,
                                    force=config.force)
     except RepositoryError as err:
         raise ExportError(f"artifacts are in {final}, but the repository was not written: {err}") from None

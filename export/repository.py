@@ -5,6 +5,12 @@ Every ``config.pbtxt`` is generated here from :mod:`banet.spec` (names, dtypes, 
 The network file goes into a NEW numeric version directory of ``banet_model`` (1, 2, ...), so a
 repository a server is using is never modified under it; Triton serves the newest version.
 
+By default the repository serves the hot path (``network_io="uint8"``): ``banet_preprocess`` sends
+the resized uint8 image ``image_u8`` ``(B, S, S, 3)``, the network graph normalizes it and returns
+the float16 ``probability`` ``(B, 1, S, S)``, and ``banet_postprocess`` turns that small map into the mask
+(see :mod:`export.serving_graph`). ``network_io="float32"`` writes the reference route of before
+(float32 ``image`` -> ``logits``), e.g. for an engine built from the float graph.
+
 Layout::
 
     REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK, BOUNDARY, AREA
@@ -23,17 +29,23 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from banet import spec
+from banet import processing, spec
 from banet.atomic import write_text
 from banet.spec import TensorSpec
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
+PREPROCESSORS = ("python", "dali")
+"""``banet_preprocess``: the Python backend (default; any server) or a DALI pipeline (GPU servers, export/dali.py)."""
 QUEUE_DELAY_US = 2000
 """Dynamic batching: the longest a request waits for others to join its batch (microseconds)."""
 IMAGE_SIZE_PARAMETER = "image_size"
 """``banet_preprocess`` config parameter: the side the image is resized to (the network's input size)."""
+DECODE_OVERSAMPLE_PARAMETER = "decode_oversample"
+"""``banet_preprocess`` config parameter: :data:`banet.processing.REDUCED_DECODE_OVERSAMPLE` for this repository."""
+NETWORK_IO_PARAMETER = "network_io"
+"""``banet_preprocess`` / ``banet_postprocess`` config parameter: the network's I/O (``spec.NETWORK_IO``)."""
 MODEL_FILES = {"python_onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
 
 
@@ -51,8 +63,28 @@ class RepositoryConfig:
     queue_delay_us: int = QUEUE_DELAY_US
     image_size: int = spec.IMAGE_SIZE
     """Network input side: the pre-processing resizes to it, the network config declares it."""
+    network_io: str = "uint8"
+    """``uint8``: the hot path (uint8 image in, uint8 probability out); ``float32``: the reference route."""
+    decode_oversample: float = processing.REDUCED_DECODE_OVERSAMPLE
+    """JPEGs are decoded at a reduced size keeping >= this many times ``image_size`` (uint8 hot path only)."""
+    preprocess: str = "python"
+    preprocess_instances: int = 1
+    postprocess_instances: int = 1
+    """Python-backend instances (one process, one core each) of the pre/post models (docs/serving.md)."""
 
     def __post_init__(self) -> None:
+        if self.network_io not in spec.NETWORK_IO:
+            raise ValueError(f"network_io must be one of {spec.NETWORK_IO}, got {self.network_io!r}")
+        if self.preprocess not in PREPROCESSORS:
+            raise ValueError(f"preprocess must be one of {PREPROCESSORS}, got {self.preprocess!r}")
+        if self.preprocess == "dali" and self.network_io != "uint8":
+            raise ValueError("the DALI pre-processing sends uint8 pixels: it needs network_io='uint8'")
+        if not self.decode_oversample >= 1.0:
+            raise ValueError(f"decode_oversample must be >= 1 (the decoded image must stay >= image_size), "
+                             f"got {self.decode_oversample}")
+        for name in ("preprocess_instances", "postprocess_instances"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         if self.backend not in BACKENDS:
@@ -71,9 +103,14 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "[ " + ", ".join(str(d) for d in shape) + " ]"
 
 
-def _sized(t: TensorSpec, cfg: RepositoryConfig) -> TensorSpec:
-    """``t`` with its spatial dims set to the repository's image size (network input/output)."""
-    return TensorSpec(t.name, t.dtype, (t.shape[0], cfg.image_size, cfg.image_size))
+def _network_io(cfg: RepositoryConfig) -> tuple[TensorSpec, TensorSpec]:
+    """The network's (input, output) at the repository's image size, for its network I/O."""
+    tensor_in, tensor_out = spec.network_tensors(cfg.network_io)
+    return spec.sized(tensor_in, cfg.image_size), spec.sized(tensor_out, cfg.image_size)
+
+
+def _parameters(values: dict[str, str]) -> str:
+    return "".join(f'parameters {{\n  key: "{k}"\n  value {{ string_value: "{v}" }}\n}}\n' for k, v in values.items())
 
 
 def _tensor(t: TensorSpec, *, optional: bool = False) -> str:
@@ -99,19 +136,23 @@ def _instances(kind: str, count: int) -> str:
 
 
 def preprocess_config(cfg: RepositoryConfig) -> str:
+    network_input, _ = _network_io(cfg)
     return (_header(spec.PREPROCESS_MODEL, 'backend: "python"', cfg)
             + _io("input", [_tensor(spec.ENCODED_IMAGE)]) + "\n"
-            + _io("output", [_tensor(_sized(spec.NETWORK_INPUT, cfg)), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
-            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count)
-            + f'parameters {{\n  key: "{IMAGE_SIZE_PARAMETER}"\n  value {{ string_value: "{cfg.image_size}" }}\n}}\n')
+            + _io("output", [_tensor(network_input), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
+            + _batching(cfg) + _instances("KIND_CPU", cfg.preprocess_instances)
+            + _parameters({IMAGE_SIZE_PARAMETER: str(cfg.image_size), NETWORK_IO_PARAMETER: cfg.network_io,
+                           DECODE_OVERSAMPLE_PARAMETER: str(cfg.decode_oversample)}))
 
 
 def postprocess_config(cfg: RepositoryConfig) -> str:
+    _, network_output = _network_io(cfg)
     return (_header(spec.POSTPROCESS_MODEL, 'backend: "python"', cfg)
-            + _io("input", [_tensor(_sized(spec.NETWORK_OUTPUT, cfg)), _tensor(spec.ORIGINAL_SIZE),
+            + _io("input", [_tensor(network_output), _tensor(spec.ORIGINAL_SIZE),
                             _tensor(spec.THRESHOLD, optional=True)]) + "\n"
             + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
-            + _batching(cfg) + _instances("KIND_CPU", cfg.instance_count))
+            + _batching(cfg) + _instances("KIND_CPU", cfg.postprocess_instances)
+            + _parameters({NETWORK_IO_PARAMETER: cfg.network_io}))
 
 
 def network_config(cfg: RepositoryConfig) -> str:
@@ -122,10 +163,10 @@ def network_config(cfg: RepositoryConfig) -> str:
     }[cfg.backend]
     kind = "KIND_CPU" if cfg.backend == "python_onnxruntime" else "KIND_GPU"
     preferred = tuple(sorted({min(spec.OPT_BATCH_SIZE, cfg.max_batch_size), cfg.max_batch_size}))
-    network_input, network_output = _sized(spec.NETWORK_INPUT, cfg), _sized(spec.NETWORK_OUTPUT, cfg)
+    network_input, network_output = _network_io(cfg)
     warmup = (
         "model_warmup [\n  {\n    name: \"zeros_batch_1\"\n    batch_size: 1\n    inputs {\n"
-        f"      key: \"{spec.NETWORK_INPUT.name}\"\n      value {{\n"
+        f"      key: \"{network_input.name}\"\n      value {{\n"
         f"        data_type: {network_input.triton_dtype}\n        dims: {_dims(network_input.shape)}\n"
         "        zero_data: true\n      }\n    }\n  }\n]\n"
     )
@@ -141,7 +182,10 @@ def ensemble_config(cfg: RepositoryConfig) -> str:
         maps += "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
         return f'    {{\n      model_name: "{model}"\n      model_version: -1\n{maps}    }}'
 
-    image, size, logits = spec.NETWORK_INPUT.name, spec.ORIGINAL_SIZE.name, spec.NETWORK_OUTPUT.name
+    tensor_in, tensor_out = _network_io(cfg)
+    image, size, logits = tensor_in.name, spec.ORIGINAL_SIZE.name, tensor_out.name
+    # DALI takes the file as a uint8 vector (Triton cannot hand BYTES to it)
+    encoded = (TensorSpec(spec.ENCODED_IMAGE.name, "uint8", (-1,)) if cfg.preprocess == "dali" else spec.ENCODED_IMAGE)
     steps = [
         step(spec.PREPROCESS_MODEL, {spec.ENCODED_IMAGE.name: spec.ENCODED_IMAGE.name},
              {image: "preprocessed_image", size: "original_size"}),
@@ -151,7 +195,7 @@ def ensemble_config(cfg: RepositoryConfig) -> str:
              {t.name: t.name for t in (spec.MASK, spec.BOUNDARY, spec.AREA)}),
     ]
     return (_header(spec.ENSEMBLE_MODEL, 'platform: "ensemble"', cfg)
-            + _io("input", [_tensor(spec.ENCODED_IMAGE), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
+            + _io("input", [_tensor(encoded), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
             + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
             + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
 
@@ -185,7 +229,8 @@ def _write_text(path: Path, text: str, *, force: bool) -> None:
 
 
 def onnx_image_size(path: str | Path) -> int | None:
-    """The square spatial size of the ONNX model's image input, or None if it is not fixed and square."""
+    """The square spatial size of the ONNX model's image input (float32 NCHW ``image`` or uint8 NHWC
+    ``image_u8``), or None if it is not fixed and square."""
     import onnx
 
     try:
@@ -193,13 +238,39 @@ def onnx_image_size(path: str | Path) -> int | None:
     except Exception as err:  # protobuf DecodeError and friends
         raise RepositoryError(f"{path} is not a readable ONNX model ({type(err).__name__}: {err})") from None
     for tensor in model.graph.input:
-        if tensor.name == spec.NETWORK_INPUT.name:
-            dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.type.tensor_type.shape.dim]
-            if len(dims) == 4 and dims[2] is not None and dims[2] == dims[3]:
-                return int(dims[2])
-            return None
-    raise RepositoryError(f"{path} has no input named {spec.NETWORK_INPUT.name!r} (inputs: "
-                          f"{[t.name for t in model.graph.input]})")
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.type.tensor_type.shape.dim]
+        if tensor.name in (spec.NETWORK_INPUT.name, spec.SERVING_INPUT.name) and len(dims) == 4:
+            height, width = (dims[1], dims[2]) if tensor.name == spec.SERVING_INPUT.name else (dims[2], dims[3])
+            return int(height) if height is not None and height == width else None
+    raise RepositoryError(f"{path} has no input named {spec.NETWORK_INPUT.name!r} or {spec.SERVING_INPUT.name!r} "
+                          f"(inputs: {[t.name for t in model.graph.input]})")
+
+
+def _stage_model(source: Path, target: Path, *, backend: str, network_io: str) -> None:
+    """Copy (or, for a float graph served with uint8 I/O, wrap) the model file into the version folder."""
+    from export.serving_graph import add_uint8_io
+
+    if backend == "tensorrt_plan":  # an engine cannot be inspected without TensorRT: the config says what it must be
+        shutil.copyfile(source, target)
+        return
+    if _graph_io(source, network_io) == network_io:
+        shutil.copyfile(source, target)
+    else:
+        add_uint8_io(source, target)  # a float32 graph (e.g. an export from before the serving variant)
+
+
+def _graph_io(source: Path, network_io: str) -> str:
+    """The ONNX file's network I/O, refused when it cannot serve ``network_io``."""
+    from export.serving_graph import ServingGraphError, graph_io
+
+    try:
+        found = graph_io(source)
+    except ServingGraphError as err:
+        raise RepositoryError(str(err)) from None
+    if found == "uint8" and network_io == "float32":
+        raise RepositoryError(f"{source} is a uint8-I/O serving graph; a network_io=float32 repository needs "
+                              "the float32 graph (model.onnx of the export)")
+    return found
 
 
 def _versions(model_dir: Path) -> list[int]:
@@ -211,7 +282,10 @@ def _versions(model_dir: Path) -> list[int]:
 def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = None,
                      engine_path: str | Path | None = None, backend: str = "python_onnxruntime",
                      max_batch_size: int = spec.MAX_BATCH_SIZE, instance_count: int = 1,
-                     image_size: int | None = None, force: bool = False) -> Path:
+                     image_size: int | None = None, network_io: str = "uint8",
+                     decode_oversample: float = processing.REDUCED_DECODE_OVERSAMPLE,
+                     preprocess: str = "python", preprocess_instances: int = 1, postprocess_instances: int = 1,
+                     force: bool = False) -> Path:
     """Generate (or extend) the Triton repository at ``repo_dir``; return the new network version dir.
 
     ``backend``: ``python_onnxruntime`` (ONNX Runtime inside the Python backend, for servers with only
@@ -219,6 +293,13 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     engine built for this GPU with batch profile up to ``spec.MAX_BATCH_SIZE``; needs ``engine_path``).
     ``image_size`` (the network's input side) is read from the ONNX file when not given, and must
     agree with it when given; for an engine alone it defaults to ``spec.IMAGE_SIZE``.
+    ``network_io``: ``uint8`` (default, the hot path: a float32 ONNX file is wrapped with
+    :func:`export.serving_graph.add_uint8_io` on the way in; an engine must have been built from the
+    serving graph) or ``float32`` (the reference route). ``preprocess_instances`` /
+    ``postprocess_instances``: Python-backend processes of the pre/post models (docs/serving.md).
+    ``preprocess="dali"``: the first step is a DALI pipeline (nvJPEG decode and resize on the GPU;
+    needs ``nvidia.dali`` here to serialize it and NVIDIA's Triton container to serve it, see
+    :mod:`export.dali`); the ensemble then takes ``IMAGE_BYTES`` as a ``UINT8 [-1]`` vector.
     The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
     files that exist with other content are replaced only with ``force``.
     """
@@ -228,7 +309,9 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
             raise RepositoryError(f"{onnx_path} takes {declared}x{declared} images, not the {image_size} asked for")
         image_size = image_size or declared
     cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count,
-                           image_size=image_size or spec.IMAGE_SIZE)
+                           image_size=image_size or spec.IMAGE_SIZE, network_io=network_io,
+                           decode_oversample=decode_oversample, preprocess=preprocess,
+                           preprocess_instances=preprocess_instances, postprocess_instances=postprocess_instances)
     given = engine_path if backend == "tensorrt_plan" else onnx_path
     source = None if given is None else Path(given)
     if source is None:
@@ -239,13 +322,25 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     repo = Path(repo_dir)
     if repo.exists() and not repo.is_dir():
         raise RepositoryError(f"{repo} exists and is not a directory")
+    if backend != "tensorrt_plan":
+        _graph_io(source, network_io)  # refuse a graph that cannot serve this I/O before writing anything
 
+    if cfg.preprocess == "dali":
+        from export import dali
+
+        pre_config = dali.preprocess_config(cfg.image_size, max_batch_size=cfg.max_batch_size,
+                                            instances=cfg.preprocess_instances)
+    else:
+        pre_config = preprocess_config(cfg)
     configs = {
-        spec.PREPROCESS_MODEL: preprocess_config(cfg),
+        spec.PREPROCESS_MODEL: pre_config,
         spec.NETWORK_MODEL: network_config(cfg),
         spec.POSTPROCESS_MODEL: postprocess_config(cfg),
         spec.ENSEMBLE_MODEL: ensemble_config(cfg),
     }
+    python_models = (spec.POSTPROCESS_MODEL,) if cfg.preprocess == "dali" else (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL)
+    if cfg.preprocess == "dali" and not dali.available():
+        raise RepositoryError("preprocess='dali' needs nvidia.dali to serialize the pipeline: pip install '.[dali]'")
     # check everything before writing anything, so a refusal leaves the repository as it was
     if not force:
         for model, text in configs.items():
@@ -253,15 +348,18 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
             if path.exists() and path.read_text() != text:
                 raise RepositoryError(f"{path} exists with different content (another backend or batch size?); "
                                       "pass force=True (--force) to replace it")
-        for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+        for model in python_models:
             path = repo / model / "1" / "model.py"
             if path.exists() and path.read_bytes() != _template(model).read_bytes():
                 raise RepositoryError(f"{path} differs from the template {_template(model)}; pass force=True to replace it")
 
     for model, text in configs.items():
         _write_text(repo / model / "config.pbtxt", text, force=force)
-    for model in (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL):
+    for model in python_models:
         _write_text(repo / model / "1" / "model.py", _template(model).read_text(), force=force)
+    if cfg.preprocess == "dali":
+        (repo / spec.PREPROCESS_MODEL / "1").mkdir(parents=True, exist_ok=True)
+        dali.write_pipeline(repo / spec.PREPROCESS_MODEL / "1" / dali.PIPELINE_FILE, cfg.image_size)
     (repo / spec.ENSEMBLE_MODEL / "1").mkdir(parents=True, exist_ok=True)
 
     model_dir = repo / spec.NETWORK_MODEL
@@ -271,11 +369,16 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    shutil.copyfile(source, tmp / MODEL_FILES[backend])
+    try:
+        _stage_model(source, tmp / MODEL_FILES[backend], backend=backend, network_io=network_io)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if backend == "python_onnxruntime":
         shutil.copyfile(_template(spec.NETWORK_MODEL), tmp / "model.py")
     tmp.rename(target)  # the version appears complete or not at all (Triton may be polling)
-    log.info("wrote %s (backend %s, version %d, max_batch_size %d)", repo, backend, version, cfg.max_batch_size)
+    log.info("wrote %s (backend %s, network I/O %s, version %d, max_batch_size %d)", repo, backend, network_io,
+             version, cfg.max_batch_size)
     return target
 
 
@@ -290,7 +393,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", type=Path, help="TensorRT engine (tensorrt_plan)")
     p.add_argument("--backend", choices=BACKENDS, default="python_onnxruntime")
     p.add_argument("--max-batch-size", type=int, default=spec.MAX_BATCH_SIZE)
-    p.add_argument("--instance-count", type=int, default=1)
+    p.add_argument("--instance-count", type=int, default=1, help="network instances")
+    p.add_argument("--network-io", choices=spec.NETWORK_IO, default="uint8",
+                   help="uint8: the hot path (default; a float32 ONNX file is wrapped); float32: the reference route")
+    p.add_argument("--decode-oversample", type=float, default=processing.REDUCED_DECODE_OVERSAMPLE,
+                   help="reduced JPEG decode keeps >= this x the network size (1 = fastest; default from parity)")
+    p.add_argument("--preprocess", choices=PREPROCESSORS, default="python",
+                   help="python (default) or dali: nvJPEG decode + resize on the GPU (NVIDIA's Triton container)")
+    p.add_argument("--preprocess-instances", type=int, default=1, help="banet_preprocess processes (docs/serving.md)")
+    p.add_argument("--postprocess-instances", type=int, default=1, help="banet_postprocess processes")
     p.add_argument("--image-size", type=int, default=None,
                    help="the network's input side (default: read from the ONNX file, else 256)")
     p.add_argument("--force", action="store_true", help="replace configs/templates that differ")
@@ -299,7 +410,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         version = write_repository(args.out, onnx_path=args.onnx, engine_path=args.engine, backend=args.backend,
                                    max_batch_size=args.max_batch_size, instance_count=args.instance_count,
-                                   image_size=args.image_size, force=args.force)
+                                   image_size=args.image_size, network_io=args.network_io,
+                                   decode_oversample=args.decode_oversample, preprocess=args.preprocess,
+                                   preprocess_instances=args.preprocess_instances,
+                                   postprocess_instances=args.postprocess_instances, force=args.force)
     except (RepositoryError, ValueError) as err:
         print(f"export.repository: {err}", file=sys.stderr)
         return 1

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from banet.inference import Runner
-from banet.spec import MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_OUTPUT, OPT_BATCH_SIZE
+from banet.spec import MAX_BATCH_SIZE, OPT_BATCH_SIZE, network_tensors, sized
 
 log = logging.getLogger(__name__)
 
@@ -138,20 +138,23 @@ def unavailable_reason(kind: str | None = None) -> str:
     return builder.cannot_build_reason()
 
 
-def profile_shapes(image_size: int) -> dict[str, tuple[int, ...]]:
-    """min/opt/max input shapes of the optimization profile, ``(B, 3, S, S)``."""
-    chw = (NETWORK_INPUT.shape[0], image_size, image_size)
-    return {"min": (1, *chw), "opt": (OPT_BATCH_SIZE, *chw), "max": (MAX_BATCH_SIZE, *chw)}
+def profile_shapes(image_size: int, *, io: str = "float32") -> dict[str, tuple[int, ...]]:
+    """min/opt/max input shapes of the optimization profile: ``(B, 3, S, S)``, or ``(B, S, S, 3)`` for
+    the uint8 serving variant (names, dtypes and layouts from :func:`banet.spec.network_tensors`)."""
+    item = sized(network_tensors(io)[0], image_size).shape
+    return {"min": (1, *item), "opt": (OPT_BATCH_SIZE, *item), "max": (MAX_BATCH_SIZE, *item)}
 
 
 def trtexec_command(onnx_path: str | Path, engine_path: str | Path, *, image_size: int,
                     timing_cache: str | Path | None = None,
-                    workspace_gib: float = DEFAULT_WORKSPACE_GIB, version_compatible: bool = False) -> str:
+                    workspace_gib: float = DEFAULT_WORKSPACE_GIB, version_compatible: bool = False,
+                    io: str = "float32") -> str:
     """The ``trtexec`` command line that builds the same engine as :func:`build_engine` with TensorRT.
 
     Run it with the TensorRT of the Triton container that will serve the plan (docs/serving.md).
     """
-    shapes = {k: f"{NETWORK_INPUT.name}:" + "x".join(map(str, v)) for k, v in profile_shapes(image_size).items()}
+    name = network_tensors(io)[0].name
+    shapes = {k: f"{name}:" + "x".join(map(str, v)) for k, v in profile_shapes(image_size, io=io).items()}
     argv = ["trtexec", f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
             f"--minShapes={shapes['min']}", f"--optShapes={shapes['opt']}", f"--maxShapes={shapes['max']}",
             "--stronglyTyped", f"--memPoolSize=workspace:{int(workspace_gib * 1024)}M"]
@@ -264,7 +267,7 @@ def network_census(network, trt) -> dict[str, Any]:
 def build_engine(onnx_path: str | Path, engine_path: str | Path, *, image_size: int,
                  builder: Builder | None = None, timing_cache: str | Path | None = None,
                  workspace_gib: float = DEFAULT_WORKSPACE_GIB, targets: tuple[str, ...] | None = None,
-                 version_compatible: bool = False) -> EngineBuild:
+                 version_compatible: bool = False, io: str = "float32") -> EngineBuild:
     """Parse ``onnx_path`` into a strongly typed network, build and save a serialized engine.
 
     ``builder`` defaults to :func:`load_builder`. ``targets``: TensorRT-RTX compute capabilities
@@ -299,8 +302,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, *, image_size: 
     config = trt_builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     profile = trt_builder.create_optimization_profile()
-    shapes = profile_shapes(image_size)
-    profile.set_shape(NETWORK_INPUT.name, *(trt.Dims(list(shapes[k])) for k in ("min", "opt", "max")))
+    # io="uint8": the serving graph, image_u8 (B, S, S, 3) uint8 -> probability float16 (export/serving_graph.py)
+    shapes = profile_shapes(image_size, io=io)
+    profile.set_shape(network_tensors(io)[0].name, *(trt.Dims(list(shapes[k])) for k in ("min", "opt", "max")))
     config.add_optimization_profile(profile)
     if builder.for_triton:
         device = gpu()
@@ -390,12 +394,13 @@ _TORCH_DTYPES = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT
 
 
 def engine_runner(engine_path: str | Path, device: str = "cuda", builder: Builder | None = None,
-                  output: str = NETWORK_OUTPUT.name) -> Runner:
+                  output: str | None = None, *, io: str = "float32") -> Runner:
     """Run a serialized engine as a :data:`banet.inference.Runner` (buffers are torch CUDA tensors).
 
     Float32 in and out whatever the engine's I/O dtypes (an FP16-I/O plan is fed and read in float16).
     ``output``: the engine's output tensor name (a Torch-TensorRT plan's is ``output0``). Needs a GPU
-    the engine was built for.
+    the engine was built for. ``io="uint8"``: an engine of the serving graph, fed uint8 ``(B, S, S, 3)``,
+    returning the float16 probability as it is (not run here: no CUDA device).
     """
     import torch
 
@@ -403,28 +408,30 @@ def engine_runner(engine_path: str | Path, device: str = "cuda", builder: Builde
     if builder is None or not builder.can_run():
         raise EngineBuildError(f"running {engine_path} needs TensorRT and a CUDA GPU")
     engine_path = Path(engine_path)
+    tensor_in, tensor_out = network_tensors(io)
+    output = output or tensor_out.name
     engine = _runtime_engine(engine_path, builder)
     context = engine.create_execution_context()
     names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    if sorted(names) != sorted([NETWORK_INPUT.name, output]):
-        raise EngineBuildError(f"{engine_path}: expected tensors {NETWORK_INPUT.name}, {output}; got {names}")
+    if sorted(names) != sorted([tensor_in.name, output]):
+        raise EngineBuildError(f"{engine_path}: expected tensors {tensor_in.name}, {output}; got {names}")
     dtypes = {n: getattr(torch, _TORCH_DTYPES[str(engine.get_tensor_dtype(n)).rsplit(".", 1)[-1].upper()])
               for n in names}
 
     def run(batch: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device, dtype=dtypes[NETWORK_INPUT.name])
-        if not context.set_input_shape(NETWORK_INPUT.name, tuple(x.shape)):
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=tensor_in.dtype)).to(device, dtype=dtypes[tensor_in.name])
+        if not context.set_input_shape(tensor_in.name, tuple(x.shape)):
             # outside the optimization profile (e.g. batch > MAX_BATCH_SIZE or another image size)
             raise EngineBuildError(f"{engine_path}: input shape {tuple(x.shape)} is outside the engine's "
                                    f"optimization profile (batch 1..{MAX_BATCH_SIZE})")
         dims = context.get_tensor_shape(output)
         y = torch.empty([dims[i] for i in range(len(dims))], dtype=dtypes[output], device=device)
-        context.set_tensor_address(NETWORK_INPUT.name, x.data_ptr())
+        context.set_tensor_address(tensor_in.name, x.data_ptr())
         context.set_tensor_address(output, y.data_ptr())
         stream = torch.cuda.current_stream(device)
         if not context.execute_async_v3(stream.cuda_stream):
             raise EngineBuildError(f"{engine_path}: execution failed for input {tuple(x.shape)}")
         stream.synchronize()
-        return y.float().cpu().numpy()
+        return y.float().cpu().numpy() if io == "float32" else y.cpu().numpy()
 
     return run

@@ -90,6 +90,12 @@ def _missing_trt_builder() -> str | None:
     return "the TensorRT-RTX builder is not installed (pip install tensorrt-rtx-cu13-libs tensorrt-rtx-cu13-bindings)"
 
 
+def _missing_dali() -> str | None:
+    from export import dali
+
+    return None if dali.available() else "nvidia-dali is not installed (pip install '.[dali]')"
+
+
 # marker -> a check that returns why the requirement is missing (None: present). Checked only when
 # a collected test carries the marker.
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
@@ -97,6 +103,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "needs_triton": _missing_triton,
     "needs_perf_analyzer": _missing_perf_analyzer,
     "needs_trt_builder": _missing_trt_builder,
+    "needs_dali": _missing_dali,
 }
 
 
@@ -212,7 +219,8 @@ def centred_checkpoint(tiny_checkpoint, optional_data_root, tmp_path_factory):
     empty or full, and two empty masks agree perfectly, which would make every parity check pass
     trivially. Centred on the first 8 Kvasir-SEG test images at ``size`` px (noise when the data
     are absent), about half of each real image is foreground, so mask boundaries exist and move
-    when the numbers do. One file per size, made once per session.
+    when the numbers do. The head is scaled so that the logits spread like a trained model's (their
+    std is 4 on those images). One file per size, made once per session.
     """
     import torch
 
@@ -233,6 +241,12 @@ def centred_checkpoint(tiny_checkpoint, optional_data_root, tmp_path_factory):
             batch = np.random.default_rng(0).normal(size=(4, 3, size, size)).astype(np.float32)
         with torch.no_grad():
             model.head.bias -= model(torch.from_numpy(batch)).median()
+            # random weights give logits of about +-0.005, probabilities of 0.5 +- 0.001: scale the
+            # (linear) head so they spread like a trained model's (std 4); the masks at 0.5 stay the
+            # same, but a float16 or uint8 probability (the served output) can then resolve them
+            scale = 4.0 / float(model(torch.from_numpy(batch)).std())
+            model.head.weight *= scale
+            model.head.bias *= scale
         path = tmp_path_factory.mktemp(f"centred-{size}") / "tiny_centred.pt"
         save_checkpoint(path, model, note=f"tiny random weights, head bias centred on real images at {size} px")
         made[size] = path

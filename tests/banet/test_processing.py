@@ -238,3 +238,174 @@ def test_boundary_by_hand():
     assert processing.mask_area(full) == 12  # image-border pixels count as boundary
     assert not processing.boundary(np.zeros((4, 4))).any()
     assert processing.mask_area(mask) == 9
+
+
+# --- the serving hot path: reduced decode, uint8 probability -> mask ------------------------------
+DECODERS = ["pillow"] + (["simplejpeg"] if processing.simplejpeg_available() else [])
+
+
+def _reference_network_image(data: bytes, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    image = processing.decode_image(data)
+    return processing.resize_image(image, size), image.shape[:2]
+
+
+def _smooth_rgb(h: int, w: int) -> np.ndarray:
+    """A photograph-like image (smooth gradients and a disc): DCT scaling is meant for these."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    disc = ((yy - h / 2) ** 2 + (xx - w / 3) ** 2 < (min(h, w) / 4) ** 2) * 90
+    return np.dstack([xx * 200 // w + disc // 2, yy * 200 // h, 255 - disc - xx * 100 // w]).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("fmt, mode, kwargs", [
+    ("JPEG", "RGB", {"quality": 92}), ("JPEG", "L", {"quality": 92}), ("JPEG", "CMYK", {"quality": 92}),
+    ("PNG", "RGB", {}), ("PNG", "RGBA", {}), ("PNG", "I;16", {}), ("WEBP", "RGB", {"quality": 90}),
+    ("BMP", "RGB", {}), ("TIFF", "RGB", {}), ("GIF", "P", {}),
+])
+def test_network_image_of_every_encoding_is_the_reference_image(decoder, fmt, mode, kwargs):
+    """Large enough for the reduced decode (>= 2x the network size); JPEGs at most a little off
+    (DCT scaling replaces the bilinear filter's averaging), the other formats exactly equal."""
+    rgb = _smooth_rgb(300, 420)
+    if mode == "I;16":
+        img = Image.fromarray(rgb[..., 1].astype(np.uint16) * 257)
+    elif mode == "P":
+        img = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE)
+    else:
+        img = Image.fromarray(rgb).convert(mode)
+    data = _encode(img, fmt, **kwargs)
+    fast, original = processing.network_image(data, 128, decoder=decoder, oversample=1.0)
+    want, want_size = _reference_network_image(data, 128)
+    assert fast.shape == (128, 128, 3) and fast.dtype == np.uint8
+    assert original == want_size == (300, 420)
+    diff = np.abs(fast.astype(int) - want)
+    if fmt == "JPEG":
+        assert diff.mean() < 1.5 and diff.max() < 40
+    else:
+        assert diff.max() == 0
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_reduced_decode_honours_every_exif_orientation(decoder, orientation):
+    rgb = _smooth_rgb(260, 600)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(Image.fromarray(rgb), "JPEG", quality=92, exif=exif.tobytes())
+    image, original = processing.decode_reduced(data, 128, decoder=decoder, oversample=1.0)
+    full = processing.decode_image(data)
+    assert original == full.shape[:2] == ((600, 260) if orientation >= 5 else (260, 600))
+    assert image.shape[:2] == (full.shape[0] // 2, full.shape[1] // 2)  # 1/2 DCT scale, upright
+    want = processing.resize_image(full, image.shape[:2])
+    assert np.abs(image.astype(int) - want).mean() < 2
+
+
+def test_reduced_decode_only_reduces_jpegs_at_least_twice_the_oversampled_size():
+    data = _encode(Image.fromarray(_smooth_rgb(300, 420)), "JPEG", quality=92)
+    assert processing.decode_reduced(data, 50)[0].shape == (150, 210, 3)   # 300 = 2 x 3 x 50: halved
+    assert processing.decode_reduced(data, 51)[0].shape == (300, 420, 3)   # under: full size
+    assert processing.decode_reduced(data, 150, oversample=1.0)[0].shape == (150, 210, 3)
+    assert processing.decode_reduced(data, 64, oversample=1.0)[0].shape[0] >= 64
+    png = _encode(Image.fromarray(_smooth_rgb(300, 420)), "PNG")
+    assert processing.decode_reduced(png, 32, oversample=1.0)[0].shape == (300, 420, 3)  # only JPEGs
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_reduced_decode_refuses_what_decode_image_refuses(decoder):
+    data = _encode(Image.fromarray(_smooth_rgb(300, 420)), "JPEG", quality=92)
+    with pytest.raises(ImageDecodeError, match="cut: corrupt or truncated image"):
+        processing.network_image(data[: len(data) // 2], 64, name="cut", decoder=decoder)
+    with pytest.raises(ImageDecodeError, match="exceeds the limit of 1000"):
+        processing.network_image(data, 64, max_pixels=1000, decoder=decoder)
+    with pytest.raises(ImageDecodeError, match="huge.png: 9000x9000"):
+        processing.network_image(_png_header_only(9000, 9000), 64, name="huge.png", decoder=decoder)
+    for bad, match in ((b"", "empty payload"), (b"GIF89a" + b"\0" * 40, "corrupt|not a recognised")):
+        with pytest.raises(ImageDecodeError, match=match):
+            processing.network_image(bad, 64, decoder=decoder)
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("decoder, oversample", [(d, o) for d in DECODERS for o in (1.0, processing.REDUCED_DECODE_OVERSAMPLE)])
+def test_reduced_decode_of_real_kvasir_images_stays_close(kvasir_test_pairs, decoder, oversample):
+    """The Kvasir-SEG test split at its own sizes (332x... up to 1920x1072): the uint8 network input of
+    the hot path differs from the reference by about two grey levels on average at the most aggressive
+    reduction (1x, here 128 px), and by much less at the default."""
+    means = []
+    pairs = kvasir_test_pairs if decoder == "simplejpeg" else kvasir_test_pairs[::4]  # the default decoder: all
+    for image_path, _ in pairs:
+        data = image_path.read_bytes()
+        fast, original = processing.network_image(data, 128, decoder=decoder, oversample=oversample)
+        want, want_size = _reference_network_image(data, 128)
+        assert original == want_size
+        means.append(np.abs(fast.astype(int) - want).mean())
+    assert len(means) == len(pairs) >= 25
+    limit = 3.0 if oversample == 1.0 else 0.5  # (a swapped channel order or orientation: 30+ levels)
+    assert np.mean(means) < limit and max(means) < 2.0 * limit
+
+
+def _reference_boundary(mask: np.ndarray) -> np.ndarray:
+    """The definition, spelled out with padding: foreground with a background (or outside) 4-neighbour."""
+    fg = np.pad(np.asarray(mask) > 0, 1)
+    inner = fg[:-2, 1:-1] & fg[2:, 1:-1] & fg[1:-1, :-2] & fg[1:-1, 2:]
+    return np.where(fg[1:-1, 1:-1] & ~inner, MASK_FOREGROUND_VALUE, 0).astype(np.uint8)
+
+
+def test_boundary_equals_its_definition_on_random_masks():
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        h, w = rng.integers(1, 30, 2)
+        mask = rng.random((h, w)) < rng.random()
+        assert np.array_equal(processing.boundary(mask), _reference_boundary(mask))
+    blob = np.zeros((40, 50), bool)
+    blob[10:30, 5:20] = True
+    assert np.array_equal(processing.boundary(blob), _reference_boundary(blob))
+
+
+def test_probability_to_uint8_rounds_and_clips():
+    out = processing.probability_to_uint8(np.array([0.0, 0.5, 1 / 255 * 0.49, 1 / 255 * 0.51, 1.0, 1.2, -0.1]))
+    assert out.dtype == np.uint8 and out.tolist() == [0, 128, 0, 1, 255, 255, 0]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32", "uint8"])
+@pytest.mark.parametrize("threshold", [0.5, 0.2, 0.8, 0.0, 1.0, 0.37])
+def test_mask_from_probability_equals_the_thresholded_float_resize(threshold, dtype):
+    """Same meaning as postprocess: Pillow's float bilinear resize of the probability, then > threshold;
+    upsampling, shrinking and mixed axes, odd sizes; float16 (served), float32 and uint8 levels."""
+    rng = np.random.default_rng(4)
+    for _ in range(30):
+        s = int(rng.integers(2, 40))
+        h, w = int(rng.integers(1, 160)), int(rng.integers(1, 160))
+        smooth = Image.fromarray((rng.normal(size=(4, 4)) * 6).astype(np.float32), "F").resize((s, s), Image.BILINEAR)
+        prob = processing.sigmoid(np.asarray(smooth))
+        prob = processing.probability_to_uint8(prob) if dtype == "uint8" else prob.astype(dtype)
+        scale = 255.0 if dtype == "uint8" else 1.0
+        want = np.asarray(Image.fromarray(prob.astype(np.float32) / np.float32(scale), "F").resize((w, h), Image.BILINEAR))
+        want = np.where(want > threshold, MASK_FOREGROUND_VALUE, 0)
+        got = processing.mask_from_probability(prob[None], (h, w), threshold)
+        assert got.shape == (h, w) and got.dtype == np.uint8
+        # float rounding of the resize may flip a pixel sitting exactly on the threshold (1.0: p = 1 exactly)
+        assert np.count_nonzero(got != want) <= got.size // 2000
+
+
+def test_mask_from_probability_keeps_what_postprocess_keeps_on_a_sharp_map():
+    logits = np.zeros((1, 8, 8), np.float32)
+    logits[0, :4] = 3.0  # top half: p = 0.95; bottom half: p = 0.5 exactly
+    prob = processing.sigmoid(logits).astype(np.float16)
+    assert np.array_equal(processing.mask_from_probability(prob, (16, 10)), processing.postprocess(logits, (16, 10)))
+    assert not processing.mask_from_probability(prob, (16, 10), threshold=1.0).any()
+    assert processing.mask_from_probability(prob, (16, 10), threshold=0.4).all()
+
+
+def test_mask_from_probability_refuses_bad_input():
+    with pytest.raises(ValueError, match="expected uint8, float16 or float32 probabilities"):
+        processing.mask_from_probability(np.zeros((1, 4, 4), np.float64), (8, 8))
+    with pytest.raises(ValueError, match="expected uint8, float16 or float32 probabilities"):
+        processing.mask_from_probability(np.zeros((2, 4, 4), np.float16), (8, 8))
+    with pytest.raises(ValueError, match="threshold must be within"):
+        processing.mask_from_probability(np.zeros((4, 4), np.float16), (8, 8), float("nan"))
+
+
+def test_normalization_affine_is_normalize():
+    scale, bias = processing.normalization_affine()
+    image = _rgb(6, 7)
+    affine = image.astype(np.float32).transpose(2, 0, 1) * scale[:, None, None] + bias[:, None, None]
+    assert np.allclose(affine, processing.normalize(image), atol=1e-6)

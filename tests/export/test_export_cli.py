@@ -35,16 +35,27 @@ def test_cli_writes_manifest_and_trtexec_commands(base_args, kvasir, tmp_path, c
     manifest = json.loads((out / "1" / "manifest.json").read_text())
     config = json.loads((out / "1" / "export_config.json").read_text())
     assert config["image_size"] == 64 and config["fp16"] and config["calib_count"] == 8
-    assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16", "int8"]
+    assert [(a["precision"], a.get("io", "float32")) for a in manifest["artifacts"]] == [
+        ("fp32", "float32"), ("fp16", "float32"), ("int8", "float32"), ("fp32", "uint8"), ("fp16", "uint8"), ("int8", "uint8")]
     for art in manifest["artifacts"]:
         assert (out / "1" / art["path"]).stat().st_size == art["bytes"]
         assert len(art["sha256"]) == 64 and art["gate"] in ("pass", "fail")
-        assert art["inputs"] == {"image": ["batch", 3, 64, 64]}
+        if art.get("io") == "uint8":  # the serving variant of each precision, gated over the served path
+            assert art["name"].endswith("_serving") and art["path"].endswith("_serving.onnx")
+            assert art["inputs"] == {"image_u8": ["batch", 64, 64, 3]}
+            assert art["outputs"] == {"probability": ["batch", 1, 64, 64]}
+            # random weights react to the reduced decode (the gate may fail them at 64 px); a broken
+            # graph (no normalization, swapped layout) would agree at about 0.5
+            assert art["parity"]["images"] == 4 and art["parity"]["mean_agreement"] > 0.9
+        else:
+            assert art["inputs"] == {"image": ["batch", 3, 64, 64]}
     assert manifest["checkpoint"]["sha256"] and manifest["tools"]["onnxruntime"]
     assert all(e["status"].startswith("not built") for e in manifest["engines"])
     assert "No TensorRT engine was built" in stdout
     assert ("trtexec --onnx=model_int8.onnx --saveEngine=model_int8.plan --minShapes=image:1x3x64x64 "
             "--optShapes=image:8x3x64x64 --maxShapes=image:32x3x64x64 --stronglyTyped") in stdout
+    assert ("trtexec --onnx=model_int8_serving.onnx --saveEngine=model_int8_serving.plan "
+            "--minShapes=image_u8:1x64x64x3 --optShapes=image_u8:8x64x64x3 --maxShapes=image_u8:32x64x64x3") in stdout
     assert "onnx_fp16" in stdout and "gate" in stdout  # the final table
 
 
@@ -132,25 +143,47 @@ def test_failed_gate_blocks_promotion(base_args, tmp_path, capsys):
     rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo),
                "--min-agreement-fp32", "1.01"])
     assert rc == 3
-    assert "onnx_fp32 failed its accuracy gate" in capsys.readouterr().err
+    assert "onnx_fp32_serving failed its accuracy gate" in capsys.readouterr().err
     assert not repo.exists()
     manifest = json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())
     assert manifest["artifacts"][0]["gate"] == "fail"  # reported in the manifest all the same
 
 
 @pytest.mark.needs_data
-def test_passing_artifact_is_promoted_into_the_repository(base_args, tmp_path, capsys):
-    pytest.importorskip("export.repository", reason="export.repository (Triton engineer) not present yet")
+@pytest.mark.parametrize("network_io, artifact, source", [("uint8", "onnx_fp32_serving", "model_serving.onnx"),
+                                                          ("float32", "onnx_fp32", "model.onnx")])
+def test_passing_artifact_is_promoted_into_the_repository(base_args, tmp_path, capsys, network_io, artifact, source):
+    from banet.spec import NETWORK_MODEL, network_tensors
+
+    repo = tmp_path / "repo"
+    # uint8 is the default; random weights react to the reduced JPEG decode at 64 px, so it is switched off
+    # here (test_served_gate_catches_the_reduced_decode shows the gate failing it)
+    io_args = ["--decode-oversample", "100"] if network_io == "uint8" else ["--network-io", network_io]
+    rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo), *io_args])
+    assert rc == 0, capsys.readouterr().err
+    assert f"promoted {artifact} into" in capsys.readouterr().out
+    promoted = json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())["promoted"]
+    assert promoted["artifact"] == artifact and promoted["gate"] == "pass" and not promoted["forced"]
+    copied = list((repo / NETWORK_MODEL).glob("1/*.onnx"))
+    assert len(copied) == 1 and copied[0].read_bytes() == (tmp_path / "x" / "1" / source).read_bytes()
+    assert f'name: "{network_tensors(network_io)[0].name}"' in (repo / NETWORK_MODEL / "config.pbtxt").read_text()
+
+
+@pytest.mark.needs_data
+def test_served_gate_catches_the_reduced_decode(base_args, tmp_path, capsys):
+    """The most aggressive reduced decode (1x) changes a random-weight model's masks: the serving
+    variant's gate scores the whole served path and refuses to promote it; the float graph passes."""
     from banet.spec import NETWORK_MODEL
 
     repo = tmp_path / "repo"
-    rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo)])
-    assert rc == 0, capsys.readouterr().err
-    assert "promoted onnx_fp32 into" in capsys.readouterr().out
-    promoted = json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())["promoted"]
-    assert promoted["artifact"] == "onnx_fp32" and promoted["gate"] == "pass" and not promoted["forced"]
-    copied = list((repo / NETWORK_MODEL).glob("1/*.onnx"))
-    assert len(copied) == 1 and copied[0].read_bytes() == (tmp_path / "x" / "1" / "model.onnx").read_bytes()
+    rc = main([*base_args, "--out", str(tmp_path / "x"), "--no-engine", "--repository", str(repo),
+               "--decode-oversample", "1"])
+    assert rc == 3
+    assert "onnx_fp32_serving failed its accuracy gate (mask agreement" in capsys.readouterr().err
+    gates = {a["name"]: a for a in json.loads((tmp_path / "x" / "1" / "manifest.json").read_text())["artifacts"]}
+    assert gates["onnx_fp32"]["gate"] == "pass" and gates["onnx_fp32_serving"]["gate"] == "fail"
+    assert gates["onnx_fp32_serving"]["parity"]["mean_agreement"] < 0.999
+    assert not (repo / NETWORK_MODEL).exists()
 
 
 def test_image_size_comes_from_the_checkpoint(tiny_checkpoint):

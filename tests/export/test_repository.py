@@ -18,14 +18,15 @@ def _parse(path):
 
 
 def _onnx_file(path, size: int):
-    """A minimal ONNX graph with the spec's tensor names at ``size`` px (the writer reads its input shape)."""
+    """A minimal ONNX graph with the spec's float32 I/O at ``size`` px (the writer reads its input shape)."""
     import onnx
     from onnx import TensorProto, helper
 
     image = helper.make_tensor_value_info(spec.NETWORK_INPUT.name, TensorProto.FLOAT, ["batch", 3, size, size])
-    logits = helper.make_tensor_value_info(spec.NETWORK_OUTPUT.name, TensorProto.FLOAT, ["batch", 3, size, size])
-    graph = helper.make_graph([helper.make_node("Identity", [image.name], [logits.name])], "g", [image], [logits])
-    onnx.save(helper.make_model(graph), path)
+    logits = helper.make_tensor_value_info(spec.NETWORK_OUTPUT.name, TensorProto.FLOAT, ["batch", 1, size, size])
+    node = helper.make_node("ReduceMean", [image.name], [logits.name], axes=[1], keepdims=1)
+    graph = helper.make_graph([node], "g", [image], [logits])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", spec.ONNX_OPSET)]), path)
     return path
 
 
@@ -34,12 +35,18 @@ def model_file(tmp_path):
     return _onnx_file(tmp_path / "model.onnx", spec.IMAGE_SIZE)
 
 
+@pytest.mark.parametrize("network_io", spec.NETWORK_IO)
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend):
+def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend, network_io):
     from tritonclient.grpc import model_config_pb2 as pb
 
+    from export.serving_graph import graph_io
+
     repo = tmp_path / "repo"
-    version = write_repository(repo, onnx_path=model_file, engine_path=model_file, backend=backend, instance_count=2)
+    version = write_repository(repo, onnx_path=model_file, engine_path=model_file, backend=backend, instance_count=2,
+                               network_io=network_io, preprocess_instances=3, postprocess_instances=2)
+    tensor_in, tensor_out = (spec.sized(t, spec.IMAGE_SIZE) for t in spec.network_tensors(network_io))
+    triton_type = {"float32": pb.TYPE_FP32, "float16": pb.TYPE_FP16, "uint8": pb.TYPE_UINT8}
     configs = {m: _parse(repo / m / "config.pbtxt") for m in
                (spec.ENSEMBLE_MODEL, spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL)}
     for name, cfg in configs.items():
@@ -48,16 +55,26 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     assert (net.platform or net.backend) == {"python_onnxruntime": "python", "onnxruntime_onnx": "onnxruntime_onnx",
                                              "tensorrt_plan": "tensorrt_plan"}[backend]
     assert [(t.name, t.data_type, tuple(t.dims)) for t in net.input] == [
-        (spec.NETWORK_INPUT.name, pb.TYPE_FP32, spec.NETWORK_INPUT.shape)]
-    assert [(t.name, tuple(t.dims)) for t in net.output] == [(spec.NETWORK_OUTPUT.name, spec.NETWORK_OUTPUT.shape)]
+        (tensor_in.name, triton_type[tensor_in.dtype], tensor_in.shape)]
+    assert [(t.name, t.data_type, tuple(t.dims)) for t in net.output] == [
+        (tensor_out.name, triton_type[tensor_out.dtype], tensor_out.shape)]
+    if network_io == "uint8":
+        assert (tensor_in.dtype, tensor_in.shape, tensor_out.dtype) == ("uint8", (256, 256, 3), "float16")
     assert net.dynamic_batching.max_queue_delay_microseconds > 0
     assert max(net.dynamic_batching.preferred_batch_size) <= spec.MAX_BATCH_SIZE
     assert net.instance_group[0].count == 2
     assert net.instance_group[0].kind == (pb.ModelInstanceGroup.KIND_CPU if backend == "python_onnxruntime"
                                           else pb.ModelInstanceGroup.KIND_GPU)
-    assert net.model_warmup[0].inputs[spec.NETWORK_INPUT.name].zero_data
+    assert net.model_warmup[0].inputs[tensor_in.name].zero_data
+    assert net.model_warmup[0].inputs[tensor_in.name].data_type == triton_type[tensor_in.dtype]
     pre, post = configs[spec.PREPROCESS_MODEL], configs[spec.POSTPROCESS_MODEL]
     assert pre.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert (pre.instance_group[0].count, post.instance_group[0].count) == (3, 2)
+    assert [(t.name, t.data_type, tuple(t.dims)) for t in pre.output][0] == (
+        tensor_in.name, triton_type[tensor_in.dtype], tensor_in.shape)
+    assert (post.input[0].name, post.input[0].data_type) == (tensor_out.name, triton_type[tensor_out.dtype])
+    assert pre.parameters["network_io"].string_value == post.parameters["network_io"].string_value == network_io
+    assert float(pre.parameters["decode_oversample"].string_value) >= 1
     assert [t.name for t in pre.input] == [spec.ENCODED_IMAGE.name]
     assert pre.input[0].data_type == pb.TYPE_STRING
     assert [t.name for t in post.output] == [spec.MASK.name, spec.BOUNDARY.name, spec.AREA.name]
@@ -67,8 +84,14 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     assert [s.model_name for s in ens.ensemble_scheduling.step] == [
         spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL]
     assert {t.name: t.optional for t in ens.input} == {spec.ENCODED_IMAGE.name: False, spec.THRESHOLD.name: True}
+    assert {m.input_map[k] for m in ens.ensemble_scheduling.step[1:2] for k in m.input_map} == {"preprocessed_image"}
+    assert list(ens.ensemble_scheduling.step[1].input_map) == [tensor_in.name]
     expected_file = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
-    assert version == repo / spec.NETWORK_MODEL / "1" and (version / expected_file).read_bytes() == model_file.read_bytes()
+    assert version == repo / spec.NETWORK_MODEL / "1"
+    if backend == "tensorrt_plan" or network_io == "float32":  # copied as it is
+        assert (version / expected_file).read_bytes() == model_file.read_bytes()
+    else:  # a float32 ONNX file is wrapped into the uint8-I/O serving graph on the way in
+        assert graph_io(version / expected_file) == "uint8"
     assert (version / "model.py").exists() == (backend == "python_onnxruntime")
     assert (repo / spec.PREPROCESS_MODEL / "1" / "model.py").is_file()
     assert (repo / spec.ENSEMBLE_MODEL / "1").is_dir()
@@ -109,6 +132,11 @@ def test_bad_arguments_are_named(tmp_path, model_file):
         write_repository(tmp_path / "r", onnx_path=model_file, max_batch_size=spec.MAX_BATCH_SIZE + 1)
     with pytest.raises(ValueError, match="backend must be one of"):
         write_repository(tmp_path / "r", onnx_path=model_file, backend="pytorch")
+    with pytest.raises(ValueError, match="network_io must be one of"):
+        write_repository(tmp_path / "r", onnx_path=model_file, network_io="int8")
+    with pytest.raises(ValueError, match="decode_oversample must be >= 1"):
+        write_repository(tmp_path / "r", onnx_path=model_file, decode_oversample=0.5)
+    assert not (tmp_path / "r").exists()
 
 
 def test_module_cli(tmp_path, model_file, capsys):
@@ -129,11 +157,18 @@ def test_image_size_flows_into_the_configs(tmp_path):
     write_repository(repo, onnx_path=model_file)  # the size is read from the ONNX input
     pre = text_format.Parse((repo / spec.PREPROCESS_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert pre.parameters["image_size"].string_value == "128"
-    assert list(pre.output[0].dims) == [3, 128, 128]
+    assert list(pre.output[0].dims) == [128, 128, 3]
     net = text_format.Parse((repo / spec.NETWORK_MODEL / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
-    assert list(net.input[0].dims) == [3, 128, 128]
+    assert list(net.input[0].dims) == [128, 128, 3]
     assert list(net.output[0].dims) == [1, 128, 128]
-    assert list(net.model_warmup[0].inputs[spec.NETWORK_INPUT.name].dims) == [3, 128, 128]
+    assert list(net.model_warmup[0].inputs[spec.SERVING_INPUT.name].dims) == [128, 128, 3]
+    served = tmp_path / "served.onnx"  # the serving graph itself gives its size too
+    (repo / spec.NETWORK_MODEL / "1" / "model.onnx").replace(served)
+    write_repository(tmp_path / "again", onnx_path=served)
+    assert "dims: [ 128, 128, 3 ]" in (tmp_path / "again" / spec.PREPROCESS_MODEL / "config.pbtxt").read_text()
+    with pytest.raises(RepositoryError, match="uint8-I/O serving graph; a network_io=float32 repository"):
+        write_repository(tmp_path / "float", onnx_path=served, network_io="float32")
+    assert not (tmp_path / "float").exists()
     with pytest.raises(RepositoryError, match="different content"):  # same repository, other size
         write_repository(repo, onnx_path=_onnx_file(tmp_path / "m64.onnx", 64))
     with pytest.raises(RepositoryError, match="takes 128x128 images, not the 256"):

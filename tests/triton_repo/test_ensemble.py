@@ -206,23 +206,44 @@ def test_threshold(segmenter, torch_reference, torch_probability):
 
 
 def test_raw_model_rejects_wrong_dtype_and_shape_and_unknown_model(segmenter):
+    """The served network takes uint8 pixels (B, S, S, 3) and returns the float16 probability."""
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
     client = segmenter.client
-    served = (3, SERVING_SIZE, SERVING_SIZE)
-    for array, dtype in ((np.zeros((1, *served), np.float64), "FP64"),
-                         (np.zeros((1, 3, 64, 64), np.float32), "FP32")):
-        tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(array.shape), dtype)
+    served = (SERVING_SIZE, SERVING_SIZE, 3)
+    for array, dtype in ((np.zeros((1, *served), np.float32), "FP32"),
+                         (np.zeros((1, 64, 64, 3), np.uint8), "UINT8"),
+                         (np.zeros((1, 3, SERVING_SIZE, SERVING_SIZE), np.uint8), "UINT8")):
+        tensor = grpcclient.InferInput(spec.SERVING_INPUT.name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         with pytest.raises(InferenceServerException, match="data-type|shape|dims"):
             client.infer(spec.NETWORK_MODEL, [tensor])
-    ok = np.zeros((2, *served), np.float32)
-    tensor = grpcclient.InferInput(spec.NETWORK_INPUT.name, list(ok.shape), "FP32")
+    ok = np.zeros((2, *served), np.uint8)
+    tensor = grpcclient.InferInput(spec.SERVING_INPUT.name, list(ok.shape), "UINT8")
     tensor.set_data_from_numpy(ok)
-    assert client.infer(spec.NETWORK_MODEL, [tensor]).as_numpy(spec.NETWORK_OUTPUT.name).shape == (2, 1, SERVING_SIZE, SERVING_SIZE)
+    out = client.infer(spec.NETWORK_MODEL, [tensor]).as_numpy(spec.SERVING_OUTPUT.name)
+    assert out.shape == (2, 1, SERVING_SIZE, SERVING_SIZE) and out.dtype == np.float16
+    assert 0.0 <= float(out.min()) <= float(out.max()) <= 1.0
     with pytest.raises(InferenceServerException, match="no_such_model"):
         client.infer("no_such_model", [tensor])
+
+
+@pytest.mark.needs_data
+def test_served_masks_are_the_in_process_hot_path(segmenter, tiny_onnx, tmp_path, data_root, kvasir_test_pairs):
+    """Triton's three models run exactly banet.inference.predict_served_masks (reduced decode, the uint8
+    serving graph, the small-map mask): the masks are identical, incl. the 1920x1072 frame."""
+    from banet.inference import predict_served_masks
+    from export.onnxruntime import ort_runner
+    from export.serving_graph import add_uint8_io
+
+    served = add_uint8_io(tiny_onnx, tmp_path / "served.onnx")
+    paths = _real_images(data_root, kvasir_test_pairs)
+    local = predict_served_masks(ort_runner(served, io="uint8"), [p.read_bytes() for p in paths], size=SERVING_SIZE)
+    for path, mask in zip(paths, local):
+        remote = segmenter.predict(path)
+        assert jaccard(remote.mask, mask) >= 0.9999, path  # same code; ORT threads may round differently
+        assert remote.area == processing.mask_area(remote.mask)
 
 
 def test_statistics_extension_reports_each_step(segmenter):

@@ -2,9 +2,11 @@
 
 For servers that have only the Python backend (e.g. the tritonserver in nvidia-pytriton); on
 NVIDIA's Triton container the same repository uses ``tensorrt_plan`` or ``onnxruntime_onnx``
-instead. Triton checks the dtype and shape of ``image`` ``(B, 3, S, S)`` float32 against the
-config before a request gets here. All requests handed over by the dynamic batcher run as one
-ONNX Runtime batch; the ``logits`` ``(B, 1, S, S)`` are split back, one response per request.
+instead. Triton checks the dtype and shape of the input (``image_u8`` ``(B, S, S, 3)`` uint8 for the
+serving graph, ``image`` ``(B, 3, S, S)`` float32 for the float one: the names come from the ONNX
+file) against the config before a request gets here. All requests handed over by the dynamic batcher
+run as one ONNX Runtime batch; the output (``probability`` float16 or ``logits`` float32, ``(B, 1, S, S)``) is split
+back, one response per request.
 """
 
 import os
@@ -40,18 +42,28 @@ class TritonPythonModel:
         # models share the cores, that spinning slows them down. BANET_ORT_SPINNING=1 restores it.
         options.add_session_config_entry("session.intra_op.allow_spinning", os.environ.get("BANET_ORT_SPINNING", "0"))
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        names_in = [t.name for t in self.session.get_inputs()]
+        names_out = [t.name for t in self.session.get_outputs()]
+        for io in spec.NETWORK_IO:
+            tensor_in, tensor_out = spec.network_tensors(io)
+            if names_in == [tensor_in.name] and names_out == [tensor_out.name]:
+                self.input, self.output = tensor_in, tensor_out
+                break
+        else:
+            raise pb_utils.TritonModelException(f"{args['model_name']}: {path} has inputs {names_in} and outputs "
+                                                f"{names_out}, not the ones of banet.spec")
 
     def execute(self, requests):
-        inputs = [pb_utils.get_input_tensor_by_name(r, spec.NETWORK_INPUT.name).as_numpy() for r in requests]
+        inputs = [pb_utils.get_input_tensor_by_name(r, self.input.name).as_numpy() for r in requests]
         try:
-            (logits,) = self.session.run([spec.NETWORK_OUTPUT.name],
-                                         {spec.NETWORK_INPUT.name: np.ascontiguousarray(np.concatenate(inputs))})
+            (logits,) = self.session.run([self.output.name],
+                                         {self.input.name: np.ascontiguousarray(np.concatenate(inputs))})
         except Exception as err:  # noqa: BLE001 - ORT failures become per-request errors, never a dead model
             error = pb_utils.TritonError(f"banet_model: ONNX Runtime failed: {err}")
             return [pb_utils.InferenceResponse(error=error) for _ in requests]
         responses, start = [], 0
         for batch in inputs:
-            out = np.ascontiguousarray(logits[start:start + len(batch)], dtype=np.float32)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(spec.NETWORK_OUTPUT.name, out)]))
+            out = np.ascontiguousarray(logits[start:start + len(batch)], dtype=self.output.dtype)
+            responses.append(pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output.name, out)]))
             start += len(batch)
         return responses

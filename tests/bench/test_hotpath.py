@@ -1,0 +1,51 @@
+"""bench/hotpath.py: its parts run and its report says what it measured (timings are not tested)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _jpeg(h: int, w: int) -> bytes:
+    rng = np.random.default_rng(h)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+def test_steps_report_and_verdicts():
+    from bench.hotpath import STEPS, markdown, measure_steps, verdicts
+
+    sets = {"kvasir test split": [_jpeg(300, 400), _jpeg(200, 210)], "1920x1072": [_jpeg(1072, 1920)]}
+    steps = measure_steps(sets, 64, reps=1)
+    for label, per in steps["sets"].items():
+        assert "today" in per and any(name.startswith("hotpath") for name in per)
+        for r in per.values():
+            assert set(r["ms_median"]) == set(STEPS) and all(v > 0 for v in r["ms_median"].values())
+        assert per["today"]["speedup_vs_today"]["median"] == pytest.approx(1.0)
+    result = {"command": "pytest", "machine": {"cpu": "cpu", "cores": 2, "date": "today"}, "size": 64, "reps": 1,
+              "steps": steps, "triton": {"skipped": "not in this test"}, "parity": None}
+    result["verdicts"] = verdicts(result)
+    text = markdown(result)
+    assert "| 1920x1072 (1) | today |" in text and "Not run: not in this test" in text
+    assert any("goal 4x" in v for v in result["verdicts"])
+
+
+def test_pass_through_network_serves_the_constant_map(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from banet import processing, spec
+    from bench.hotpath import constant_logits, constant_onnx
+    from export.onnxruntime import ort_runner
+    from export.serving_graph import add_uint8_io
+
+    served = add_uint8_io(constant_onnx(tmp_path / "c.onnx", 64), tmp_path / "s.onnx")
+    out = ort_runner(served, io="uint8")(np.zeros((2, 64, 64, 3), np.uint8))
+    assert out.shape == (2, 1, 64, 64) and out.dtype == np.float16
+    want = processing.sigmoid(constant_logits(64)).astype(np.float16)
+    assert np.allclose(out[1].astype(np.float32), want.astype(np.float32), atol=1e-3)  # ORT vs numpy sigmoid: 1 ulp
+    mask = processing.mask_from_probability(out[0], (120, 90))
+    assert 0 < processing.mask_area(mask) < mask.size  # a blob with a contour
+    assert spec.SERVING_OUTPUT.name == "probability"
