@@ -120,7 +120,7 @@ def test_ablation_no_mtl_has_no_stage_outputs():
     assert out.edge_logits == [] and out.seg_logits == []
     # the loss then reduces to its main term
     loss, parts = DeepSupervisionLoss()(out.logits, out.edge_logits, out.seg_logits, torch.ones(2, 1, 64, 64))
-    assert set(parts) == {"main", "total"} and parts["total"] == pytest.approx(parts["main"])
+    assert set(parts) == {"main", "total"} and float(parts["total"]) == pytest.approx(float(parts["main"]))
 
 
 def test_ablation_baseline_is_encoder_aspp_decoder_only():
