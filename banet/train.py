@@ -9,10 +9,11 @@ Recipes (:data:`RECIPES`) name a set of defaults; every field can be overridden.
 Both start from an ImageNet-pretrained encoder in their sources; without ``imagenet_weights`` the
 run warns. docs/training.md lists every deviation and what is known about training from scratch.
 
-A run lives in one folder: ``train_config.json``, ``last.pt`` (every epoch), ``best.pt`` (best
-validation JA), ``history.json`` and ``curves.png``. Checkpoints carry the model config, the
-resolved train config, the metrics history, the epoch and step, and the optimizer, scheduler,
-scaler and RNG states, so ``resume`` continues where ``last.pt`` left off. A run never replaces
+A run lives in one folder: ``train_config.json``, ``last.pt`` (every ``save_every`` epochs and
+at the end), ``best.pt`` (best validation JA), ``history.json`` and ``curves.png``. Checkpoints
+carry the model config, the resolved train config, the metrics history, the epoch and step, and
+the optimizer, scheduler, scaler and RNG states, so ``resume`` continues where ``last.pt`` left
+off. A run never replaces
 another run's files unless ``force``.
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N``; the environment variables torchrun sets
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 from banet.atomic import write_text
-from banet.data.augment import AUTHORS, PAPER, AugmentConfig, prepare_batch
+from banet.data.augment import AUTHORS, PAPER, AugmentConfig, prepare_batch, random_affine
 from banet.spec import IMAGE_SIZE
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 2
     val_batch_size: int = 16
+    save_every: int = 1
     skip_unpaired: bool = False
     skip_broken: bool = False
 
@@ -107,7 +109,7 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(allowed)}, got {getattr(self, name)!r}")
-        for name in ("size", "batch_size", "epochs", "val_batch_size"):
+        for name in ("size", "batch_size", "epochs", "val_batch_size", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -291,15 +293,28 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, scaler, dataset, batch
         bar.update(pending)
         bar.set_postfix(loss=f"{total:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
 
+    if max_steps is not None:
+        batches = batches[:max(max_steps - step, 0)]
+    # The epoch's indices and affine maps go to the device in one copy each, drawn batch by batch
+    # in order (the same random numbers as one draw per step): a host-to-device copy from pageable
+    # memory inside the loop would wait for the GPU's queue at every step.
+    augmenting = augment is not None and augment != AugmentConfig.none()
+    thetas = [random_affine(len(idx), augment, generator=generator,
+                            aspect=aspect[idx] if aspect is not None else None) for idx in batches] \
+        if augmenting else []
+    on_device = dataset.images.device
+    all_idx = torch.cat(batches).to(on_device) if batches else torch.zeros(0, dtype=torch.long)
+    all_theta = torch.cat(thetas).to(device) if thetas else None
     parts: dict[str, torch.Tensor] = {}
+    offset = 0
     for idx in batches:
-        if max_steps is not None and step >= max_steps:
-            break
-        images, masks = dataset.images[idx], dataset.masks[idx]
+        rows = slice(offset, offset + len(idx))
+        offset += len(idx)
+        images, masks = dataset.images[all_idx[rows]], dataset.masks[all_idx[rows]]
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
-        x, y = prepare_batch(images, masks, augment, generator=generator,
-                             aspect=aspect[idx] if aspect is not None else None)
+        x, y = prepare_batch(images, masks, augment,
+                             theta=all_theta[rows] if all_theta is not None else None)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
@@ -378,6 +393,8 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     from banet.model import build_model
 
     device = select_device(config.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest convolutions
     d = init_distributed(device.type)
     out = Path(config.out)
     if d.main:
@@ -502,14 +519,16 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
             if ja > best_ja:
                 best_ja = ja
                 save_checkpoint(paths["best"], net, overwrite=True, **extra)
-            save_checkpoint(paths["last"], net, overwrite=True, **extra)
+            final = epoch + 1 == config.epochs or step >= total_steps
             _write_json(out / "history.json", history)
-            try:
-                from banet.plots import plot_history
+            if final or (epoch + 1) % config.save_every == 0:
+                save_checkpoint(paths["last"], net, overwrite=True, **extra)
+                try:
+                    from banet.plots import plot_history
 
-                plot_history(history, out / "curves.png")
-            except ImportError as err:  # matplotlib is optional for the library
-                log.warning("no training-curve plot: %s", err)
+                    plot_history(history, out / "curves.png")
+                except ImportError as err:  # matplotlib is optional for the library
+                    log.warning("no training-curve plot: %s", err)
         else:
             _gather_generator_states(generator, d)
             history.append(record)

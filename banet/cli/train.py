@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--val-batch-size", type=int)
+    g.add_argument("--save-every", type=int, metavar="N",
+                   help="write last.pt every N epochs and at the end (default 1; best.pt whenever val JA improves)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -80,7 +82,7 @@ OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "worke
              "skip_broken", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr", "momentum",
              "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
              "dice_weight", "align_corners", "sync_bn", "seed", "device", "amp", "channels_last", "compile",
-             "val_batch_size")
+             "val_batch_size", "save_every")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -133,14 +133,17 @@ def normalize_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 def prepare_batch(images: torch.Tensor, masks: torch.Tensor, config: AugmentConfig | None, *,
-                  generator: torch.Generator | None = None,
-                  aspect: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  generator: torch.Generator | None = None, aspect: torch.Tensor | None = None,
+                  theta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 ``(B, 3, S, S)`` images and ``(B, 1, S, S)`` 0/1 masks (on any device) -> augmented,
     normalized float32 images and float32 0/1 masks. ``config=None`` means no augmentation;
-    ``aspect`` ``(B,)`` is each original image's width / height (see :func:`random_affine`)."""
+    ``aspect`` ``(B,)`` is each original image's width / height (see :func:`random_affine`).
+    ``theta`` ``(B, 2, 3)``, already on the images' device, replaces the draw (the training loop
+    samples a whole epoch's maps at once, so that no step waits for a host-to-device copy)."""
     x = images.float()
     y = masks.float()
     if config is not None and config != AugmentConfig.none():
-        theta = random_affine(x.shape[0], config, generator=generator, device=x.device, aspect=aspect)
+        if theta is None:
+            theta = random_affine(x.shape[0], config, generator=generator, device=x.device, aspect=aspect)
         x, y = warp(x, y, theta)
     return normalize_batch(x), y

@@ -250,3 +250,28 @@ def test_cli_flags_for_the_recipe_fields():
     assert parse("--recipe", "paper", "--align-corners").align_corners
     with pytest.raises(ValueError, match="dice_weight"):
         parse("--dice-weight", "-1")
+
+
+def test_save_every_writes_last_checkpoint_every_n_epochs_and_at_the_end(synth, tmp_path):
+    out = tmp_path / "run"
+    seen = []
+
+    class _Watch:
+        def __init__(self, **kw):
+            pass
+
+        def update(self, n=1):
+            last = out / "last.pt"
+            seen.append(load_checkpoint(last)["epoch"] if last.is_file() else 0)
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            pass
+
+    # 10 training images at batch 4: 2 steps per epoch; 3 epochs, last.pt after epochs 2 and 3
+    result = fit(_config(synth, out, epochs=3, save_every=2), bar_factory=lambda **kw: _Watch(**kw))
+    assert seen == [0, 0, 0, 0, 2, 2]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3 and len(result["history"]) == 3
+    assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3
