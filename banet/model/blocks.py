@@ -28,16 +28,12 @@ class ConvBN(nn.Sequential):
         )
 
 
-class ConvBNReLU(nn.Sequential):
+class ConvBNReLU(ConvBN):
     """``k x k`` convolution (same padding) -> BatchNorm -> ReLU."""
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 1, dilation: int = 1) -> None:
-        padding = dilation * (kernel_size - 1) // 2
-        super().__init__(
-            nn.Conv2d(cin, cout, kernel_size, padding=padding, dilation=dilation, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(cin, cout, kernel_size, dilation)
+        self.append(nn.ReLU(inplace=True))
 
 
 def resize_to(x: torch.Tensor, size: torch.Size | tuple[int, int], *, align_corners: bool = False) -> torch.Tensor:
