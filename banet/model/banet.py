@@ -62,11 +62,10 @@ class BANet(nn.Module):
         context = self.aspp(f[3])
         f_prime = [sq(x) for sq, x in zip(self.squeeze, f)]              # F'_i, C channels
         f_p = [pee(x) for pee, x in zip(self.pee, f_prime)] if self.pee is not None else f_prime  # F_iP, eq. 2-3
-        edges: list[torch.Tensor] = []
-        segs: list[torch.Tensor] = []
-        f_m = f_p                                                        # F_iM, eq. 5-6
+        f_m, edges, segs = f_p, [], []                                   # F_iM, E_i, S_i (eq. 5-6)
         if self.mtl is not None:
-            f_m, edges, segs = (list(t) for t in zip(*(mtl(x) for mtl, x in zip(self.mtl, f_p))))
+            outs = [mtl(x) for mtl, x in zip(self.mtl, f_p)]
+            f_m, edges, segs = [o[0] for o in outs], [o[1] for o in outs], [o[2] for o in outs]
         f_c = self.cff(f_m) if self.cff is not None else f_m             # F_iC, eq. 10
         f_c = [self.act(x) for x in f_c]
         d = self.decode4(torch.cat([context, f_c[3]], dim=1))            # D_4, eq. 11
