@@ -27,6 +27,7 @@ import shlex
 import subprocess
 import sys
 import tarfile
+import textwrap
 import threading
 import time
 from datetime import datetime, timezone
@@ -148,7 +149,7 @@ def plot(result: dict, path: Path) -> Path | None:
         ax.plot(epochs, [r["test_JA"] for r in curve], style, marker="s", label=f"{name}: test JA")
     ax.set_xlabel("epoch")
     ax.set_ylabel("JA (mean over images)")
-    ax.set_title(result["title"], fontsize=9)
+    ax.set_title("\n".join(textwrap.wrap(result["title"], 70)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
