@@ -42,7 +42,6 @@ def test_triton_latency_parity_and_load(served, pool, data_root):
     from bench.latency import measure_latency
     from bench.parity import score_backends
     from bench.triton import TritonBackend, load_sweep
-    from bench.perf_analyzer import PerfAnalyzerUnavailable, setup
     from export.parity import load_parity_set
 
     server, model = served
@@ -57,24 +56,32 @@ def test_triton_latency_parity_and_load(served, pool, data_root):
         assert parity["images"] == 3 and parity["passed"], parity
         assert parity["mean_agreement"] >= 0.999
 
-        rows = load_sweep(backend, pool, [1, 2], seconds=1.5, download=False)
+        rows = load_sweep(backend, pool, [1, 2], perf_analyzer=False, seconds=1.5)
     finally:
         backend.close()
-    try:
-        setup(download=False)
-        pa_ready = True
-    except PerfAnalyzerUnavailable:  # not set up on this machine: python -m bench.perf_analyzer --setup
-        pa_ready = False
     tools = {(r["tool"], r["concurrency"]): r for r in rows}
     assert set(tools) == {(t, c) for t in ("perf_analyzer", "banet.client") for c in (1, 2)}
     for c in (1, 2):
         client = tools[("banet.client", c)]
         assert client["skipped"] is None and client["throughput"] > 0 and client["count"] >= 1
-        pa = tools[("perf_analyzer", c)]
-        if pa_ready:
-            assert pa["skipped"] is None and pa["throughput"] > 0 and pa["p99_ms"] >= pa["p50_ms"] > 0
-        else:
-            assert "perf_analyzer" in pa["skipped"]
+        assert tools[("perf_analyzer", c)]["skipped"] == "--no-perf-analyzer"
+
+
+@pytest.mark.needs_perf_analyzer
+def test_perf_analyzer_load_rows(served, pool):
+    from bench.triton import TritonBackend, load_sweep
+
+    server, _ = served
+    backend = TritonBackend(server.grpc_url)
+    try:
+        rows = load_sweep(backend, pool, [1, 2], seconds=1.5, download=False)
+    finally:
+        backend.close()
+    pa = {r["concurrency"]: r for r in rows if r["tool"] == "perf_analyzer"}
+    assert sorted(pa) == [1, 2]
+    for row in pa.values():
+        assert row["skipped"] is None, row["skipped"]
+        assert row["throughput"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0 and row["count"] >= 1
 
 
 def test_unreachable_server_is_a_skip_with_reason(pool):

@@ -36,6 +36,7 @@ def test_trtexec_command():
     assert "--fp16" not in cmd and "--int8" not in cmd  # removed in TensorRT 11: precision is in the graph
 
 
+@pytest.mark.needs_tensorrt
 def test_torch_tensorrt_refuses_int8_route():
     pytest.importorskip("torch_tensorrt", reason="torch_tensorrt is not installed (not installable here)")
     from export.torch_tensorrt import _prepare
