@@ -145,8 +145,11 @@ def select_int8_convs(model, coverage: float = DEFAULT_MAC_COVERAGE) -> list[str
     """Names of the ``Conv`` nodes to quantize: the largest by MACs until ``coverage`` of all conv MACs.
 
     The stem (a conv reading a graph input) and the final convs (no conv after them: the 1-channel
-    head) are never picked: they are cheap here and the most sensitive to rounding. ``model`` must
-    be shape-inferred (:func:`conv_macs`); ``coverage`` in (0, 1].
+    head) are never picked: they are cheap here and the most sensitive to rounding. Neither is a
+    conv whose output an attention gate reads (a ``Sigmoid`` consumer: IA's first branch convs and
+    the mini-MTL merge, whose pre-activation outputs feed IA and CFF): ORT's QDQ format also
+    quantizes a quantized conv's output, which would hand the gates int8-rounded inputs. ``model``
+    must be shape-inferred (:func:`conv_macs`); ``coverage`` in (0, 1].
     """
     if not 0.0 < coverage <= 1.0:
         raise ValueError(f"MAC coverage must be in (0, 1], got {coverage}")
@@ -168,8 +171,11 @@ def select_int8_convs(model, coverage: float = DEFAULT_MAC_COVERAGE) -> list[str
                     todo.extend(nxt.output)
         return False
 
+    def feeds_a_gate(node) -> bool:
+        return any(c.op_type == "Sigmoid" for out in node.output for c in consumers.get(out, []))
+
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    kept_float = {n.name for n in convs if n.input[0] in inputs or not feeds_a_conv(n)}
+    kept_float = {n.name for n in convs if n.input[0] in inputs or not feeds_a_conv(n) or feeds_a_gate(n)}
     total = sum(macs.values())
     picked, covered = [], 0
     for name in sorted((k for k in macs if k not in kept_float), key=lambda k: (-macs[k], k)):
@@ -177,8 +183,8 @@ def select_int8_convs(model, coverage: float = DEFAULT_MAC_COVERAGE) -> list[str
             break
         covered += macs[name]
         picked.append(name)
-    log.info("INT8 convs: %d of %d (%.0f %% of conv MACs); float: stem/head %s", len(picked), len(convs),
-             100.0 * sum(macs[n] for n in picked) / total, sorted(kept_float))
+    log.info("INT8 convs: %d of %d (%.0f %% of conv MACs); float: stem/head/gate inputs %s", len(picked),
+             len(convs), 100.0 * sum(macs[n] for n in picked) / total, sorted(kept_float))
     return picked
 
 
