@@ -298,14 +298,17 @@ def ort_backend(path: str | Path, precision: str, device: str = "cpu", threads: 
 
 
 def tensorrt_backend(engine_path: str | Path | None, precision: str) -> Backend:
-    """A TensorRT engine through ``export.tensorrt.engine_runner`` (GPU hosts with tensorrt only)."""
+    """A TensorRT engine through ``export.tensorrt.engine_runner`` (GPU hosts only)."""
     name = f"tensorrt-{precision}@cuda"
 
     def check() -> tuple[bool, str]:
         from export import tensorrt
 
-        if not tensorrt.available():
+        builder = tensorrt.load_builder()
+        if builder is None:
             return False, tensorrt.unavailable_reason()
+        if not builder.can_run():  # TensorRT-RTX builds without a GPU; nothing runs without one
+            return False, f"running a tensorrt engine needs a CUDA GPU and none is visible ({builder.label} is installed)"
         if engine_path is None or not Path(engine_path).is_file():
             return False, f"no {precision} TensorRT engine in the artifacts ({engine_path})"
         return True, ""

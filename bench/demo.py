@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from banet.spec import DEFAULT_HOST
@@ -30,6 +31,39 @@ Step = list[str] | Callable[[], list[str]] | str
 
 class StepFailed(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big each step runs: the demo's own (``full``) or a seconds-long ``smoke`` run of every
+    step (a check of the install and the pipeline, not of the model; the test suite uses it)."""
+
+    synth_count: int
+    synth_size: int
+    size: int
+    epochs_synthetic: int
+    epochs_real: int
+    batch_size: int
+    calib_count: int
+    bench_iters: int
+    bench_parity_images: int
+    bench_pool_images: int
+    bench_batch_sizes: str
+    bench_concurrency: str
+    load_seconds: float
+    perf_analyzer: bool
+    bench_backends: tuple[str, ...] = ()  # banet-bench --backends prefixes; () = all
+
+
+SCALES = {
+    "full": Scale(synth_count=160, synth_size=160, size=128, epochs_synthetic=12, epochs_real=10, batch_size=8,
+                  calib_count=64, bench_iters=10, bench_parity_images=32, bench_pool_images=32,
+                  bench_batch_sizes="1,8", bench_concurrency="1,2,4", load_seconds=3, perf_analyzer=True),
+    "smoke": Scale(synth_count=24, synth_size=64, size=64, epochs_synthetic=1, epochs_real=1, batch_size=4,
+                   calib_count=8, bench_iters=2, bench_parity_images=2, bench_pool_images=2,
+                   bench_batch_sizes="1", bench_concurrency="1", load_seconds=1, perf_analyzer=False,
+                   bench_backends=("torch-fp32@", "ort-", "triton")),
+}
 
 
 def _banner(text: str) -> None:
@@ -60,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset folder (images/ + masks/ + splits*.csv or train_/val_/test_ prefixes); "
                              "default: a synthetic set generated into OUT/data")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: 10 on real data, 12 on the synthetic set; a few minutes on 2 CPU cores)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="every step at its smallest (24 synthetic 64 px images, 1 epoch, 2 timed calls): "
+                             "checks the install and the pipeline in about a minute, not the model")
     parser.add_argument("--grpc-port", type=int, default=8101)
     parser.add_argument("--http-port", type=int, default=8100)
     parser.add_argument("--metrics-port", type=int, default=8102)
@@ -94,25 +131,27 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(args, out: Path) -> list[tuple[str, Step]]:
+    scale = SCALES["smoke" if getattr(args, "smoke", False) else "full"]
     data = args.data.resolve() if args.data else out / "data"
     synthetic = args.data is None
-    epochs = args.epochs or (12 if synthetic else 10)
+    epochs = args.epochs or (scale.epochs_synthetic if synthetic else scale.epochs_real)
     run, export_dir, repo = out / "run", out / "export", out / "model_repository"
     ckpt = run / "best.pt"
     steps: list[tuple[str, Step]] = []
     if synthetic:
         steps.append(("Generate a synthetic lesion dataset (no --data given)",
-                      [cli("banet-synth"), str(data), "--count", "160", "--size", "160", "--seed", "0"]))
+                      [cli("banet-synth"), str(data), "--count", str(scale.synth_count), "--size",
+                       str(scale.synth_size), "--seed", "0"]))
     steps += [
-        ("Train a tiny BA-Net (ResNet-18 reading, 128 px) on the train split",
-         [cli("banet-train"), "--data", str(data), "--out", str(run), "--preset", "tiny", "--size", "128",
-          "--epochs", str(epochs), "--lr", "1e-3", "--batch-size", "8", "--seed", "0"]),
+        (f"Train a tiny BA-Net (ResNet-18 reading, {scale.size} px) on the train split",
+         [cli("banet-train"), "--data", str(data), "--out", str(run), "--preset", "tiny", "--size", str(scale.size),
+          "--epochs", str(epochs), "--lr", "1e-3", "--batch-size", str(scale.batch_size), "--seed", "0"]),
         ("Evaluate on the test split (AC/DI/JA/SE/SP, overlays)",
          [cli("banet-eval"), str(ckpt), "--data", str(data), "--split", "test", "--baselines",
           "--out-dir", str(out / "eval"), "--save-overlays", "--json", str(out / "eval" / "metrics.json")]),
         ("Export FP32/FP16/INT8 ONNX with accuracy gates and a Triton model repository",
          [cli("banet-export"), "--checkpoint", str(ckpt), "--out", str(export_dir), "--fp16", "--int8",
-          "--calib-data", f"{data}:train", "--calib-count", "64", "--parity-data", f"{data}:test",
+          "--calib-data", f"{data}:train", "--calib-count", str(scale.calib_count), "--parity-data", f"{data}:test",
           "--repository", str(repo)]),
         ("Start the Triton server (embedded tritonserver, loopback only)", "START_SERVER"),
         # a callable: the test images are listed when the step runs (the data may not exist yet)
@@ -121,9 +160,13 @@ def _plan(args, out: Path) -> list[tuple[str, Step]]:
                   "--out", str(out / "client"), "--concurrency", "4"]),
         ("Benchmark every backend (latency ratios, parity, plots)",
          [cli("banet-bench"), "--checkpoint", str(ckpt), "--artifacts", str(export_dir),
-          "--url", f"{DEFAULT_HOST}:{args.grpc_port}", "--data", f"{data}:test", "--batch-sizes", "1,8",
-          "--iters", "10", "--parity-images", "32", "--load-seconds", "3", "--concurrency", "1,2,4",
+          "--url", f"{DEFAULT_HOST}:{args.grpc_port}", "--data", f"{data}:test", "--batch-sizes",
+          scale.bench_batch_sizes, "--iters", str(scale.bench_iters), "--parity-images", str(scale.bench_parity_images),
+          "--pool-images", str(scale.bench_pool_images), "--load-seconds", str(scale.load_seconds),
+          "--concurrency", scale.bench_concurrency,
           "--triton-precision", "fp16",  # banet-export promotes the FP16 artifact when --fp16 is given
+          *([] if scale.perf_analyzer else ["--no-perf-analyzer"]),
+          *(["--backends", *scale.bench_backends] if scale.bench_backends else []),
           "--out", str(out / "bench"), "--tag", "demo"]),
         ("Stop the Triton server", "STOP_SERVER"),
     ]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from bench.backends import Backend
 from bench.inputs import InputPool
 from bench.stats import LatencyStats, summarize, time_calls
+
+Clock = Callable[[], float]
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +70,18 @@ def _read_peak(device: str) -> tuple[float | None, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS since start (ru_maxrss)"
 
 
-def _first_call_seconds(backend: Backend, pool: InputPool, batch_size: int) -> float:
+def _first_call_seconds(backend: Backend, pool: InputPool, batch_size: int, clock: Clock) -> float:
     x = backend.stage(pool.batch(batch_size, 0))
     backend.synchronize()
-    started = time.perf_counter()
+    started = clock()
     backend.run(x)
     backend.synchronize()
-    return time.perf_counter() - started
+    return clock() - started
 
 
 def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int], *,
-                    warmup: int, iters: int, row_budget_s: float | None = None) -> list[LatencyRow]:
+                    warmup: int, iters: int, row_budget_s: float | None = None,
+                    clock: Clock = time.perf_counter) -> list[LatencyRow]:
     """Latency rows of ``backend`` for each batch size (a skipped row when it cannot run here).
 
     Each timed call gets a fresh batch gathered from ``pool`` at a new offset; staging (copy to the
@@ -87,7 +90,7 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
     ``row_budget_s`` bounds the timed calls of one row on a slow path (e.g. BF16 without BF16
     kernels on a CPU): the first warmup call sets the estimate; a row whose single call exceeds the
     budget is skipped with that reason, otherwise ``iters`` is cut to fit (never below 3) and the
-    row records ``iters_cut_from``.
+    row records ``iters_cut_from``. ``clock`` times the calls (a fake one makes tests exact).
     """
     ok, reason = backend.available()
     rows = []
@@ -104,7 +107,7 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
             _reset_peak(backend.device)
             n_iters, n_warmup = iters, warmup
             if row_budget_s is not None:
-                first = _first_call_seconds(backend, pool, batch_size)  # counts as the first warmup call
+                first = _first_call_seconds(backend, pool, batch_size, clock)  # counts as the first warmup call
                 n_warmup = max(warmup - 1, 0)
                 if first > row_budget_s:
                     row.skipped = (f"over budget: one call took {first:.1f} s > --row-budget {row_budget_s:g} s "
@@ -117,7 +120,7 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
             seconds = time_calls(
                 backend.run,
                 lambda i: backend.stage(pool.batch(batch_size, i + 1)),
-                warmup=n_warmup, iters=n_iters, sync=backend.synchronize,
+                warmup=n_warmup, iters=n_iters, sync=backend.synchronize, clock=clock,
             )
             row.stats = summarize(seconds, batch_size)
             row.peak_memory_mib, row.memory_kind = _read_peak(backend.device)
@@ -131,7 +134,8 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
 
 
 def measure_interleaved(backends: Sequence[Backend], pool: InputPool, batch_size: int, *, warmup: int,
-                        iters: int, row_budget_s: float | None = None) -> list[LatencyRow]:
+                        iters: int, row_budget_s: float | None = None,
+                        clock: Clock = time.perf_counter) -> list[LatencyRow]:
     """Latency rows of several backends at one batch size, their timed calls interleaved.
 
     Round ``i`` times one call of every backend, in an order rotated by ``i``: on a shared machine a
@@ -154,7 +158,7 @@ def measure_interleaved(backends: Sequence[Backend], pool: InputPool, batch_size
             row.extra["prepare_s"] = round(time.perf_counter() - started, 3)
             n_iters, n_warmup = iters, warmup
             if row_budget_s is not None:
-                first = _first_call_seconds(backend, pool, batch_size)
+                first = _first_call_seconds(backend, pool, batch_size, clock)
                 n_warmup = max(warmup - 1, 0)
                 if first > row_budget_s:
                     row.skipped = (f"over budget: one call took {first:.1f} s > --row-budget {row_budget_s:g} s "
@@ -181,7 +185,7 @@ def measure_interleaved(backends: Sequence[Backend], pool: InputPool, batch_size
                 continue
             try:
                 seconds += time_calls(backend.run, lambda k: backend.stage(pool.batch(batch_size, i + 1)),
-                                      warmup=0, iters=1, sync=backend.synchronize)
+                                      warmup=0, iters=1, sync=backend.synchronize, clock=clock)
             except Exception as err:  # noqa: BLE001
                 log.warning("%s batch %d failed: %s", backend.name, batch_size, err)
                 row.skipped = f"failed: {type(err).__name__}: {err}"

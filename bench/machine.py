@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import subprocess
@@ -48,6 +49,8 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         **gpu_info(),
         "libraries": library_versions(),
+        # other jobs on shared cores move absolute times: the 1/5/15-minute load average says how much
+        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -153,14 +153,18 @@ def request_count(stdout: str) -> int | None:
 
 
 def sweep(pa: PerfAnalyzer, *, url: str, model: str, input_data: Path, concurrencies=(1, 2, 4, 8),
-          measurement_ms: int = 3000, work_dir: str | Path, timeout_s: int = 300) -> list[dict]:
-    """One perf_analyzer run per concurrency level over gRPC; a row each (skipped rows say why)."""
+          measurement_ms: int = 3000, work_dir: str | Path, timeout_s: int = 300,
+          stability_percentage: float = 50) -> list[dict]:
+    """One perf_analyzer run per concurrency level over gRPC; a row each (skipped rows say why).
+
+    ``stability_percentage``: how far apart perf_analyzer's last measurement windows may be for it to
+    report (it gives up after 4); a functional check on loaded cores passes a large value."""
     rows = []
     for c in concurrencies:
         out_csv = Path(work_dir) / f"perf_analyzer_c{c}.csv"
         cmd = [str(pa.binary), "-m", model, "-i", "grpc", "-u", url, "--input-data", str(input_data),
                "--concurrency-range", f"{c}:{c}", "--measurement-interval", str(measurement_ms),
-               "--stability-percentage", "50", "--max-trials", "4", "-f", str(out_csv)]
+               "--stability-percentage", f"{stability_percentage:g}", "--max-trials", "4", "-f", str(out_csv)]
         try:
             result = subprocess.run(cmd, env=pa.env, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -81,7 +81,8 @@ def markdown(result: dict) -> str:
             ["backend", "images", "mean agreement", "worst", "worst image", "JA", "ΔJA (pts)", "gate", "result"],
             [[r["backend"], r["images"], f"{r['mean_agreement']:.4f}", f"{r['worst_agreement']:.4f}",
               r["worst_image"], r.get("artifact_ja"), None if r.get("ja_loss") is None else -r["ja_loss"],
-              f"{r['gate_precision']} (>= {r['gate']['min_agreement']}, loss <= {r['gate']['max_ja_loss']})",
+              f"{r['gate_precision']} (>= {r['gate']['min_agreement']}, worst >= "
+              f"{r['gate'].get('min_worst_agreement', 0.0)}, loss <= {r['gate']['max_ja_loss']})",
               r["passed"]] for r in par]), ""]
     load = [r for r in result.get("load", []) if not r.get("skipped")]
     if load:

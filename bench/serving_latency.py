@@ -62,6 +62,20 @@ def _model_stats(client) -> dict[str, dict[str, float]]:
     return out
 
 
+def _settled_stats(client, sent: int, models, timeout_s: float = 5.0) -> dict[str, dict[str, float]]:
+    """``_model_stats`` once each of ``models`` has counted ``sent`` requests (or after ``timeout_s``).
+
+    Triton counts a request in a model's statistics just after that model's response has gone out:
+    read right after the client got its answer, the last request can be missing and is then
+    counted in the next window instead (seen: 3 postprocess requests in a window of 2)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        stats = _model_stats(client)
+        if all(stats.get(m, {}).get("count", 0) >= sent for m in models) or time.monotonic() > deadline:
+            return stats
+        time.sleep(0.05)
+
+
 def _diff(after: dict, before: dict) -> dict:
     return {m: {k: after[m][k] - before.get(m, {}).get(k, 0.0) for k in after[m]} for m in after}
 
@@ -84,12 +98,15 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
         env = {"BANET_ORT_SPINNING": "1" if spinning else "0"}
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as server:
             seg = TritonSegmenter(server.grpc_url, timeout_s=600, retries=0)
+            steps = (spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL, spec.ENSEMBLE_MODEL)
+            sent = 0
             for label, path in images.items():
                 data = path.read_bytes()
                 rows = {"inproc_total": [], "inproc_pre": [], "inproc_net": [], "inproc_post": [], "triton_e2e": []}
                 for _ in range(warmup):
                     seg.predict(data)
-                before = _model_stats(seg.client)
+                sent += warmup
+                before = _settled_stats(seg.client, sent, steps)
                 for _ in range(reps):
                     t0 = time.perf_counter()
                     image = processing.decode_image(data)
@@ -107,9 +124,10 @@ def measure(onnx_path: Path, images: dict[str, Path], *, reps: int, warmup: int,
                     if not np.array_equal(pred.mask, mask):
                         raise RuntimeError(f"{label}: Triton mask differs from the in-process mask")
                     rows["triton_e2e"].append(pred.latency_s * 1000.0)
-                stats = _diff(_model_stats(seg.client), before)
+                sent += reps
+                stats = _diff(_settled_stats(seg.client, sent, steps), before)
                 per_model = {}
-                for model in (spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL, spec.ENSEMBLE_MODEL):
+                for model in steps:
                     s = stats.get(model, {"count": 0})
                     n = max(s["count"], 1.0)
                     per_model[model] = {"count": int(s["count"]), "compute_ms": s.get("compute_ns", 0) / n / 1e6,

@@ -5,6 +5,7 @@ Triton's own success+failure count for the ensemble), every mask equals the sing
 mask of the same image, server RSS at start and end; reports latency percentiles and throughput.
 
     python -m bench.soak --onnx model.onnx --data ../shared/data --clients 4 --duration 45
+    python -m bench.soak --preset tiny --data ../shared/data --clients 4 --duration 120  # random weights
     python -m bench.soak --repository model_repository --duration 600      # the long version
 
 Writes ``bench/results/soak_<date>.json`` and ``.md`` (refuses to overwrite unless ``--force``).
@@ -127,7 +128,14 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
-    success1, fail1 = _ensemble_counts(seg)
+    # Triton counts a request in its statistics just after the response has gone out: a read right
+    # after the last response can miss it on loaded cores, so wait (briefly) for the count to settle
+    settle_by = time.monotonic() + 5.0
+    while True:
+        success1, fail1 = _ensemble_counts(seg)
+        if (success1 - success0) + (fail1 - fail0) >= sent or time.monotonic() > settle_by:
+            break
+        time.sleep(0.1)
     rss_end = rss() if rss else None
     seg.close()
     server_responses = (success1 - success0) + (fail1 - fail0)
@@ -194,6 +202,29 @@ def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[
     return json_path, md_path
 
 
+def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, bytes]], size: int):
+    """The checkpoint's model, or a random-weight ``preset`` (seed 0) with its head bias shifted so that
+    about half the pixels of the soak images are foreground: empty masks would make the check that
+    every mask equals its single-request mask trivially true."""
+    import torch
+
+    if checkpoint is not None:
+        from banet.checkpoint import model_from_checkpoint
+
+        return model_from_checkpoint(checkpoint)[0]
+    from banet import processing
+    from banet.model import PRESETS, build_model
+
+    if preset not in PRESETS:
+        raise SystemExit(f"python -m bench.soak: unknown --preset {preset!r}; choose from {sorted(PRESETS)}")
+    torch.manual_seed(0)
+    net = build_model(PRESETS[preset]).eval()
+    batch = np.stack([processing.preprocess(processing.decode_image(data), size) for _, data in images])
+    with torch.no_grad():
+        net.head.bias -= net(torch.from_numpy(batch)).median()
+    return net
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--repository", type=Path, help="model repository to serve")
     src.add_argument("--onnx", type=Path, help="ONNX model: served from a temporary python_onnxruntime repository")
     src.add_argument("--checkpoint", type=Path, help="checkpoint: exported to ONNX, then as --onnx")
+    src.add_argument("--preset", help="random-weight model of a preset (seed 0) whose head bias is centred on the "
+                                      "soak images, so that its masks have real boundaries; exported as --onnx")
     p.add_argument("--data", type=Path, default=None, help="datasets root (isic2017/, kvasir-seg/); default synthetic")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=45.0, help="seconds of load")
@@ -221,21 +254,22 @@ def main(argv: list[str] | None = None) -> int:
     except FileExistsError as err:
         p.error(str(err))
     with tempfile.TemporaryDirectory(prefix="banet-soak-") as tmp:
-        repo, model = args.repository, str(args.repository or args.onnx or args.checkpoint)
+        images = soak_images(args.data, args.images)
+        repo = args.repository
+        model = str(args.repository or args.onnx or args.checkpoint or f"preset {args.preset} (random weights, seed 0, "
+                                                                        "head bias centred on the soak images)")
         if repo is None:
             from export.repository import write_repository
 
             onnx = args.onnx
-            if args.checkpoint is not None:
-                from banet.checkpoint import model_from_checkpoint
+            if args.checkpoint is not None or args.preset is not None:
                 from banet.spec import IMAGE_SIZE
                 from export.onnx import export_onnx
 
-                net, _ = model_from_checkpoint(args.checkpoint)
+                net = _model(args.checkpoint, args.preset, images, IMAGE_SIZE)
                 onnx = export_onnx(net, Path(tmp) / "model.onnx", image_size=IMAGE_SIZE)
             repo = Path(tmp) / "model_repository"
             write_repository(repo, onnx_path=onnx)
-        images = soak_images(args.data, args.images)
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
     result = {"title": "soak", "command": shlex.join(["python", "-m", "bench.soak", *(argv or sys.argv[1:])]),

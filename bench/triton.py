@@ -165,10 +165,12 @@ def client_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequenc
 
 
 def load_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequence[int], *,
-               perf_analyzer: bool = True, seconds: float = 8.0, download: bool = True) -> list[dict]:
+               perf_analyzer: bool = True, seconds: float = 8.0, download: bool = True,
+               pa_stability_percentage: float = 50) -> list[dict]:
     """perf_analyzer rows (or skipped rows with the reason) and banet.client rows, per concurrency.
 
-    ``download``: fetch perf_analyzer into its cache when missing (see :mod:`bench.perf_analyzer`).
+    ``download``: fetch perf_analyzer into its cache when missing (see :mod:`bench.perf_analyzer`);
+    ``pa_stability_percentage``: see :func:`bench.perf_analyzer.sweep`.
     """
     ok, reason = backend.available()
     if not ok:
@@ -183,7 +185,8 @@ def load_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequence[
             with tempfile.TemporaryDirectory(prefix="banet-pa-") as tmp:
                 data = pa.write_input_data(list(pool.encoded), Path(tmp) / "input_data.json", ENCODED_IMAGE.name)
                 rows += pa.sweep(tool, url=backend.url, model=backend.model, input_data=data,
-                                 concurrencies=concurrencies, measurement_ms=int(seconds * 1000 / 2), work_dir=tmp)
+                                 concurrencies=concurrencies, measurement_ms=int(seconds * 1000 / 2), work_dir=tmp,
+                                 stability_percentage=pa_stability_percentage)
         except pa.PerfAnalyzerUnavailable as err:
             rows += [{"tool": "perf_analyzer", "concurrency": c, "skipped": str(err)} for c in concurrencies]
     else:

@@ -5,7 +5,9 @@
 
 Exit status: 0 done (a failed gate is reported in the table and the manifest); 2 bad input
 (missing or foreign checkpoint, existing version without --force, too little calibration data,
---require-engine where no engine can be built); 3 the artifact to promote failed its gate.
+--require-engine where no engine can be built); 3 the artifact to promote failed its gate;
+4 the TensorRT builder rejected an artifact (its parser's message is printed; every artifact,
+the rejected one included, is kept in the export).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from banet.data.pairs import DatasetError
 from banet.processing import ImageDecodeError
 from banet.spec import ONNX_OPSET, OPT_BATCH_SIZE
 from export import parity
+from export import tensorrt as trt_route
 from export.onnx import OnnxExportError
 from export.pipeline import BACKENDS, PRECISIONS, ExportConfig, ExportError, GateFailed, run_export
 from export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, CalibrationError
@@ -46,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         gate = parity.DEFAULT_GATES[precision]
         g.add_argument(f"--min-agreement-{precision}", type=float, default=gate.min_agreement,
                        help=f"{precision}: lowest mean mask Jaccard vs the FP32 PyTorch masks")
+        g.add_argument(f"--min-worst-agreement-{precision}", type=float, default=gate.min_worst_agreement,
+                       help=f"{precision}: lowest mask Jaccard vs the FP32 PyTorch mask on any one image")
         g.add_argument(f"--max-ja-loss-{precision}", type=float, default=gate.max_ja_loss,
                        help=f"{precision}: largest JA drop vs ground truth, in points")
     g.add_argument("--batch-size", type=int, default=OPT_BATCH_SIZE)
@@ -53,6 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("engines")
     g.add_argument("--no-engine", dest="engine", action="store_false", help="do not build TensorRT engines")
     g.add_argument("--require-engine", action="store_true", help="fail when no TensorRT engine can be built")
+    g.add_argument("--trt-builder", choices=trt_route.BUILDERS,
+                   help="tensorrt (data-center, Triton plans; needs a GPU) or tensorrt_rtx (TensorRT for RTX, "
+                        "builds without a GPU); default: tensorrt when installed, else tensorrt_rtx")
+    g.add_argument("--rtx-targets", type=lambda v: tuple(x.strip().upper() for x in v.split(",") if x.strip()),
+                   default=trt_route.RTX_DEFAULT_TARGETS,
+                   help="compute capabilities of TensorRT-RTX engines, comma-separated (SM75,SM80,SM86,SM89,SM120,SM121)")
+    g.add_argument("--version-compatible", action="store_true",
+                   help="TensorRT plans later TensorRT runtimes load (start Triton with "
+                        "--backend-config=tensorrt,version-compatible=true)")
     g.add_argument("--torch-tensorrt", action="store_true", help="also compile through Torch-TensorRT (GPU hosts)")
     g.add_argument("--workspace-gib", type=float, default=4.0)
     g = p.add_argument_group("Triton repository")
@@ -101,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"banet-export: error: {err}", file=sys.stderr)
         return 2
     print(format_table(manifest))
+    builder = manifest.get("tensorrt_builder")
+    if builder and not builder["for_triton_tensorrt_plan"]:
+        built = [e for e in manifest["engines"] if e.get("status") == "built" and not e.get("triton")]
+        if built:
+            print(f"\nTensorRT-RTX {builder['version']} built {len(built)} engine(s) ahead of time for "
+                  f"{', '.join(built[0]['targets'])} (RTX / A100-class GPUs; not loadable by Triton's tensorrt_plan).")
     print(f"\nwritten: {manifest['directory']} (manifest.json, export_config.json)")
     print(f"parity: {manifest['parity_data']['images']} images from {manifest['parity_data']['source']}")
     failed = [a["name"] for a in [*manifest["artifacts"], *manifest["engines"]] if a.get("gate") == "fail"]
@@ -108,14 +128,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"GATE FAILED: {', '.join(failed)} (kept in the export, not promoted)")
     unbuilt = [e for e in manifest["engines"] if e.get("status", "").startswith("not built")]
     if unbuilt:
-        print(f"\nNo TensorRT engine was built ({unbuilt[0]['status'][len('not built: '):]}). "
-              f"On a GPU host with TensorRT 10+, from {manifest['directory']}:")
-        for engine in unbuilt:
-            if "trtexec" in engine:
-                print(f"  {engine['trtexec']}")
+        print(f"\nNo TensorRT engine was built ({unbuilt[0]['status'][len('not built: '):]}).")
+    no_plan = [e for e in manifest["engines"] if "trtexec" in e and not (e.get("triton") and e.get("status") == "built")]
+    if no_plan:
+        print(f"Triton tensorrt_plan engines: build them with the TensorRT of the Triton container that will "
+              f"serve them (docs/serving.md), from {manifest['directory']}:")
+        for engine in no_plan:
+            print(f"  {engine['trtexec']}")
+    rejected = [e for e in manifest["engines"] if e.get("status") == "failed"]
     if "promoted" in manifest:
         print(f"promoted {manifest['promoted']['artifact']} into {manifest['promoted']['repository']} "
               f"({manifest['promoted']['backend']})")
+    if rejected:
+        for engine in rejected:
+            print(f"banet-export: error: {engine['error']}", file=sys.stderr)
+        print(f"banet-export: the TensorRT builder rejected {', '.join(e['source'] for e in rejected)}; "
+              f"every artifact is kept in {manifest['directory']} (see manifest.json)", file=sys.stderr)
+        return 4
     return 0
 
 

@@ -3,14 +3,19 @@
 ``run_export(ExportConfig(...))`` writes into a new version directory ``OUT/<n>``:
 
 - ``model.onnx`` (FP32, simplified), ``model_fp16.onnx`` (``--fp16``), ``model_int8.onnx`` (``--int8``);
-- ``model*.plan`` TensorRT engines where ``tensorrt`` and a GPU are present (otherwise the exact
-  ``trtexec`` commands that build them are recorded), and Torch-TensorRT engines on request;
+- ``model_<precision>.plan`` TensorRT engines where ``tensorrt`` and a GPU are present, or
+  ``model_<precision>_rtx.plan`` TensorRT-RTX engines (built ahead of time, also without a GPU; for
+  RTX/A100-class GPUs, not for Triton); the exact ``trtexec`` commands that build the Triton plans
+  are recorded either way; Torch-TensorRT engines on request;
 - ``manifest.json`` (per artifact: path, precision, sha256, I/O names and shapes, export time, parity
   numbers and gate verdict; the source checkpoint's sha256; tool versions) and ``export_config.json``
   (the resolved :class:`ExportConfig`).
 
 The version directory is assembled under a hidden staging name and renamed into place at the end,
-so a failed export leaves no half-written version. Nothing existing is replaced unless ``force``.
+so a failed export leaves no half-written version; if the export stops on an error, what it had
+written is kept in ``OUT/<n>.incomplete`` (never deleted). An ONNX artifact that the TensorRT
+builder cannot parse or build fails its check (the builder's message is in the manifest) and is
+not promoted; every other artifact is kept. Nothing existing is replaced unless ``force``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, simplify_onnx
 from export.onnxruntime import ort_runner
-from export.precision import CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, quantize_int8, select_calibration_images
+from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, quantize_int8,
+                              select_calibration_images)
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,17 @@ class ExportConfig:
     max_ja_loss_fp16: float = parity.DEFAULT_GATES["fp16"].max_ja_loss
     min_agreement_int8: float = parity.DEFAULT_GATES["int8"].min_agreement
     max_ja_loss_int8: float = parity.DEFAULT_GATES["int8"].max_ja_loss
+    min_worst_agreement_fp32: float = parity.DEFAULT_GATES["fp32"].min_worst_agreement
+    min_worst_agreement_fp16: float = parity.DEFAULT_GATES["fp16"].min_worst_agreement
+    min_worst_agreement_int8: float = parity.DEFAULT_GATES["int8"].min_worst_agreement
     engine: bool = True
-    """Build TensorRT engines when ``tensorrt`` and a GPU are present."""
+    """Build TensorRT engines when a builder can (TensorRT with a GPU, or TensorRT-RTX anywhere)."""
+    trt_builder: str | None = None
+    """``tensorrt`` or ``tensorrt_rtx``; None takes ``tensorrt`` when installed, else TensorRT-RTX."""
+    rtx_targets: tuple[str, ...] = trt_route.RTX_DEFAULT_TARGETS
+    """Compute capabilities of TensorRT-RTX engines (``SM75``, ``SM80``, ``SM86``, ``SM89``, ``SM120``, ``SM121``)."""
+    version_compatible: bool = False
+    """TensorRT plans that later TensorRT runtimes load (Triton: ``--backend-config=tensorrt,version-compatible=true``)."""
     require_engine: bool = False
     torch_tensorrt: bool = False
     workspace_gib: float = trt_route.DEFAULT_WORKSPACE_GIB
@@ -107,6 +122,10 @@ class ExportConfig:
         if self.int8 and not self.calib_data:
             raise ValueError("--int8 needs --calib-data (a folder of images or ROOT:SPLIT, "
                              "e.g. ../shared/data/kvasir-seg:train)")
+        if self.trt_builder is not None and self.trt_builder not in trt_route.BUILDERS:
+            raise ValueError(f"trt_builder must be one of {trt_route.BUILDERS}, got {self.trt_builder!r}")
+        if isinstance(self.rtx_targets, list):  # from JSON / argparse
+            object.__setattr__(self, "rtx_targets", tuple(self.rtx_targets))
         if self.version is not None and self.version < 1:
             raise ValueError(f"version must be >= 1, got {self.version}")
         if self.image_size is not None and self.image_size < 32:
@@ -116,7 +135,8 @@ class ExportConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def gate(self, precision: str) -> parity.Gate:
-        return parity.Gate(getattr(self, f"min_agreement_{precision}"), getattr(self, f"max_ja_loss_{precision}"))
+        return parity.Gate(getattr(self, f"min_agreement_{precision}"), getattr(self, f"max_ja_loss_{precision}"),
+                           getattr(self, f"min_worst_agreement_{precision}"))
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -125,7 +145,8 @@ class ExportConfig:
 
 def tool_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "tensorrt", "torch-tensorrt", "banet-deploy"):
+    for dist in ("torch", "onnx", "onnxruntime", "onnxsim", "tensorrt", "tensorrt-rtx-cu13-bindings",
+                 "tensorrt-rtx-cu12-bindings", "torch-tensorrt", "banet-deploy"):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -164,13 +185,25 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
     :class:`ExportError` when an engine is required but cannot be built or the version exists,
     :class:`GateFailed` when the artifact to promote fails its gate (after writing everything).
     """
-    trt_ok = config.engine and trt_route.available()
-    if config.require_engine and not trt_ok:
-        reason = "--no-engine was given" if not config.engine else trt_route.unavailable_reason()
+    builder = trt_route.load_builder(config.trt_builder) if config.engine else None
+    can_build = builder is not None and builder.can_build()
+    if config.require_engine and not can_build:
+        reason = ("--no-engine was given" if not config.engine
+                  else builder.cannot_build_reason() if builder else trt_route.unavailable_reason(config.trt_builder))
         raise ExportError(f"--require-engine: no TensorRT engine can be built here ({reason})")
-    if config.repository and config.backend == "tensorrt_plan" and not trt_ok:
-        raise ExportError(f"--backend tensorrt_plan needs a TensorRT engine, which cannot be built here "
-                          f"({trt_route.unavailable_reason()}); use python_onnxruntime or onnxruntime_onnx")
+    if can_build and not builder.for_triton:
+        known = list(builder.module.ComputeCapability.__members__)
+        unknown = [t for t in config.rtx_targets if t not in known or t in ("NONE", "CURRENT")]
+        if unknown or not config.rtx_targets:
+            raise ExportError(f"--rtx-targets {','.join(config.rtx_targets)}: {builder.label} builds for "
+                              f"{', '.join(k for k in known if k.startswith('SM'))} (no SM90: H100/H200 need "
+                              "the data-center TensorRT)")
+    if config.repository and config.backend == "tensorrt_plan" and not (can_build and builder.for_triton):
+        reason = (f"only {builder.label} is here, whose engines Triton's tensorrt_plan backend cannot load"
+                  if can_build else trt_route.unavailable_reason("tensorrt"))
+        raise ExportError(f"--backend tensorrt_plan needs a data-center TensorRT engine built for the serving GPU, "
+                          f"which cannot be built here ({reason}); use python_onnxruntime or onnxruntime_onnx, "
+                          "or build the plan with the printed trtexec command in the Triton container's TensorRT")
 
     model, payload = model_from_checkpoint(config.checkpoint)
     config = replace(config, image_size=_image_size(config, payload),
@@ -191,7 +224,7 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        manifest = _export_into(staging, config, model, size, calib, show_progress)
+        manifest = _export_into(staging, config, model, size, calib, show_progress, builder if can_build else None)
         manifest["version"] = version
         manifest["directory"] = str(final)
         _write_json(staging / MANIFEST, manifest)
@@ -202,13 +235,37 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
                                       "it (or omit --version for a new one)")
             shutil.rmtree(final)  # force: the new version replaces the old one whole
         staging.rename(final)
-    finally:
+    except FileExistsError:  # the version appeared while we worked: the message says to rerun with --force
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except BaseException as err:
+        kept = _keep_incomplete(staging, out, version)
+        if kept is not None and isinstance(err, Exception):
+            raise ExportError(f"the export stopped: {type(err).__name__}: {err}; what it had written is kept "
+                              f"in {kept}") from err
+        raise
     log.info("export written to %s", final)
     if config.repository:
         manifest["promoted"] = promote(final, manifest, config)
         _write_json(final / MANIFEST, manifest)
     return manifest
+
+
+def _keep_incomplete(staging: Path, out: Path, version: int) -> Path | None:
+    """Move a staging folder that holds files to ``OUT/<version>.incomplete[.N]`` (never deleted)."""
+    if not staging.is_dir():
+        return None
+    if not any(staging.iterdir()):
+        staging.rmdir()
+        return None
+    kept = out / f"{version}.incomplete"
+    n = 1
+    while kept.exists():
+        n += 1
+        kept = out / f"{version}.incomplete.{n}"
+    staging.rename(kept)
+    log.error("export stopped; partial artifacts kept in %s", kept)
+    return kept
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -220,7 +277,7 @@ def _io(info: dict) -> dict:
 
 
 def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: list[Path],
-                 show: bool) -> dict[str, Any]:
+                 show: bool, builder: trt_route.Builder | None) -> dict[str, Any]:
     artifacts: list[dict[str, Any]] = []
     with _bar(None, "export ONNX", show) as bar:
         started = time.perf_counter()
@@ -232,6 +289,7 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         raw.unlink()
         info = check_onnx(onnx_path, opset=config.opset)
         artifacts.append({"name": "onnx_fp32", "precision": "fp32", "format": "onnx", "path": onnx_path.name,
+                          "target": None,
                           "nodes_before_simplify": nodes[0], "nodes": nodes[1], **_io(info),
                           "export_seconds": time.perf_counter() - started})
     if config.fp16:
@@ -241,6 +299,7 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         path = convert_fp16(onnx_path, folder / ARTIFACT_FILES["fp16"])
         info = check_onnx(path, opset=config.opset)
         artifacts.append({"name": "onnx_fp16", "precision": "fp16", "format": "onnx", "path": path.name,
+                          "target": None,
                           "nodes": info["nodes"], **_io(info), "converter": "onnxruntime.transformers.float16",
                           "export_seconds": time.perf_counter() - started})
     if config.int8:
@@ -249,14 +308,16 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         with _bar(len(calib), f"calibrate INT8 ({config.calib_method})", show) as bar:
             path = quantize_int8(onnx_path, folder / ARTIFACT_FILES["int8"], calib, image_size=size,
                                  method=config.calib_method, progress=bar.update)
-        info = check_onnx(path, opset=config.opset)
+        info = check_onnx(path, opset=int8_opset(config.opset))
         artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
+                          "target": "tensorrt", "opset": info["opset"],
                           "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
-                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8; metadata banet.int8_nodes)",
+                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8, "
+                          "float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
 
-    engines = _engines(folder, config, model, size, artifacts)
+    engines = _engines(folder, config, model, size, artifacts, builder)
 
     # --- accuracy gate: every artifact against the FP32 PyTorch model on held-out real images
     with _bar(config.parity_count, "load parity images", show) as bar:
@@ -266,14 +327,24 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         bar.update()
         for item in [*artifacts, *engines]:
             if item.get("runner") is None and item["format"] != "onnx":
-                item["gate"] = "not run"
+                item.setdefault("gate", "not run")  # a failed build says "fail", a CPU-only AOT build why
                 continue
             run = item.pop("runner", None) or ort_runner(folder / item["path"], threads=config.threads)
             result = parity.score(run, data, ref, artifact=item["name"], precision=item["precision"],
                                   image_size=size, gate=config.gate(item["precision"]), batch_size=config.batch_size)
             item["parity"] = result.to_dict()
             item["gate"] = "pass" if result.passed else "fail"
+            if item["format"] == "onnx":
+                item["parity"]["runtime"] = "onnxruntime CPUExecutionProvider"
+                if item["precision"] == "fp16":
+                    item["parity"]["note"] = FP16_GATE_NOTE
             bar.update()
+    # an ONNX artifact the TensorRT builder rejected fails its check, whatever its parity
+    for item in artifacts:
+        check = item.get("tensorrt_check")
+        if check is not None and not check["built"]:
+            item["gate"] = "fail"
+            item.setdefault("parity", {}).setdefault("reasons", []).append(f"{check['builder_label']}: {check['error']}")
 
     for item in [*artifacts, *engines]:
         item.pop("runner", None)
@@ -290,49 +361,92 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         "batch": {"min": 1, "opt": OPT_BATCH_SIZE, "max": MAX_BATCH_SIZE},
         "parity_data": {"source": data.source, "images": len(data.images), "ground_truth": data.truths is not None},
         "tools": tool_versions(),
+        "tensorrt_builder": builder.to_dict() if builder else None,
         "artifacts": artifacts,
         "engines": engines,
     }
 
 
-def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: list[dict]) -> list[dict[str, Any]]:
-    """TensorRT engines from each ONNX artifact (or the trtexec commands that build them elsewhere)."""
+FP16_GATE_NOTE = ("scored in ONNX Runtime's CPU provider, which runs this graph's FP16 convolutions in FP32 "
+                  "(it checks FP16 weight rounding, not FP16 arithmetic); FP16 arithmetic is checked by the "
+                  "TensorRT engine's own parity where a GPU runs it")
+
+
+def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: list[dict],
+             builder: trt_route.Builder | None) -> list[dict[str, Any]]:
+    """TensorRT engines from each ONNX artifact meant for TensorRT, and the trtexec commands for Triton plans.
+
+    A parse or build failure is recorded on the engine entry and on its ONNX artifact
+    (``tensorrt_check``) and the export goes on; the artifact then fails its gate.
+    """
     engines: list[dict[str, Any]] = []
-    trt_ok = config.engine and trt_route.available()
     for art in artifacts:
-        plan = f"model_{art['precision']}.plan"
-        entry: dict[str, Any] = {"name": f"tensorrt_{art['precision']}", "precision": art["precision"],
-                                 "format": "tensorrt_plan", "path": plan, "source": art["path"],
-                                 "profile": trt_route.profile_shapes(size),
-                                 "trtexec": trt_route.trtexec_command(art["path"], plan, image_size=size,
-                                                                      timing_cache="timing.cache",
-                                                                      workspace_gib=config.workspace_gib)}
-        if trt_ok:
-            started = time.perf_counter()
-            trt_route.build_engine(folder / art["path"], folder / plan, image_size=size,
-                                   timing_cache=folder / "timing.cache", workspace_gib=config.workspace_gib)
-            entry.update(status="built", export_seconds=time.perf_counter() - started,
-                         runner=trt_route.engine_runner(folder / plan))
+        if art.get("target") not in (None, "tensorrt"):
+            continue
+        precision = art["precision"]
+        triton_plan = f"model_{precision}.plan"
+        rtx = builder is not None and not builder.for_triton
+        plan = f"model_{precision}_rtx.plan" if rtx else triton_plan
+        entry: dict[str, Any] = {
+            "name": f"tensorrt_rtx_{precision}" if rtx else f"tensorrt_{precision}", "precision": precision,
+            "format": "tensorrt_rtx_engine" if rtx else "tensorrt_plan", "path": plan, "source": art["path"],
+            "profile": trt_route.profile_shapes(size),
+            "triton": not rtx,
+            # the Triton plan is built with the TensorRT of the serving Triton container (docs/serving.md)
+            "trtexec": trt_route.trtexec_command(art["path"], triton_plan, image_size=size,
+                                                 timing_cache="timing.cache", workspace_gib=config.workspace_gib,
+                                                 version_compatible=config.version_compatible)}
+        if rtx:
+            entry["note"] = ("TensorRT-RTX engine for RTX/A100-class GPUs (compiled for the GPU on first run); "
+                             "Triton's tensorrt_plan backend cannot load it and it is never promoted")
+        if builder is not None:
+            cache = trt_route.timing_cache_path(Path(config.out), builder)
+            try:
+                built = trt_route.build_engine(folder / art["path"], folder / plan, image_size=size, builder=builder,
+                                               timing_cache=cache, workspace_gib=config.workspace_gib,
+                                               targets=config.rtx_targets, version_compatible=config.version_compatible)
+            except trt_route.EngineBuildError as err:
+                log.error("%s", err)
+                entry.update(status="failed", gate="fail", error=str(err), **builder.to_dict())
+                entry["parity"] = {"reasons": [str(err)]}
+                art["tensorrt_check"] = {"built": False, "builder_label": builder.label, "error": str(err)}
+            else:
+                entry.update(status="built", export_seconds=built.seconds, **built.to_dict())
+                art["tensorrt_check"] = {"built": True, "builder_label": builder.label, "engine": plan}
+                if builder.can_run():
+                    entry["runner"] = trt_route.engine_runner(folder / plan, builder=builder)
+                else:
+                    entry["gate"] = "not run: no GPU"  # it parsed and built; running needs a CUDA GPU
         else:
-            reason = "disabled (--no-engine)" if not config.engine else trt_route.unavailable_reason()
+            reason = "disabled (--no-engine)" if not config.engine else trt_route.unavailable_reason(config.trt_builder)
             entry["status"] = f"not built: {reason}"
         engines.append(entry)
     if config.torch_tensorrt:
-        for precision in (p for p in config.precisions if p in torch_trt_route.PRECISIONS):
-            plan = f"model_torchtrt_{precision}.plan"
-            entry = {"name": f"torch_tensorrt_{precision}", "precision": precision, "format": "tensorrt_plan",
-                     "path": plan, "route": "torch_tensorrt (dynamo)"}
-            if torch_trt_route.available():
-                started = time.perf_counter()
-                torch_trt_route.serialize_engine(model, folder / plan, precision=precision, image_size=size,
-                                                 workspace_gib=config.workspace_gib)
-                entry.update(status="built", export_seconds=time.perf_counter() - started,
-                             runner=torch_trt_route.compiled_runner(model, precision=precision, image_size=size,
-                                                                    workspace_gib=config.workspace_gib))
-                model = model.float().cpu()
-            else:
-                entry["status"] = f"not built: {torch_trt_route.unavailable_reason()}"
-            engines.append(entry)
+        engines.extend(_torch_tensorrt_engines(folder, config, model, size))
+    return engines
+
+
+def _torch_tensorrt_engines(folder: Path, config: ExportConfig, model, size: int) -> list[dict[str, Any]]:
+    """Torch-TensorRT plans (GPU hosts); parity is scored on the plan bytes written, not on a second compile."""
+    engines = []
+    for precision in (p for p in config.precisions if p in torch_trt_route.PRECISIONS):
+        plan = f"model_torchtrt_{precision}.plan"
+        entry: dict[str, Any] = {"name": f"torch_tensorrt_{precision}", "precision": precision,
+                                 "format": "tensorrt_plan", "path": plan, "route": "torch_tensorrt (dynamo)",
+                                 "triton": False}
+        if torch_trt_route.available():
+            started = time.perf_counter()
+            # serialize_engine works on a deep copy: ``model`` stays the FP32 CPU reference of every gate
+            io = torch_trt_route.serialize_engine(model, folder / plan, precision=precision, image_size=size,
+                                                  workspace_gib=config.workspace_gib)
+            builder = trt_route.load_builder("tensorrt")
+            entry.update(status="built", export_seconds=time.perf_counter() - started, io=io,
+                         note=f"output tensor is named {io['output']!r} by Torch-TensorRT; the generated Triton "
+                              "config names it logits, so this plan is not promoted (use the ONNX route's plan)",
+                         runner=trt_route.engine_runner(folder / plan, builder=builder, output=io["output"]))
+        else:
+            entry["status"] = f"not built: {torch_trt_route.unavailable_reason()}"
+        engines.append(entry)
     return engines
 
 
@@ -343,7 +457,13 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
     onnx_art = by_name.get(f"onnx_{precision}")
     if onnx_art is None:
         raise ExportError(f"--promote {precision}: no {precision} artifact was exported (add --{precision})")
-    chosen = by_name[f"tensorrt_{precision}"] if config.backend == "tensorrt_plan" else onnx_art
+    chosen = by_name.get(f"tensorrt_{precision}") if config.backend == "tensorrt_plan" else onnx_art
+    if chosen is None or (config.backend == "tensorrt_plan" and not chosen.get("triton")):
+        raise ExportError(f"--backend tensorrt_plan: no data-center TensorRT {precision} plan was built "
+                          "(a TensorRT-RTX engine is never promoted: Triton cannot load it)")
+    if config.backend == "tensorrt_plan" and chosen.get("status") != "built":
+        raise GateFailed(f"{chosen['name']} was not built ({chosen.get('error') or chosen.get('status')}); "
+                         f"not promoted into {config.repository}")
     if chosen.get("gate") != "pass" and not config.force_promote:
         raise GateFailed(f"{chosen['name']} failed its accuracy gate ({'; '.join(chosen.get('parity', {}).get('reasons', []))}); "
                          f"not promoted into {config.repository} (pass --force-promote to promote anyway)")

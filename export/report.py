@@ -30,7 +30,10 @@ from export.precision import DEFAULT_CALIBRATION_METHOD
 def machine() -> dict:
     from banet.machine import cpu_cores, cpu_model
 
-    return {"cpu": cpu_model(), "cores": cpu_cores(), "python": platform.python_version(), "system": platform.platform()}
+    import os
+
+    return {"cpu": cpu_model(), "cores": cpu_cores(), "python": platform.python_version(), "system": platform.platform(),
+            "load_average": [round(v, 2) for v in os.getloadavg()]}  # other jobs on shared cores move the times
 
 
 def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), rounds: int = 10, warmup: int = 2,

@@ -6,12 +6,22 @@ Precision is explicit, as on the ONNX route: FP32, or the module cast to FP16 wi
 needs a Q/DQ-annotated PyTorch module (NVIDIA ModelOpt), which this project keeps out; INT8 engines
 come from the ONNX route (:mod:`export.tensorrt`).
 
-Two products: a serialized TensorRT engine (bytes) that Triton serves as ``tensorrt_plan``, and an
-in-process compiled module for the bench.
+Two products: a serialized TensorRT engine (bytes), and an in-process compiled module for the bench.
+
+- The module is deep-copied before it is moved and cast: ``nn.Module.to(dtype=...)`` works in place,
+  and the caller's module is the FP32 reference of every later gate.
+- The plan's I/O is float32 whatever the precision (the cast to FP16 and back is inside the
+  network), as the generated Triton configs declare. Its output tensor is named ``output0``:
+  Torch-TensorRT names outputs ``output{i}`` and takes no name for them, so
+  :func:`serialize_engine` returns the plan's real names and the export records them; the export's
+  gate runs these plan bytes (``export.tensorrt.engine_runner``), not a second compile.
+
+Not run on the development machines (torch-tensorrt needs the data-center TensorRT and a GPU).
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 from pathlib import Path
@@ -19,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from banet.inference import Runner
-from banet.spec import NETWORK_INPUT
+from banet.spec import NETWORK_INPUT, NETWORK_OUTPUT
 from export.tensorrt import DEFAULT_WORKSPACE_GIB, profile_shapes
 
 log = logging.getLogger(__name__)
@@ -42,6 +52,25 @@ def unavailable_reason() -> str:
     return "no CUDA GPU is visible"
 
 
+TORCH_TENSORRT_OUTPUT = "output0"
+"""The name Torch-TensorRT gives the network's (first) output tensor."""
+
+
+def _float_io(model, dtype):
+    """A deep copy of ``model`` on CUDA in ``dtype`` inside, float32 in and out."""
+    import torch
+
+    class FloatIO(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x.to(dtype)).float()
+
+    return FloatIO(copy.deepcopy(model).eval().to("cuda", dtype=dtype)).eval()
+
+
 def _prepare(model, precision: str, image_size: int):
     import torch
     import torch_tensorrt
@@ -50,21 +79,22 @@ def _prepare(model, precision: str, image_size: int):
         raise ValueError(f"Torch-TensorRT route supports {PRECISIONS}, got {precision!r} "
                          "(INT8 engines come from the ONNX Q/DQ route)")
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    model = model.eval().to("cuda", dtype=dtype)
+    model = _float_io(model, dtype)
     shapes = profile_shapes(image_size)
     spec = torch_tensorrt.Input(min_shape=shapes["min"], opt_shape=shapes["opt"], max_shape=shapes["max"],
-                                dtype=dtype, name=NETWORK_INPUT.name)
-    example = torch.zeros(shapes["opt"], dtype=dtype, device="cuda")
+                                dtype=torch.float32, name=NETWORK_INPUT.name)
+    example = torch.zeros(shapes["opt"], dtype=torch.float32, device="cuda")
     batch = torch.export.Dim("batch", min=shapes["min"][0], max=shapes["max"][0])
     exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
     return exported, spec, dtype
 
 
 def serialize_engine(model, engine_path: str | Path, *, precision: str, image_size: int,
-                     workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Path:
-    """Compile ``model`` into a raw serialized TensorRT engine file (Triton ``tensorrt_plan``).
+                     workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> dict:
+    """Compile a copy of ``model`` into a raw serialized TensorRT engine file; ``model`` is not changed.
 
-    The engine's I/O dtype follows ``precision`` (FP16 engines take and return float16).
+    Returns the plan's I/O: ``{"input": "image", "output": "output0", "dtype": "float32"}`` (float32
+    I/O at every precision).
     """
     import torch_tensorrt
 
@@ -75,22 +105,23 @@ def serialize_engine(model, engine_path: str | Path, *, precision: str, image_si
     path = Path(engine_path)
     path.write_bytes(engine)
     log.info("Torch-TensorRT wrote %s (%s)", path, precision)
-    return path
+    return {"input": NETWORK_INPUT.name, "output": TORCH_TENSORRT_OUTPUT, "dtype": "float32",
+            "triton_config_output": NETWORK_OUTPUT.name}
 
 
 def compiled_runner(model, *, precision: str, image_size: int,
                     workspace_gib: float = DEFAULT_WORKSPACE_GIB) -> Runner:
-    """Compile ``model`` in process and wrap it as a float32-in/float32-out :data:`Runner`."""
+    """Compile a copy of ``model`` in process and wrap it as a float32-in/float32-out :data:`Runner` (bench)."""
     import torch
     import torch_tensorrt
 
-    exported, spec, dtype = _prepare(model, precision, image_size)
+    exported, spec, _ = _prepare(model, precision, image_size)
     compiled = torch_tensorrt.dynamo.compile(exported, arg_inputs=[spec], use_explicit_typing=True,
                                              workspace_size=int(workspace_gib * (1 << 30)))
 
     def run(batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to("cuda", dtype=dtype)
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to("cuda")
             return compiled(x).float().cpu().numpy()
 
     return run

@@ -93,10 +93,18 @@ def test_torch_variants_agree_with_fp32_eager(model, pool, variant):
     ref = reference.logits(reference.run(reference.stage(batch)))
     out = other.logits(other.run(other.stage(batch)))
     assert out.shape == ref.shape == (3, 1, SIZE, SIZE) and out.dtype == np.float32
-    tolerance = 1e-4 if variant.precision == "fp32" else 0.1 * float(np.abs(ref).max())
-    assert np.abs(out - ref).max() <= tolerance
-    masks = other.masks(out, batch)
-    assert [m.shape for m in masks] == [s for s in batch.sizes]
+    # the random-weight logits are small (|max| ~ 8e-3), so tolerances are relative to their scale;
+    # seen on the CPU: channels_last 1.5e-8 (2e-6 of the scale), FP16 autocast 2.6e-5 (0.3 %)
+    scale = float(np.abs(ref).max())
+    tolerance = 1e-4 * scale if variant.precision == "fp32" else 0.01 * scale
+    assert np.abs(out - ref).max() <= tolerance, (np.abs(out - ref).max(), scale)
+    masks, expected = other.masks(out, batch), reference.masks(ref, batch)
+    assert [m.shape for m in masks] == [e.shape for e in expected] == list(batch.sizes)
+    for mask, want in zip(masks, expected):
+        assert 0.1 < np.mean(want > 0) < 0.9  # masks with real boundaries: agreement means something
+        agreement = float(np.mean((mask > 0) == (want > 0)))
+        # FP32 layouts must give the same masks; FP16 may flip pixels on the threshold (seen >= 0.9986)
+        assert agreement >= (1.0 if variant.precision == "fp32" else 0.995), agreement
 
 
 def test_latency_rows_have_stats_and_memory(model, pool):

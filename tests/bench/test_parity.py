@@ -36,7 +36,8 @@ def test_onnx_artifacts_scored_against_fp32(bench_artifacts, reference, parity_s
     fp32, int8, trt = rows["ort-fp32@cpu"], rows["ort-int8@cpu"], rows["tensorrt-fp16@cuda"]
     assert fp32["images"] == int8["images"] == 6
     assert fp32["gate"] == {"min_agreement": DEFAULT_GATES["fp32"].min_agreement,
-                            "max_ja_loss": DEFAULT_GATES["fp32"].max_ja_loss}
+                            "max_ja_loss": DEFAULT_GATES["fp32"].max_ja_loss,
+                            "min_worst_agreement": DEFAULT_GATES["fp32"].min_worst_agreement}
     assert fp32["passed"] and fp32["mean_agreement"] >= 0.999 and fp32["max_abs_logit_diff"] < 1e-3
     assert fp32["worst_image"] in parity_set.names
     assert fp32["reference_ja"] is not None and fp32["ja_loss"] == pytest.approx(0.0, abs=0.05)

@@ -85,12 +85,12 @@ def test_time_calls_refuses_no_iterations():
 
 
 class _SlowBackend:
-    """A fake backend whose every call takes ``seconds`` of real time."""
+    """A fake backend whose every call takes ``seconds`` on ``clock`` (a FakeClock: exact durations)."""
 
     name, precision, device, end_to_end = "slow", "fp32", "cpu", False
 
-    def __init__(self, seconds: float):
-        self.seconds, self.calls = seconds, 0
+    def __init__(self, seconds: float, clock: FakeClock):
+        self.seconds, self.clock, self.calls = seconds, clock, 0
 
     def available(self):
         return True, ""
@@ -102,10 +102,8 @@ class _SlowBackend:
         return batch
 
     def run(self, staged):
-        import time
-
         self.calls += 1
-        time.sleep(self.seconds)
+        self.clock.now += self.seconds
 
     def synchronize(self):
         pass
@@ -116,13 +114,15 @@ def test_row_budget_cuts_iterations_and_skips_hopeless_rows():
     from bench.latency import measure_latency
 
     pool = InputPool(("a",), (np.zeros((4, 4, 3), np.uint8),), (b"",), np.zeros((1, 3, 4, 4), np.float32), (None,))
-    slow = _SlowBackend(0.02)
-    (row,) = measure_latency(slow, pool, [1], warmup=2, iters=50, row_budget_s=0.1)
-    # 0.1 s budget / a bit over 0.02 s per call: 4 timed calls (5 if sleep were exact), not 50
-    assert row.skipped is None and row.stats.count in (4, 5) and row.extra["iters_cut_from"] == 50
+    clock = FakeClock()
+    slow = _SlowBackend(0.02, clock)
+    (row,) = measure_latency(slow, pool, [1], warmup=2, iters=50, row_budget_s=0.1, clock=clock)
+    # 0.1 s budget / 0.02 s per call: 5 timed calls, not 50
+    assert row.skipped is None and row.stats.count == 5 and row.extra["iters_cut_from"] == 50
+    assert row.stats.p50_ms == pytest.approx(20.0)
     assert slow.calls == 2 + row.stats.count  # the budget probe is the first warmup call
-    hopeless = _SlowBackend(0.15)
-    (row,) = measure_latency(hopeless, pool, [1], warmup=3, iters=10, row_budget_s=0.1)
+    hopeless = _SlowBackend(0.15, clock)
+    (row,) = measure_latency(hopeless, pool, [1], warmup=3, iters=10, row_budget_s=0.1, clock=clock)
     assert row.stats is None and "over budget" in row.skipped and hopeless.calls == 1
 
 
@@ -133,10 +133,11 @@ def test_interleaved_rounds_rotate_and_skip_unavailable():
 
     pool = InputPool(("a",), (np.zeros((4, 4, 3), np.uint8),), (b"",), np.zeros((1, 3, 4, 4), np.float32), (None,))
     order: list[str] = []
+    clock = FakeClock()
 
     class Logged(_SlowBackend):
         def __init__(self, name, seconds):
-            super().__init__(seconds)
+            super().__init__(seconds, clock)
             self.name = name
 
         def run(self, staged):
@@ -144,10 +145,11 @@ def test_interleaved_rounds_rotate_and_skip_unavailable():
             super().run(staged)
 
     a, b = Logged("a", 0.001), Logged("b", 0.004)
-    rows = measure_interleaved([a, Unavailable("gpu-only", "no CUDA device"), b], pool, 2, warmup=1, iters=4)
+    rows = measure_interleaved([a, Unavailable("gpu-only", "no CUDA device"), b], pool, 2, warmup=1, iters=4,
+                               clock=clock)
     assert [r.backend for r in rows] == ["a", "gpu-only", "b"]
     assert rows[1].skipped == "no CUDA device" and rows[1].stats is None
     assert order[:2] == ["a", "b"]  # warmup, one each
     assert order[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # rounds rotate who goes first
     assert rows[0].stats.count == rows[2].stats.count == 4
-    assert rows[2].stats.p50_ms > rows[0].stats.p50_ms  # b really is the slower one
+    assert (rows[0].stats.p50_ms, rows[2].stats.p50_ms) == (pytest.approx(1.0), pytest.approx(4.0))

@@ -1,5 +1,6 @@
-"""Fixtures of the export tests: a tiny checkpoint with non-trivial masks on real images, and one
-shared export (FP32 + FP16 + INT8 at 64 px) that several tests read."""
+"""Fixtures of the export tests: a tiny checkpoint with non-trivial masks on real images, one shared
+export (FP32 + FP16 + INT8 at 64 px, with the TensorRT engines of whichever builder is installed)
+that several tests read, and that builder."""
 
 from __future__ import annotations
 
@@ -31,3 +32,18 @@ def exported(real_tiny_checkpoint, kvasir, tmp_path_factory) -> dict:
                           fp16=True, int8=True, calib_data=f"{kvasir}:train", calib_count=8,
                           parity_data=f"{kvasir}:test", parity_count=12)
     return run_export(config)
+
+
+@pytest.fixture(scope="session")
+def trt_builder():
+    """The TensorRT builder the export uses (TensorRT-RTX on these machines: it builds without a GPU).
+
+    Absent, a test that needs it skips with the install command; under CI that skip is a failure
+    (tests/conftest.py): CI installs ``.[all]``, which holds the ``tensorrt-rtx`` extra.
+    """
+    from export import tensorrt as trt_route
+
+    builder = trt_route.load_builder()
+    if builder is None or not builder.can_build():
+        pytest.skip(trt_route.unavailable_reason() if builder is None else builder.cannot_build_reason())
+    return builder

@@ -14,7 +14,8 @@ pytest.importorskip("onnxsim")
 from export import tensorrt as trt_route  # noqa: E402
 from export.cli import main  # noqa: E402
 
-no_tensorrt = pytest.mark.skipif(trt_route.available(), reason="TensorRT and a GPU are present here")
+# the data-center TensorRT (Triton plans); TensorRT-RTX, which builds here, is asked for with --trt-builder
+no_tensorrt = pytest.mark.skipif(trt_route.available("tensorrt"), reason="TensorRT and a GPU are present here")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def base_args(real_tiny_checkpoint, kvasir) -> list[str]:
 def test_cli_writes_manifest_and_trtexec_commands(base_args, kvasir, tmp_path, capsys):
     out = tmp_path / "exports"
     rc = main([*base_args, "--out", str(out), "--fp16", "--int8", "--calib-data", f"{kvasir}:train",
-               "--calib-count", "8"])
+               "--calib-count", "8", "--trt-builder", "tensorrt"])
     stdout = capsys.readouterr().out
     assert rc == 0
     manifest = json.loads((out / "1" / "manifest.json").read_text())
@@ -65,7 +66,8 @@ def test_no_silent_overwrite_and_force(base_args, tmp_path, capsys):
 
 @no_tensorrt
 def test_require_engine_fails_without_tensorrt(tiny_checkpoint, tmp_path, capsys):
-    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--require-engine", "-q"])
+    rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--require-engine",
+               "--trt-builder", "tensorrt", "-q"])
     assert rc == 2
     assert "--require-engine" in capsys.readouterr().err
     assert not (tmp_path / "x").exists(), "nothing should be written when the engine is required up front"

@@ -32,23 +32,90 @@ def test_fp16_graph_keeps_float32_io(exported):
     assert out.dtype == np.float32 and out.shape == (2, 1, 64, 64)
     assert item["gate"] == "pass", item["parity"]["reasons"]
     assert item["parity"]["max_abs_logit_diff"] > 0, "an FP16 graph that matches FP32 bit for bit is not FP16"
+    # the manifest says what this gate checks: ORT's CPU provider runs FP16 convs in FP32
+    assert "weight rounding, not FP16 arithmetic" in item["parity"]["note"]
 
 
-def test_int8_graph_is_qdq_and_passes_gate(exported):
+def _graph(path: Path):
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    return model, inits, producer
+
+
+def test_int8_graph_is_what_tensorrt_accepts_and_fuses(exported):
+    """Float biases, int8 Q/DQ only (no int32), none on conv outputs, residual adds quantized on
+    both inputs, FP16 outside the Q/DQ pairs; ONNX Runtime runs it."""
+    from export.onnxruntime import ort_runner
+    from export.precision import INT8_OPSET
+    from export.trt_report import fp32_compute_nodes
+
+    path, item = _artifact(exported, "onnx_int8")
+    model, inits, producer = _graph(path)
+    assert item["target"] == "tensorrt" and item["opset"] >= INT8_OPSET
+    meta = {p.key: p.value for p in model.metadata_props}
+    ops = Counter(node.op_type for node in model.graph.node)
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
+    for dq in (n for n in model.graph.node if n.op_type == "DequantizeLinear"):
+        src = inits.get(dq.input[0])
+        if src is not None:  # a weight
+            assert src.data_type == onnx.TensorProto.INT8, f"{dq.name} dequantizes {onnx.TensorProto.DataType.Name(src.data_type)}"
+        else:
+            assert producer[dq.input[0]].op_type == "QuantizeLinear", dq.name
+        assert inits[dq.input[1]].data_type == onnx.TensorProto.FLOAT16, f"{dq.name}: the scale sets the output type"
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    for conv in (c for c in convs if len(c.input) == 3):
+        assert conv.input[2] in inits and inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT16, \
+            f"{conv.name}: TensorRT needs a float bias"
+    chosen = set(meta["banet.int8_nodes"].split(","))
+    for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
+        assert getattr(producer.get(q.input[0]), "op_type", None) != "Conv", \
+            f"{q.name}: no Q/DQ on a conv output (it splits conv + ReLU and conv + residual add)"
+    adds = [n for n in model.graph.node if n.name in meta["banet.int8_adds"].split(",")]
+    assert adds, "some residual adds follow a quantized conv"
+    for add in adds:  # TensorRT's fusible pattern: conv output straight in, residual through a DQ
+        kinds = sorted(getattr(producer.get(i), "op_type", None) for i in add.input)
+        assert kinds == ["Conv", "DequantizeLinear"], (add.name, kinds)
+        assert any(producer[i].name in chosen for i in add.input if producer[i].op_type == "Conv"), add.name
+    assert fp32_compute_nodes(path).keys() == {"FLOAT16"}, "FP16 outside Q/DQ"
+    out = ort_runner(path)(np.zeros((3, 3, 64, 64), np.float32))
+    assert out.dtype == np.float32 and out.shape == (3, 1, 64, 64)
+    assert item["calibration"]["images"] == 8
+
+
+def test_int8_gate_follows_the_numbers(exported, real_tiny_checkpoint, kvasir):
+    """The INT8 artifact is really quantized and close to FP32; the export's verdict is the gate's
+    on a fresh scoring; a gate at its numbers passes, a worst-image floor just above fails naming the image."""
+    from banet.checkpoint import model_from_checkpoint
+    from banet.inference import torch_runner
+    from export import parity
     from export.onnxruntime import ort_runner
 
     path, item = _artifact(exported, "onnx_int8")
-    ops = Counter(node.op_type for node in onnx.load(str(path)).graph.node)
-    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] > ops["QuantizeLinear"]
-    assert item["calibration"]["images"] == 8
-    out = ort_runner(path)(np.zeros((3, 3, 64, 64), np.float32))
-    assert out.shape == (3, 1, 64, 64)
-    # Random weights put about half of each image's logits near the threshold, so INT8 rounding
-    # flips more pixels than it would on a trained model: check that the graph is close and that
-    # the verdict follows the numbers, not that this untrained model passes.
     par = item["parity"]
-    assert 0.8 < par["mean_agreement"] <= 1.0
-    assert item["gate"] == ("pass" if par["mean_agreement"] >= 0.98 and par["ja_loss"] <= 0.5 else "fail")
+    fp16 = _artifact(exported, "onnx_fp16")[1]["parity"]
+    assert par["max_abs_logit_diff"] > 5 * fp16["max_abs_logit_diff"], "INT8 as close to FP32 as FP16 is not quantized"
+    # Random weights put many logits near the threshold, so INT8 flips more pixels than on a trained
+    # model (0.97 mean agreement here at 64 px; 0.99+ on the trained checkpoint, docs/export.md).
+    assert par["mean_agreement"] >= 0.9 and par["worst_agreement"] >= 0.5, par
+    model, _ = model_from_checkpoint(real_tiny_checkpoint)
+    data = parity.load_parity_set(f"{kvasir}:test", count=par["images"])
+    ref = parity.reference(torch_runner(model), data, image_size=64)
+    run = ort_runner(path)
+
+    def rescore(gate):
+        return parity.score(run, data, ref, artifact="int8", precision="int8", image_size=64, gate=gate)
+
+    default = rescore(parity.DEFAULT_GATES["int8"])
+    assert default.mean_agreement == pytest.approx(par["mean_agreement"]) and list(default.reasons) == par["reasons"]
+    assert item["gate"] == ("pass" if default.passed else "fail")
+    lenient = rescore(parity.Gate(min_agreement=par["mean_agreement"], max_ja_loss=100.0,
+                                  min_worst_agreement=par["worst_agreement"]))
+    assert lenient.passed, lenient.reasons
+    strict = parity.Gate(min_agreement=0.0, max_ja_loss=100.0, min_worst_agreement=min(1.0, par["worst_agreement"] + 1e-6))
+    result = rescore(strict)
+    assert not result.passed and result.reasons == (
+        f"worst image {par['worst_image']}: mask agreement {par['worst_agreement']:.4f} < {strict.min_worst_agreement}",)
 
 
 def test_too_little_calibration_data_is_a_clear_error(kvasir):

@@ -43,3 +43,24 @@ def test_masks_must_cover_every_image():
     masks = [np.zeros((SIZE, SIZE), np.uint8)] * 2
     with pytest.raises(ValueError, match="2 masks for 3 images"):
         parity.score_masks(masks, data, ref, artifact="short", precision="fp32")
+
+
+def test_one_lost_mask_fails_the_gate_even_with_a_high_mean():
+    """50 images: 49 identical, one whose mask is lost (agreement 0.0): mean 0.98, which passed
+    the INT8 gate when only the mean was checked."""
+    data = _data(50)
+
+    def half_foreground(batch: np.ndarray) -> np.ndarray:
+        out = np.full((len(batch), 1, SIZE, SIZE), -10.0, dtype=np.float32)
+        out[:, :, : SIZE // 2] = 10.0
+        return out
+
+    ref = parity.reference(half_foreground, data, image_size=SIZE)
+    masks = [m.copy() for m in ref.masks]
+    masks[17][:] = 0  # this image's lesion is gone
+    result = parity.score_masks(masks, data, ref, artifact="lost", precision="int8")
+    assert result.mean_agreement == pytest.approx(0.98) and result.mean_agreement >= result.gate.min_agreement
+    assert result.worst_agreement == 0.0 and result.worst_image == "img17"
+    assert not result.passed and any(r.startswith("worst image img17") for r in result.reasons), result.reasons
+    relaxed = parity.Gate(min_agreement=0.98, max_ja_loss=0.5, min_worst_agreement=0.0)
+    assert parity.score_masks(masks, data, ref, artifact="lost", precision="int8", gate=relaxed).passed

@@ -49,15 +49,33 @@ def segmenter(triton_server):
 
 
 @pytest.fixture(scope="session")
-def torch_reference(serving_checkpoint):
-    """``(H, W, 3)`` uint8 image -> uint8 mask from in-process PyTorch (banet.inference)."""
+def torch_runner_of_served(serving_checkpoint):
     from banet.checkpoint import model_from_checkpoint
-    from banet.inference import predict_masks, torch_runner
+    from banet.inference import torch_runner
 
-    model, _ = model_from_checkpoint(serving_checkpoint)
-    run = torch_runner(model)
+    return torch_runner(model_from_checkpoint(serving_checkpoint)[0])
+
+
+@pytest.fixture(scope="session")
+def torch_reference(torch_runner_of_served):
+    """``(H, W, 3)`` uint8 image -> uint8 mask from in-process PyTorch (banet.inference)."""
+    from banet.inference import predict_masks
 
     def predict(image: np.ndarray, threshold: float = spec.MASK_THRESHOLD) -> np.ndarray:
-        return predict_masks(run, [image], threshold=threshold, size=SERVING_SIZE)[0]
+        return predict_masks(torch_runner_of_served, [image], threshold=threshold, size=SERVING_SIZE)[0]
 
     return predict
+
+
+@pytest.fixture(scope="session")
+def torch_probability(torch_runner_of_served):
+    """``(H, W, 3)`` uint8 image -> ``(H, W)`` float32 foreground probability from in-process PyTorch,
+    for choosing thresholds at which a reference mask has real boundaries."""
+    from banet import processing
+    from banet.inference import predict_logits
+
+    def probability(image: np.ndarray) -> np.ndarray:
+        (logits,) = predict_logits(torch_runner_of_served, [image], size=SERVING_SIZE)
+        return processing.probability_map(logits, image.shape[:2])
+
+    return probability

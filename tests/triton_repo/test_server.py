@@ -87,10 +87,13 @@ def test_model_that_fails_to_load_shows_tritons_reason_and_exits_nonzero(model_r
     assert "failed to load 'banet_model'" in err and "model.onnx" in err
 
 
-def test_missing_repository_is_named(tmp_path):
+def test_missing_repository_is_named(tmp_path, capsys):
     from banet.cli.serve import main
 
-    assert main(["--repository", str(tmp_path / "nope")]) == 1
+    missing = tmp_path / "nope"
+    assert main(["--repository", str(missing)]) == 1
+    assert f"model repository not found: {missing}" in capsys.readouterr().err
+    assert not missing.exists()  # nothing created in its place
 
 
 def test_restricted_protocols_need_the_admin_header(model_repository):

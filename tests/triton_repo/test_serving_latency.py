@@ -39,3 +39,24 @@ def test_pick_images_names_the_missing_folder(tmp_path):
     Image.fromarray(np.zeros((1072, 1920, 3), np.uint8)).save(images / "frame.jpg")
     with pytest.raises(FileNotFoundError, match="isic2017"):
         pick_images(tmp_path)  # a Kvasir-SEG frame but no ISIC test image: named, not an IndexError
+
+
+def test_command_measures_an_onnx_and_writes_results(tiny_onnx, data_root, tmp_path):
+    """``python -m bench.serving_latency --onnx ...``: JSON + Markdown with the split for both images."""
+    import json
+
+    from bench.serving_latency import main
+
+    out = tmp_path / "results"
+    assert main(["--data", str(data_root), "--onnx", str(tiny_onnx), "--reps", "1", "--warmup", "0",
+                 "--out", str(out)]) == 0
+    (json_path,) = out.glob("serving_latency_*.json")
+    result = json.loads(json_path.read_text())
+    (model,) = result["models"].values()
+    assert set(model) == {"kvasir_1920x1072", "isic_256x192"}
+    for r in model.values():
+        assert r["reps"] == 1 and 0 < r["triton_pre_post_share"] < 1
+        assert r["median_ms"]["triton_e2e"] > 0 and r["median_ms"]["inproc_total"] > 0
+    md = json_path.with_suffix(".md").read_text()
+    assert "kvasir_1920x1072" in md and "isic_256x192" in md and result["command"] in md
+    assert result["machine"]["load_average"] is not None

@@ -69,3 +69,41 @@ def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
     assert exc.value.code == 2
     assert "exists; pass --force" in capsys.readouterr().err
     assert all(p.read_text() == "{}" for p in out.iterdir())
+
+
+def test_soak_command_serves_an_onnx_and_writes_passing_results(tiny_onnx, tmp_path, capsys):
+    """``python -m bench.soak --onnx ...``: its own server, a short load, JSON + Markdown that pass."""
+    from bench.soak import main
+
+    out = tmp_path / "results"
+    argv = ["--onnx", str(tiny_onnx), "--clients", "2", "--duration", "3", "--images", "2", "--out", str(out)]
+    assert main(argv) == 0
+    (json_path,) = out.glob("soak_*.json")
+    result = json.loads(json_path.read_text())
+    assert result["command"] == "python -m bench.soak " + " ".join(argv)
+    assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_average"]) == 3
+    soak = result["soak"]
+    assert soak["clients"] == 2 and soak["requests_sent"] > 2 and all(soak["checks"].values()), soak
+    assert soak["requests_sent"] == soak["responses_ok"] == soak["server_responses"]
+    md = json_path.with_suffix(".md").read_text()
+    assert f"| 2 | {soak['duration_s']} | {soak['requests_sent']} | {soak['responses_ok']} | 0 |" in md
+    assert md.count("| PASS |") == len(soak["checks"]) and "wrote" in capsys.readouterr().out
+
+
+def test_preset_model_is_centred_on_the_soak_images():
+    # --preset soaks a random-weight model; centred on the images, about half of each mask is
+    # foreground, so "every mask equals its single-request mask" compares real boundaries
+    import numpy as np
+    import torch
+
+    from banet import processing
+    from bench.soak import _model, soak_images
+
+    images = soak_images(None, 3)
+    net = _model(None, "tiny", images, 64)
+    batch = np.stack([processing.preprocess(processing.decode_image(data), 64) for _, data in images])
+    with torch.no_grad():
+        foreground = (net(torch.from_numpy(batch)) > 0).float().mean().item()
+    assert 0.3 < foreground < 0.7
+    with pytest.raises(SystemExit, match="unknown --preset 'huge'"):
+        _model(None, "huge", images, 64)

@@ -18,13 +18,41 @@ def test_model_size_matches_a_real_model_on_the_cpu():
     size = info.model_size(TINY, 64, 96)
     torch.manual_seed(0)
     model = build_model(TINY).eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(torch.randn(1, 3, 64, 96))
     assert size["params"] == sum(p.numel() for p in model.parameters())
-    assert size["flops"] == counter.get_total_flops()
+    assert size["flops"] == _conv_flops_by_arithmetic(TINY, 64, 96)  # not torch's counter again
     assert sum(size["flops_by_component"].values()) == size["flops"]
     assert size["gmacs"] == pytest.approx(size["flops"] / 2e9)
+
+
+def _conv_flops_by_arithmetic(config, height: int, width: int) -> int:
+    """FLOPs of every convolution the model runs, from each layer's own shapes: 2 x output elements x
+    (input channels / groups) x kernel height x kernel width (no bias, BN, ReLU, pooling or resize,
+    the convention of banet-info). BA-Net has no other layer with multiply-adds (no Linear, no matmul)."""
+    total = 0
+
+    def count(conv, inputs, output):
+        nonlocal total
+        kh, kw = conv.kernel_size
+        total += 2 * output.numel() * (conv.in_channels // conv.groups) * kh * kw
+
+    with torch.device("meta"):
+        model = build_model(config).eval()
+        image = torch.zeros(1, 3, height, width)
+    for module in model.modules():
+        assert type(module) not in (torch.nn.Linear, torch.nn.ConvTranspose2d)  # would need their own rule
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(count)
+    with torch.no_grad():
+        model(image)
+    return total
+
+
+@pytest.mark.parametrize("preset, gflops", [("paper", 130.7), ("resnet50", 91.9)])
+def test_gflops_of_the_resnet_configurations_match_layer_arithmetic(preset, gflops):
+    # the README's figures (bench/results/model_size_2026-11-26.md), counted layer by layer
+    size = info.model_size(PRESETS[preset], 256)
+    assert size["flops"] == _conv_flops_by_arithmetic(PRESETS[preset], 256, 256)
+    assert round(size["gflops"], 1) == gflops
 
 
 def test_flops_count_a_multiply_add_as_two():
