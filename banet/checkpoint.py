@@ -16,7 +16,13 @@ import torch
 
 from banet.model import BANet, ModelConfig, build_model
 
-FORMAT = "banet-checkpoint/1"
+FORMAT = "banet-checkpoint/2"
+RETIRED_FORMATS = {
+    "banet-checkpoint/1": "it was written before the attention gates moved before the ReLU (issue 14): "
+                          "its weights load into today's model without an error but compute a different "
+                          "function, so it is refused; retrain (banet-train) to get a current checkpoint",
+}
+"""Formats this code knows but will not load, with the reason (never a silently different model)."""
 
 
 class CheckpointError(ValueError):
@@ -61,7 +67,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle refused by weights_only, ...
         raise CheckpointError(f"{path} is not a readable checkpoint: {err}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+    found = payload.get("format") if isinstance(payload, dict) else None
+    if found in RETIRED_FORMATS:
+        raise CheckpointError(f"{path} has the retired format {found!r}: {RETIRED_FORMATS[found]}")
+    if found != FORMAT:
         raise CheckpointError(f"{path} is not a BA-Net checkpoint (expected format {FORMAT!r})")
     return payload
 

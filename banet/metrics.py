@@ -2,7 +2,9 @@
 
 Empty masks have a defined value instead of NaN: when a ratio's denominator is zero the
 prediction made no error of that kind, so the score is 1 (e.g. an empty prediction of an empty
-ground truth has DI = JA = SE = 1; an all-foreground image has SP = 1).
+ground truth has DI = JA = SE = 1; an all-foreground image has SP = 1). The authors' code scores
+an empty prediction of an empty mask 0 and leaves other 0/0 cases NaN; Kvasir-SEG and ISIC-2017
+have no empty or all-foreground mask, so the conventions agree there (docs/architecture.md).
 """
 
 from __future__ import annotations

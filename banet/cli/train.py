@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from banet.train import DEFAULT_RECIPE, RECIPES, TrainConfig
+from banet.train import AUGMENTATIONS, DEFAULT_RECIPE, RECIPES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset folder with images/ and masks/")
     p.add_argument("--out", help="run folder for checkpoints, config, history and plot")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
-                   help=f"named defaults (default {DEFAULT_RECIPE}: Adam, trains from scratch; paper: SGD + poly)")
+                   help=f"named defaults (default {DEFAULT_RECIPE}: the authors' code, Adam + poly, ResNet-50, "
+                        f"CE + Dice; paper: the paper's text, SGD + poly, ResNet-101; docs/training.md)")
     p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint written by banet-train (last.pt)")
     p.add_argument("--force", action="store_true", help="replace the run already in --out")
     g = p.add_argument_group("data")
@@ -37,8 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-split")
     g.add_argument("--val-split")
     g.add_argument("--size", type=int, help="training resolution (default 256)")
-    g.add_argument("--augment", choices=["paper", "flips", "none"],
-                   help="paper: flips + rotation +-10 deg + crop 50-100%% area; flips: flips only")
+    g.add_argument("--augment", choices=sorted(AUGMENTATIONS),
+                   help="paper: flips, rotation +-10 deg, centred crop of 50-100%% of the side; official: the "
+                        "authors' (zoom / crop p 0.25 each, rotation p 0.5); flips: flips only")
     g.add_argument("--workers", type=int, help="decode threads")
     g.add_argument("--skip-unpaired", action="store_true", default=None, help="leave out images without masks")
     g.add_argument("--skip-broken", action="store_true", default=None, help="leave out files that do not decode")
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
     g.add_argument("--deep-supervision", type=float, metavar="LAMBDA", help="weight of each stage's loss (1)")
+    g.add_argument("--dice-weight", type=float, help="weight of the Dice term on the main output (official 1, paper 0)")
+    g.add_argument("--align-corners", action=argparse.BooleanOptionalAction, default=None,
+                   help="corner convention of the model's bilinear resizes (official: on, paper: off)")
+    g.add_argument("--no-sync-bn", dest="sync_bn", action="store_false", default=None,
+                   help="keep per-process BatchNorm under DDP (default: SyncBatchNorm on CUDA)")
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("speed")
     g.add_argument("--device", help="auto (default), cuda or cpu")
@@ -65,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-channels-last", dest="channels_last", action="store_false", default=None)
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--val-batch-size", type=int)
+    g.add_argument("--save-every", type=int, metavar="N",
+                   help="write last.pt every N epochs and at the end (default 1; best.pt whenever val JA improves)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -72,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "workers", "skip_unpaired",
              "skip_broken", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr", "momentum",
              "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
-             "seed", "device", "amp", "channels_last", "compile", "val_batch_size")
+             "dice_weight", "align_corners", "sync_bn", "seed", "device", "amp", "channels_last", "compile",
+             "val_batch_size", "save_every")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

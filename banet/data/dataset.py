@@ -33,6 +33,12 @@ def load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray]:
     Raises :class:`DatasetError` naming the file when it cannot be decoded or when the image and
     mask sizes differ (a mask that does not belong to its image).
     """
+    image, mask, _ = _load_sized(pair, size)
+    return image, mask
+
+
+def _load_sized(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`load_pair` plus the decoded original image's aspect ratio (width / height)."""
     if pair.mask is None:
         raise DatasetError(f"{pair.image}: no ground-truth mask")
     try:
@@ -43,13 +49,16 @@ def load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray]:
     if image.shape[:2] != mask.shape:
         raise DatasetError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
                            f"{pair.image} is {image.shape[1]}x{image.shape[0]}")
-    return processing.resize_image(image, size), processing.resize_mask(mask, size)
+    aspect = image.shape[1] / image.shape[0]
+    return processing.resize_image(image, size), processing.resize_mask(mask, size), aspect
 
 
 class SegmentationDataset(torch.utils.data.Dataset):
     """Image/mask pairs decoded and resized to ``size`` x ``size`` once, kept in memory.
 
-    ``__getitem__`` returns ``(image (3, S, S) uint8, mask (1, S, S) uint8 in {0, 1})``.
+    ``__getitem__`` returns ``(image (3, S, S) uint8, mask (1, S, S) uint8 in {0, 1})``;
+    ``aspect`` ``(N,)`` float32 holds each original image's width / height (augmentation rotates in
+    the original image's frame).
     ``pairs`` keeps the samples that loaded (broken ones are left out only with ``skip_broken``).
     Decoding runs on ``workers`` threads (PIL releases the GIL while decoding).
     """
@@ -62,7 +71,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
         def load(pair: Pair):
             try:
-                return load_pair(pair, size)
+                return _load_sized(pair, size)
             except DatasetError as err:
                 return err
 
@@ -84,6 +93,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.pairs = [p for p, _ in kept]
         self.images = torch.from_numpy(np.stack([r[0] for _, r in kept])).permute(0, 3, 1, 2).contiguous()
         self.masks = torch.from_numpy(np.stack([r[1] for _, r in kept])).unsqueeze(1).to(torch.uint8)
+        self.aspect = torch.tensor([r[2] for _, r in kept], dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.pairs)

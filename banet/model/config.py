@@ -15,7 +15,12 @@ class ModelConfig:
     ``width`` scales every ResNet stage (64 is the standard ResNet and the only width that can
     load ImageNet weights); smaller widths, ``stage_channels`` and ``aspp_channels`` give tiny
     configurations for CPU tests and demos. ``pee``, ``mtl``, ``ia`` and ``cff`` are the switches of
-    the paper's ablation study (Table IV); all False is the plain baseline.
+    the paper's ablation study (Table IV); all False is the plain baseline. A switched-off part is
+    not built (``print(model)`` shows the graph that runs); ``ia`` needs ``mtl`` (IA acts inside
+    mini-MTL), so ``mtl=False, ia=True`` is refused rather than silently equal to ``no_mtl``.
+    ``align_corners`` is the corner convention of every bilinear resize in the model (False:
+    PyTorch's and ONNX's default half-pixel mapping; True: the authors' code), see
+    docs/architecture.md.
     """
 
     backbone: str = "resnet101"
@@ -28,6 +33,7 @@ class ModelConfig:
     mtl: bool = True
     ia: bool = True
     cff: bool = True
+    align_corners: bool = False
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -38,6 +44,9 @@ class ModelConfig:
             raise ValueError("PEE pooling sizes must be odd so that padding keeps the spatial size")
         if min(self.width, self.stage_channels, self.aspp_channels) < 1:
             raise ValueError("width, stage_channels and aspp_channels must be positive")
+        if self.ia and not self.mtl:
+            raise ValueError("ia=True needs mtl=True: interactive attention acts inside mini-MTL "
+                             "(use the no_mtl ablation, which sets both False)")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

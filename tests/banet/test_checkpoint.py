@@ -127,3 +127,16 @@ def test_file_sha256(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"banet" * 1000)
     assert file_sha256(path) == hashlib.sha256(b"banet" * 1000).hexdigest()
+
+
+def test_checkpoint_from_before_the_gate_fix_is_refused_not_loaded(tmp_path, trained_like_model):
+    # format 1 was written before the IA/CFF gates moved before the ReLU: its parameter names and
+    # shapes match today's model exactly, so only the format tells the two functions apart
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    payload = torch.load(path, weights_only=True)
+    payload["format"] = "banet-checkpoint/1"
+    torch.save(payload, tmp_path / "old.pt")
+    for load in (load_checkpoint, model_from_checkpoint):
+        with pytest.raises(CheckpointError, match=r"old.pt has the retired format 'banet-checkpoint/1'.*retrain"):
+            load(tmp_path / "old.pt")
+    assert FORMAT == "banet-checkpoint/2"

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from banet.losses import EDGE_RADIUS, DeepSupervisionLoss, edge_target
+from banet.losses import EDGE_RADIUS, DeepSupervisionLoss, edge_target, soft_dice_loss
 
 
 def _square(size: int = 16, lo: int = 4, hi: int = 12) -> torch.Tensor:
@@ -59,8 +59,9 @@ def test_loss_is_near_zero_for_perfect_and_large_for_wrong_predictions():
     bad, bad_parts = loss_fn(-_perfect(mask), [-_perfect(edges)] * 4, [-_perfect(mask)] * 4, mask)
     assert good.item() < 1e-6
     assert bad.item() > 20 * 9 * 0.99  # nine terms of ~20 nats each
-    assert bad_parts["main"] == pytest.approx(20.0, rel=1e-3)
-    assert good_parts["total"] == pytest.approx(good.item())
+    assert float(bad_parts["main"]) == pytest.approx(20.0, rel=1e-3)
+    assert float(good_parts["total"]) == pytest.approx(good.item())
+    assert all(t.dim() == 0 and not t.requires_grad for t in good_parts.values())  # no sync per step
 
 
 def test_loss_is_the_sum_of_eq_12_terms():
@@ -75,7 +76,23 @@ def test_loss_is_the_sum_of_eq_12_terms():
     g_e = edge_target(mask)
     want = bce(logits, mask) + sum(w * (bce(e, g_e) + bce(s, mask)) for w, e, s in zip(weights, edges, segs))
     assert total.item() == pytest.approx(want.item(), rel=1e-6)
-    assert parts["main"] + parts["edge"] + parts["seg"] == pytest.approx(parts["total"], rel=1e-6)
+    assert float(parts["main"] + parts["edge"] + parts["seg"]) == pytest.approx(float(parts["total"]), rel=1e-6)
+
+
+def test_dice_term_is_the_authors_main_output_dice():
+    torch.manual_seed(0)
+    mask = _square().repeat(2, 1, 1, 1)
+    logits = torch.randn(2, 1, 16, 16)
+    p, g = torch.sigmoid(logits), mask
+    by_hand = 1 - torch.stack([(2 * (p[i] * g[i]).sum() + 1) / (p[i].sum() + g[i].sum() + 1) for i in range(2)]).mean()
+    assert soft_dice_loss(logits, mask).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert soft_dice_loss(_perfect(mask), mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert soft_dice_loss(torch.full((1, 1, 4, 4), -30.0), torch.zeros(1, 1, 4, 4)).item() == pytest.approx(0.0)
+    edges = [torch.zeros(2, 1, 16, 16)] * 4
+    plain, parts0 = DeepSupervisionLoss()(logits, edges, edges, mask)
+    total, parts = DeepSupervisionLoss(dice_weight=0.5)(logits, edges, edges, mask)
+    assert "dice" not in parts0 and float(parts["dice"]) == pytest.approx(by_hand.item(), rel=1e-6)
+    assert total.item() == pytest.approx(plain.item() + 0.5 * by_hand.item(), rel=1e-6)  # dice on P only
 
 
 def test_loss_is_stable_for_extreme_logits_and_accepts_bool_masks():

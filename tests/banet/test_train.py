@@ -120,8 +120,13 @@ def test_recipes_and_poly_decay():
     paper = resolve_config("d", "o", "paper")
     assert (paper.optimizer, paper.lr, paper.momentum, paper.schedule, paper.batch_size, paper.epochs) == \
         ("sgd", 1e-4, 0.9, "poly", 8, 200)
-    official = resolve_config("d", "o")
-    assert (official.recipe, official.optimizer, official.lr) == ("official", "adam", 1e-4)
+    assert (paper.preset, paper.augment, paper.dice_weight, paper.align_corners) == ("paper", "paper", 0.0, False)
+    official = resolve_config("d", "o")  # the authors' experiment/main.py
+    assert (official.recipe, official.optimizer, official.lr, official.weight_decay, official.schedule,
+            official.poly_power, official.epochs, official.batch_size) == \
+        ("official", "adam", 1e-4, 0.0, "poly", 0.9, 150, 8)
+    assert (official.preset, official.dice_weight, official.sync_bn, official.align_corners, official.augment) == \
+        ("resnet50", 1.0, True, True, "official")
     assert resolve_config("d", "o", "paper", lr=0.01, optimizer="adam").optimizer == "adam"
     assert set(RECIPES) == {"paper", "official"}
     with pytest.raises(ValueError, match="optimizer"):
@@ -142,7 +147,10 @@ def test_model_choice_from_preset_backbone_and_ablation():
 
     cfg = build_model_config(resolve_config("d", "o", preset="tiny", backbone="resnet34", ablation="no_mtl"))
     assert (cfg.backbone, cfg.width, cfg.mtl, cfg.ia, cfg.pee) == ("resnet34", 16, False, False, True)
-    assert build_model_config(resolve_config("d", "o")).backbone == "resnet101"  # the paper's model by default
+    assert build_model_config(resolve_config("d", "o")).backbone == "resnet50"  # the authors' code's
+    assert build_model_config(resolve_config("d", "o", "paper")).backbone == "resnet101"  # the paper's
+    assert build_model_config(resolve_config("d", "o")).align_corners
+    assert not build_model_config(resolve_config("d", "o", align_corners=False)).align_corners
     with pytest.raises(ValueError, match="ablation"):
         build_model_config(resolve_config("d", "o", ablation="no_such"))
 
@@ -198,3 +206,77 @@ def test_resume_into_a_new_folder_keeps_a_best_checkpoint(synth, tmp_path):
     assert result["best"] == str(second / "best.pt")
     assert (second / "best.pt").is_file(), "the run folder must hold the best checkpoint it names"
     assert (second / "best.pt").read_bytes() == (first / "best.pt").read_bytes()
+
+
+def test_recipe_without_imagenet_weights_warns(caplog):
+    import logging
+
+    from banet.train import build_model_config, warn_if_unpretrained
+
+    for recipe in ("paper", "official"):
+        config = resolve_config("d", "o", recipe)
+        with caplog.at_level(logging.WARNING, logger="banet.train"):
+            caplog.clear()
+            warn_if_unpretrained(config, build_model_config(config))
+        assert f"recipe {recipe!r} without --imagenet-weights" in caplog.text
+    caplog.clear()
+    tiny = resolve_config("d", "o", "paper", preset="tiny")  # width 16: no ImageNet file could fit
+    warn_if_unpretrained(tiny, build_model_config(tiny))
+    with_weights = resolve_config("d", "o", "paper", imagenet_weights="r101.pth")
+    warn_if_unpretrained(with_weights, build_model_config(with_weights))
+    assert caplog.text == ""
+
+
+def test_sync_batchnorm_only_under_ddp_on_cuda():
+    from banet.model import PRESETS, build_model
+    from banet.train import Dist, sync_batchnorm
+
+    config = resolve_config("d", "o", preset="tiny")
+    model = build_model(PRESETS["tiny"])
+    assert sync_batchnorm(model, config, torch.device("cpu"), Dist()) == (model, False)
+    assert sync_batchnorm(model, config, torch.device("cpu"), Dist(0, 2, 0)) == (model, False)  # gloo: no SyncBN
+    converted, active = sync_batchnorm(model, config, torch.device("cuda", 0), Dist(0, 2, 0))
+    assert active and any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in converted.modules())
+    off = resolve_config("d", "o", preset="tiny", sync_bn=False)
+    assert sync_batchnorm(build_model(PRESETS["tiny"]), off, torch.device("cuda", 0), Dist(0, 2, 0))[1] is False
+
+
+def test_cli_flags_for_the_recipe_fields():
+    from banet.cli.train import build_parser, config_from_args
+
+    def parse(*flags):
+        return config_from_args(build_parser().parse_args(["--data", "d", "--out", "o", *flags]))
+
+    official = parse()
+    assert (official.dice_weight, official.align_corners, official.sync_bn, official.augment) == (1.0, True, True, "official")
+    changed = parse("--dice-weight", "0", "--no-align-corners", "--no-sync-bn", "--augment", "paper")
+    assert (changed.dice_weight, changed.align_corners, changed.sync_bn, changed.augment) == (0.0, False, False, "paper")
+    assert parse("--recipe", "paper", "--align-corners").align_corners
+    with pytest.raises(ValueError, match="dice_weight"):
+        parse("--dice-weight", "-1")
+
+
+def test_save_every_writes_last_checkpoint_every_n_epochs_and_at_the_end(synth, tmp_path):
+    out = tmp_path / "run"
+    seen = []
+
+    class _Watch:
+        def __init__(self, **kw):
+            pass
+
+        def update(self, n=1):
+            last = out / "last.pt"
+            seen.append(load_checkpoint(last)["epoch"] if last.is_file() else 0)
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            pass
+
+    # 10 training images at batch 4: 2 steps per epoch; 3 epochs, last.pt after epochs 2 and 3
+    result = fit(_config(synth, out, epochs=3, save_every=2), bar_factory=lambda **kw: _Watch(**kw))
+    assert seen == [0, 0, 0, 0, 2, 2]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 3 and len(result["history"]) == 3
+    assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3

@@ -77,3 +77,26 @@ def test_ort_matches_pytorch_on_real_images(exported):
     assert par["mean_agreement"] >= 0.999
     # masks must have real boundaries for agreement to mean anything
     assert 0.05 < par["reference_foreground"] < 0.95
+
+
+def test_align_corners_model_exports_and_matches_pytorch(tmp_path):
+    # the `official` recipe (the authors' code) resizes with align_corners=True: ONNX Resize's
+    # "align_corners" mode must give the same logits
+    from dataclasses import replace
+
+    import torch
+
+    from banet.model import PRESETS, build_model
+    from export.onnx import export_onnx
+    from export.onnxruntime import ort_runner
+
+    torch.manual_seed(0)
+    model = build_model(replace(PRESETS["tiny"], align_corners=True)).eval()
+    export_onnx(model, tmp_path / "aligned.onnx", image_size=64)
+    resize_modes = {a.s.decode() for n in onnx.load(str(tmp_path / "aligned.onnx")).graph.node
+                    if n.op_type == "Resize" for a in n.attribute if a.name == "coordinate_transformation_mode"}
+    assert resize_modes == {"align_corners"}
+    x = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ort_runner(tmp_path / "aligned.onnx", threads=1)(x), want, atol=1e-4, rtol=1e-4)

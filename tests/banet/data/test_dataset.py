@@ -107,3 +107,12 @@ def test_pair_without_mask_is_refused(tmp_path):
     _write(tmp_path, "a")
     with pytest.raises(DatasetError, match="no ground-truth mask"):
         load_pair(Pair("a", tmp_path / "images" / "a.png", None), 16)
+
+
+def test_dataset_keeps_each_original_aspect_ratio(tmp_path):
+    # augmentation rotates in the original image's frame, so the squashed cache must remember it
+    _write(tmp_path, "wide", size=(40, 20))
+    _write(tmp_path, "tall", size=(15, 30))
+    ds = SegmentationDataset(find_pairs(tmp_path), 16, workers=1)
+    assert [p.name for p in ds.pairs] == ["tall", "wide"]
+    assert ds.aspect.tolist() == [0.5, 2.0] and ds.images.shape == (2, 3, 16, 16)

@@ -120,12 +120,12 @@ def test_ablation_no_mtl_has_no_stage_outputs():
     assert out.edge_logits == [] and out.seg_logits == []
     # the loss then reduces to its main term
     loss, parts = DeepSupervisionLoss()(out.logits, out.edge_logits, out.seg_logits, torch.ones(2, 1, 64, 64))
-    assert set(parts) == {"main", "total"} and parts["total"] == pytest.approx(parts["main"])
+    assert set(parts) == {"main", "total"} and float(parts["total"]) == pytest.approx(float(parts["main"]))
 
 
 def test_ablation_baseline_is_encoder_aspp_decoder_only():
     model = _ablation("baseline")
-    assert model.pee is None and model.mtl is None and not model.config.cff
+    assert model.pee is None and model.mtl is None and model.cff is None and not model.config.cff
     prefixes = {k.split(".")[0] for k in model.state_dict()}
     assert prefixes == {"encoder", "aspp", "squeeze", "decode4", "decode", "head"}
     out = model.train()(torch.randn(1, 3, 63, 97))
@@ -136,8 +136,32 @@ def test_ablation_baseline_is_encoder_aspp_decoder_only():
     assert sizes["no_ia"] == sizes["no_cff"] == sizes["full"]
 
 
+@pytest.mark.parametrize("name, absent", [
+    ("full", []),
+    ("no_pee", ["PEE("]),
+    ("no_mtl", ["MiniMTL(", "InteractiveAttention("]),
+    ("no_ia", ["InteractiveAttention("]),
+    ("no_cff", ["CrossFeatureFusion("]),
+    ("baseline", ["PEE(", "MiniMTL(", "InteractiveAttention(", "CrossFeatureFusion("]),
+])
+def test_print_shows_the_graph_that_runs(name, absent):
+    # an ablated part is not built at all (one mechanism for all four switches)
+    text = str(_ablation(name))
+    parts = ["PEE(", "MiniMTL(", "InteractiveAttention(", "CrossFeatureFusion("]
+    for part in parts:
+        assert (part in text) == (part not in absent), part
+
+
+def test_config_refuses_ia_without_mtl():
+    with pytest.raises(ValueError, match="ia=True needs mtl=True"):
+        ModelConfig(mtl=False)
+    with pytest.raises(ValueError, match="ia=True needs mtl=True"):
+        replace(TINY, mtl=False)
+    assert not TINY.with_ablation("no_mtl").ia  # the named ablation sets both
+
+
 def test_config_round_trips_through_json():
-    config = replace(TINY.with_ablation("no_ia"), aspp_rates=(2, 4, 6))
+    config = replace(TINY.with_ablation("no_ia"), aspp_rates=(2, 4, 6), align_corners=True)
     again = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and isinstance(again.pee_pool_sizes[0], tuple)
 
@@ -164,7 +188,7 @@ def test_paper_preset_is_the_published_configuration():
     paper = PRESETS["paper"]
     assert (paper.backbone, paper.width, paper.stage_channels, paper.aspp_channels) == ("resnet101", 64, 128, 256)
     assert paper.pee_pool_sizes == ((5, 7), (5, 7), (3, 5), (3, 5))
-    assert paper.pee and paper.mtl and paper.ia and paper.cff
+    assert paper.pee and paper.mtl and paper.ia and paper.cff and not paper.align_corners
 
 
 def _reference_forward(model: BANet, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +196,7 @@ def _reference_forward(model: BANet, x: torch.Tensor) -> torch.Tensor:
     import torch.nn.functional as F
 
     def up(t, ref):
-        return F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=False)
+        return F.interpolate(t, size=ref.shape[-2:], mode="bilinear", align_corners=model.config.align_corners)
 
     f1, f2, f3, f4 = model.encoder(x)
     aspp = model.aspp(f4)
@@ -180,12 +204,12 @@ def _reference_forward(model: BANet, x: torch.Tensor) -> torch.Tensor:
     f_p = [model.pee[i](f) for i, f in enumerate(f_prime)]
     f_m = [model.mtl[i](f)[0] for i, f in enumerate(f_p)]
     f_c = []
-    for i, fi in enumerate(f_m):                                  # eq. 6, term by term
+    for i, fi in enumerate(f_m):                                  # eq. 10, term by term
         acc = torch.zeros_like(fi)
         for j, fj in enumerate(f_m):
             if j != i:
                 acc = acc + up(torch.sigmoid(fj) * fj, fi)
-        f_c.append(fi + (1 - torch.sigmoid(fi)) * acc)
+        f_c.append(torch.relu(fi + (1 - torch.sigmoid(fi)) * acc))  # ReLU after the gate
     d = model.decode4(torch.cat([aspp, f_c[3]], dim=1))           # D4 = conv1x1([ASPP, F_4C])
     d = model.decode[0](torch.cat([d, f_c[2]], dim=1))            # D3 = conv1x1([D4, F_3C])
     d = model.decode[1](torch.cat([d, f_c[1]], dim=1))            # D2
@@ -199,3 +223,13 @@ def test_forward_matches_the_paper_wiring(tiny_model, size):
     with torch.no_grad():
         tiny_model.eval()
         assert torch.allclose(tiny_model(x), _reference_forward(tiny_model, x), atol=1e-5)
+
+
+def test_align_corners_is_one_switch_for_every_resize(tiny_model):
+    torch.manual_seed(0)
+    aligned = build_model(replace(TINY, align_corners=True)).eval()
+    aligned.load_state_dict(tiny_model.state_dict())  # same parameters, another corner convention
+    x = torch.randn(1, 3, 63, 97)
+    with torch.no_grad():
+        assert torch.allclose(aligned(x), _reference_forward(aligned, x), atol=1e-5)
+        assert not torch.allclose(aligned(x), tiny_model.eval()(x), atol=1e-4)

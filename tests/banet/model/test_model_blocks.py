@@ -7,14 +7,22 @@ import math
 import pytest
 import torch
 
-from banet.model.blocks import ASPP, PEE, MiniMTL, cross_feature_fusion, interactive_attention
+from banet.model.blocks import (
+    ASPP,
+    PEE,
+    CrossFeatureFusion,
+    InteractiveAttention,
+    MiniMTL,
+    cross_feature_fusion,
+    interactive_attention,
+)
 
 
 def _sig(v: float) -> float:
     return 1.0 / (1.0 + math.exp(-v))
 
 
-def test_interactive_attention_equations_4_5_by_hand():
+def test_interactive_attention_equation_5_by_hand():
     e_vals, s_vals = [0.0, 2.0, -1.5], [1.0, -1.0, 3.0]
     e = torch.tensor(e_vals).view(1, 3, 1, 1)
     s = torch.tensor(s_vals).view(1, 3, 1, 1)
@@ -32,7 +40,7 @@ def test_interactive_attention_equations_4_5_by_hand():
     assert not torch.allclose(sequential, s_new)
 
 
-def test_cross_feature_fusion_equation_6_by_hand_same_size():
+def test_cross_feature_fusion_equation_10_by_hand_same_size():
     vals = [0.5, -1.0, 2.0]
     feats = [torch.full((1, 1, 2, 2), v) for v in vals]
     fused = cross_feature_fusion(feats)
@@ -84,8 +92,11 @@ def test_pee_merge_sees_concatenation_of_feature_and_edges():
         conv.weight.copy_(torch.tensor([0.0, 1.0]).view(1, 2, 1, 1))  # output = edge channel only
     x = torch.randn(1, 1, 6, 6)
     bn = pee.merge[1]
-    want = torch.relu((x - pee.pools[0](x) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps))
+    # PEE reads ReLU(F') and ends at BatchNorm: its output F_P is pre-activation (no ReLU)
+    r = torch.relu(x)
+    want = (r - pee.pools[0](r) - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps)
     assert torch.allclose(pee(x), want, atol=1e-5)
+    assert (pee(x) < 0).any()
 
 
 def test_aspp_has_four_atrous_branches_and_global_pooling():
@@ -114,8 +125,31 @@ def test_mini_mtl_branches_and_ia_switch():
     assert fm.shape == (2, 4, 6, 5) and edge.shape == seg.shape == (2, 1, 6, 5)
     fm2, edge2, seg2 = without(x)
     assert not torch.allclose(edge, edge2) and not torch.allclose(seg, seg2)
-    # by hand: the IA module is the exchange placed between the two convolutions of each branch
-    e, s = interactive_attention(with_ia.edge1(x), with_ia.seg1(x))
-    e, s = with_ia.edge2(e), with_ia.seg2(s)
+    assert isinstance(with_ia.ia, InteractiveAttention) and without.ia is None
+    assert "InteractiveAttention" in str(with_ia) and "InteractiveAttention" not in str(without)
+    # by hand: IA acts on the pre-activation outputs of the first convolutions (Conv -> BN, no
+    # ReLU), ReLU follows the exchange; the merge ends at BatchNorm (F_M is pre-activation)
+    r = torch.relu(x)
+    e1, s1 = with_ia.edge1(r), with_ia.seg1(r)
+    assert (e1 < 0).any() and (s1 < 0).any()
+    e, s = interactive_attention(e1, s1)
+    e, s = with_ia.edge2(torch.relu(e)), with_ia.seg2(torch.relu(s))
     assert torch.allclose(edge, with_ia.edge_head(e), atol=1e-6)
     assert torch.allclose(fm, with_ia.merge(torch.cat([e, s], 1)), atol=1e-6)
+    assert (fm < 0).any()
+    # without IA the branches never meet: ReLU right after the first convolution
+    e0 = without.edge2(torch.relu(without.edge1(r)))
+    assert torch.allclose(edge2, without.edge_head(e0), atol=1e-6)
+
+
+def test_gate_modules_compute_their_equations():
+    e, s = torch.randn(2, 3, 4, 5), torch.randn(2, 3, 4, 5)
+    for got, want in zip(InteractiveAttention()(e, s), interactive_attention(e, s)):
+        assert torch.equal(got, want)
+    feats = [torch.randn(1, 3, 8, 8), torch.randn(1, 3, 4, 4)]
+    for align in (False, True):
+        got = CrossFeatureFusion(align)(feats)
+        want = cross_feature_fusion(feats, align_corners=align)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+    # the corner convention matters once a stage is resized
+    assert not torch.allclose(CrossFeatureFusion(True)(feats)[0], CrossFeatureFusion(False)(feats)[0])
