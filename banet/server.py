@@ -311,6 +311,9 @@ class TritonServer:
                 log.warning("tritonserver did not stop within %.0f s; killing it", timeout_s)
                 proc.kill()
                 proc.wait()
+        # Python-backend stubs of models still loading when SIGTERM came can outlive the server; they
+        # are in its process group (start_new_session), which nothing else uses
+        _kill_group(proc.pid)
         if self._reader is not None:
             self._reader.join(timeout=5)
         return proc.returncode
@@ -332,6 +335,14 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL what is left of the process group ``pgid`` (nothing when it is gone already)."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _tree_rss(pid: int) -> int:

@@ -166,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
                               parity_count=args.parity_count, threads=args.threads)
         manifest = run_export(config, show_progress=True)
         folder = Path(manifest["directory"])
-        paths = {a["precision"]: folder / a["path"] for a in manifest["artifacts"]}
+        # the float32-I/O graphs: the serving variants (uint8 in) are timed through the served path (bench.hotpath)
+        paths = {a["precision"]: folder / a["path"] for a in manifest["artifacts"] if a.get("io", "float32") == "float32"}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
         sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None
     report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "export.report",

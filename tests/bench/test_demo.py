@@ -63,7 +63,8 @@ def test_smoke_demo_runs_every_step_and_stops_the_server(tmp_path, capsys):
                for r in rows)
     assert set(json.loads((out / "eval" / "metrics.json").read_text())["model"]) >= {"mean", "aggregate"}
     manifest = json.loads((out / "export" / "1" / "manifest.json").read_text())
-    assert [a["precision"] for a in manifest["artifacts"]] == ["fp32", "fp16", "int8"]
+    assert [(a["precision"], a.get("io", "float32")) for a in manifest["artifacts"]] == [
+        (p, io) for io in ("float32", "uint8") for p in ("fp32", "fp16", "int8")]
     assert manifest["promoted"]["gate"] == "pass" and (out / "model_repository" / "banet_model" / "1" / "model.onnx").is_file()
     (bench_json,) = (out / "bench").glob("*_demo.json")
     bench = json.loads(bench_json.read_text())

@@ -23,8 +23,8 @@ def test_report_writes_export_parity_and_latency_ratios(centred_checkpoint, data
     report = json.loads((tmp_path / "tiny.json").read_text())
     assert report["command"].endswith("-m export.report " + " ".join(argv))
     assert report["machine"]["cores"] >= 1 and len(report["machine"]["load_average"]) == 3
-    artifacts = {a["precision"]: a for a in report["manifest"]["artifacts"]}
-    assert set(artifacts) == {"fp32", "fp16", "int8"}
+    artifacts = {(a["precision"], a.get("io", "float32")) for a in report["manifest"]["artifacts"]}
+    assert artifacts == {(p, io) for p in ("fp32", "fp16", "int8") for io in ("float32", "uint8")}
     for batch, rows in report["latency"].items():  # every ratio is that artifact's median over FP32's
         assert set(rows) == {"fp32", "fp16", "int8"}, batch
         for row in rows.values():

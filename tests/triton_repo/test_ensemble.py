@@ -11,35 +11,60 @@ import pytest
 from PIL import Image
 
 from banet import processing, spec
+from banet.metrics import jaccard
 from triton_helpers import KVASIR_LARGE, SERVING_SIZE
 
 pytestmark = [pytest.mark.needs_triton]
 
 MIN_AGREEMENT = 0.999
-"""Share of pixels on which a served mask must equal the in-process PyTorch mask. The two paths run
-the same numpy pre/post-processing; only ONNX Runtime vs PyTorch float rounding differs, which can
+"""Share of pixels on which a served mask must equal the in-process PyTorch mask (the float32 route:
+full decode, float pre-processing, float32 probability) when the image is decoded in full on both
+sides. The served hot path returns a float16 probability and runs the graph in ONNX Runtime, which can
 flip a pixel whose probability sits on the threshold."""
 
+REDUCED_DECODE_AGREEMENT = 0.995
+"""The same for a JPEG that the hot path decodes at a reduced size (DCT scaling, at least
+``processing.REDUCED_DECODE_OVERSAMPLE`` decoded pixels per network pixel): the network input differs
+from the full decode's by resampling, which moves the contour by a fraction of a network pixel (worst
+image 0.993 Jaccard on the Kvasir-SEG test split, bench/results/hotpath_*). That the Triton models run
+exactly the in-process hot path is tested without this allowance
+(``test_served_masks_are_the_in_process_hot_path``)."""
 
-def _assert_masks_equal(served: np.ndarray, expected: np.ndarray, what: str) -> None:
+FLOAT16_RESOLVED = (0.02, 0.98)
+"""Probabilities where the served float16 probability resolves a threshold as finely as float32 does
+(steps of 2**-11 or finer): a threshold at 0.99997 would compare float16's 1.0 with float32's
+0.99995, which only says that float16 has 11 bits (docs/serving.md)."""
+
+
+def _assert_masks_equal(served: np.ndarray, expected: np.ndarray, what: str,
+                        min_agreement: float = MIN_AGREEMENT) -> None:
     """Served equals PyTorch: same shape, a reference with real boundaries (two empty masks agree
-    perfectly and prove nothing), and MIN_AGREEMENT of the pixels equal."""
+    perfectly and prove nothing), and ``min_agreement`` of the pixels equal."""
     assert served.shape == expected.shape, what
     area = processing.mask_area(expected)
     assert 0 < area < expected.size, f"{what}: the in-process mask is {'empty' if area == 0 else 'full'}"
     agreement = float(np.mean((served > 0) == (expected > 0)))
-    assert agreement >= MIN_AGREEMENT, f"{what}: only {agreement:.5f} of the pixels agree"
+    assert agreement >= min_agreement, f"{what}: only {agreement:.5f} of the pixels agree"
 
 
 def _thresholds(probability: np.ndarray) -> tuple[float, float]:
-    """Two thresholds at which the in-process mask has real boundaries (about 70 % and 30 % of the
-    pixels foreground), whatever the random-weight model makes of the image; for a 1x1 image, just
-    below and just above its one probability."""
+    """Two thresholds at which the in-process mask has real boundaries, whatever the random-weight
+    model makes of the image: the 30 % and 70 % quantiles of the probabilities within
+    :data:`FLOAT16_RESOLVED` (noise images drive most pixels to 0.9999+); for a 1x1 image, just below
+    and just above its one probability."""
     if probability.size == 1:
         p = float(probability.flat[0])
         return p - 0.01, p + 0.01
-    low, high = np.quantile(probability, [0.3, 0.7])
+    resolved = probability[(probability > FLOAT16_RESOLVED[0]) & (probability < FLOAT16_RESOLVED[1])]
+    assert resolved.size >= 20, f"only {resolved.size} pixels have a probability in {FLOAT16_RESOLVED}"
+    low, high = np.quantile(resolved, [0.3, 0.7])
     return float(low), float(high)
+
+
+def _decoded_reduced(data: bytes) -> bool:
+    """True when the hot path decodes these bytes at a reduced size (a large JPEG)."""
+    image, original = processing.decode_reduced(data, SERVING_SIZE)
+    return image.shape[:2] != tuple(original)
 
 
 def _png(array: np.ndarray, mode: str | None = None) -> bytes:
@@ -61,7 +86,10 @@ def test_real_images_match_pytorch(segmenter, torch_reference, data_root, kvasir
         pred = segmenter.predict(path)
         expected = torch_reference(image)
         assert pred.mask.dtype == np.uint8 and set(np.unique(pred.mask)) <= {0, spec.MASK_FOREGROUND_VALUE}
-        _assert_masks_equal(pred.mask, expected, path.name)  # at the image's own size, 1920x1072 included
+        reduced = _decoded_reduced(path.read_bytes())
+        # at the image's own size, 1920x1072 included (decoded at a reduced size by the hot path)
+        _assert_masks_equal(pred.mask, expected, f"{path.name} (reduced decode: {reduced})",
+                            REDUCED_DECODE_AGREEMENT if reduced else MIN_AGREEMENT)
         assert pred.mask.shape == image.shape[:2], path
         assert pred.area == processing.mask_area(pred.mask)
         np.testing.assert_array_equal(pred.boundary, processing.boundary(pred.mask))
@@ -244,6 +272,7 @@ def test_served_masks_are_the_in_process_hot_path(segmenter, tiny_onnx, tmp_path
         remote = segmenter.predict(path)
         assert jaccard(remote.mask, mask) >= 0.9999, path  # same code; ORT threads may round differently
         assert remote.area == processing.mask_area(remote.mask)
+    assert any(_decoded_reduced(p.read_bytes()) for p in paths)  # the reduced decode is among them
 
 
 def test_statistics_extension_reports_each_step(segmenter):

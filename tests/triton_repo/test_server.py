@@ -140,6 +140,22 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _group_members(pgid: int) -> list[int]:
+    """Live processes of the process group ``pgid`` (tritonserver runs in its own: its stubs join it)."""
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry.name))
+    return found
+
+
 def _alive(pid: int) -> bool:
     from pathlib import Path
 
@@ -185,10 +201,15 @@ def test_cli_stops_on_sigterm_while_models_are_still_loading(model_repository, t
         while time.monotonic() < deadline and any(_alive(pid) for pid in servers):
             time.sleep(0.5)
         assert not any(_alive(pid) for pid in servers), "tritonserver left running"
+        # nor any Python-backend stub of the model that was still loading (they outlived SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_group_members(pid) for pid in servers):
+            time.sleep(0.5)
+        assert not any(_group_members(pid) for pid in servers), "Python-backend stubs left running"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        for pid in servers:  # never leave the server of a failed run behind (it runs in its own session)
-            if _alive(pid):
+        for pid in servers:  # never leave the server (or its stubs) of a failed run behind: its own session
+            if _alive(pid) or _group_members(pid):
                 os.killpg(pid, signal.SIGKILL)
