@@ -92,7 +92,7 @@ class RMP(nn.Module):
         self.conv = nn.Conv2d(channels, 1, 1)  # shared by the pooled maps, as in the authors' code
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        h, w = int(x.shape[-2]), int(x.shape[-1])  # static kernels: an exported graph has a fixed input size
         maps = []
         for k in self.pool_sizes:
             kernel = (min(k, h), min(k, w))  # a kernel larger than the map would leave nothing

@@ -18,6 +18,8 @@ The interface the rest of the code uses (and nothing else of this module):
 - ``build(arch, preset_or_config="paper", *, imagenet_weights=None) -> nn.Module``: a preset name or a
   config of that architecture.
 - ``arch_of(model) -> str``: the architecture of a built network (by its ``config``'s type).
+- ``output_bias(model) -> nn.Parameter``: the one-element bias whose shift moves every output logit
+  by the same amount (tests and the soak centre random-weight networks with it).
 - ``has_field(arch, field)``: whether the architecture's config has a field (``backbone``,
   ``align_corners``, ...), for options that only some architectures take.
 
@@ -60,6 +62,7 @@ class Architecture:
     builder: Callable[..., nn.Module]
     presets: dict[str, Any]
     components: dict[str, tuple[str, ...]]
+    output_bias: str = "head.bias"
 
 
 ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
@@ -68,7 +71,7 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
         FCNConfig, build_fcn,
         {"paper": FCNConfig(backbone="resnet101"), "resnet50": FCNConfig(backbone="resnet50"),
          "tiny": FCNConfig(backbone="resnet18", width=16)},
-        {"encoder": ("encoder",), "decoder": ("score32", "score16", "score8")}),
+        {"encoder": ("encoder",), "decoder": ("score32", "score16", "score8")}, "score8.bias"),
     Architecture(
         "unet", "U-Net", "Ronneberger, Fischer and Brox, MICCAI 2015",
         UNetConfig, build_unet,
@@ -78,7 +81,7 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
         "multiresunet", "MultiResUNet", "Ibtehaz and Rahman, Neural Networks 2020",
         MultiResUNetConfig, build_multiresunet,
         {"paper": MultiResUNetConfig(base_filters=32), "tiny": MultiResUNetConfig(base_filters=8)},
-        {"encoder": ("encoder",), "context": ("res_paths",), "decoder": ("up", "decoder", "head")}),
+        {"encoder": ("encoder",), "context": ("res_paths",), "decoder": ("up", "decoder", "head")}, "head.1.bias"),
     Architecture(
         "attention_unet", "Attention U-Net (AG-net)", "Oktay et al., MIDL 2018",
         AttentionUNetConfig, build_attention_unet,
@@ -177,3 +180,12 @@ def build(arch: str, preset_or_config: str | Any = "paper", *, imagenet_weights:
     if type(config) is not entry.config_class:
         raise TypeError(f"{arch} needs a {entry.config_class.__name__}, got {type(config).__name__}")
     return entry.builder(config, imagenet_weights=imagenet_weights)
+
+
+def output_bias(model: nn.Module) -> nn.Parameter:
+    """The ``(1,)`` bias added to every output logit alike (only bilinear resizes follow it)."""
+    net = getattr(model, "module", model)
+    bias = net.get_parameter(architecture(arch_of(net)).output_bias)
+    if bias.numel() != 1:
+        raise AssertionError(f"{arch_of(net)}'s output bias has {bias.numel()} elements")  # a registry mistake
+    return bias
