@@ -137,6 +137,7 @@ def evaluate(
         raise DatasetError(f"no image of split {split!r} in {data} could be scored")
     return {
         "checkpoint": str(checkpoint),
+        "arch": payload["arch"],
         "data": str(data),
         "split": split,
         "size": size,
@@ -166,6 +167,7 @@ def training_summary(payload: dict[str, Any]) -> dict[str, Any]:
     history = payload.get("history") or []
     return {
         "train_config": payload.get("train_config"),
+        "arch": payload.get("arch"),
         "model_config": payload.get("model_config"),
         "epoch": payload.get("epoch"),
         "step": payload.get("step"),
@@ -228,7 +230,7 @@ def format_markdown(doc: dict[str, Any]) -> str:
     if t and t.get("train_config"):
         c = t["train_config"]
         out += ["## Training run", "",
-                f"- preset `{c['preset']}`, {c['size']}x{c['size']} px, recipe `{c['recipe']}` "
+                f"- arch `{t.get('arch') or 'banet'}`, preset `{c['preset']}`, {c['size']}x{c['size']} px, recipe `{c['recipe']}` "
                 f"({c['optimizer']}, lr {c['lr']}, schedule {c['schedule']}), batch {c['batch_size']}, "
                 f"augment `{c['augment']}`, seed {c['seed']}",
                 f"- {t['epoch']} epochs, {t['step']} steps, {t['train_seconds']:.0f} s in training steps"

@@ -74,6 +74,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str = "val"
     size: int = IMAGE_SIZE
+    arch: str = "banet"
     preset: str = "paper"
     backbone: str | None = None
     ablation: str = "full"
@@ -136,23 +137,41 @@ class TrainConfig:
 
 
 def resolve_config(data: str, out: str, recipe: str = DEFAULT_RECIPE, **overrides: Any) -> TrainConfig:
-    """The recipe's defaults, then every override that is not None."""
+    """The recipe's defaults, then every override that is not None. For an ``arch`` other than BA-Net
+    the recipe's ``preset`` (a BA-Net backbone) gives way to that network's ``paper`` preset."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {recipe!r}")
-    values = {**RECIPES[recipe], **{k: v for k, v in overrides.items() if v is not None}}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = {**RECIPES[recipe], **given}
+    if values.get("arch", "banet") != "banet" and "preset" not in given:
+        values["preset"] = "paper"  # a recipe's preset names a BA-Net; the other networks default to their paper's
     return TrainConfig(data=str(data), out=str(out), recipe=recipe, **values)
 
 
 def build_model_config(config: TrainConfig):
-    """The :class:`~banet.model.ModelConfig` a train config asks for (preset, backbone, ablation)."""
-    from banet.model import PRESETS
+    """The model config a train config asks for: ``arch``'s preset with the run's ``align_corners``,
+    ``backbone`` (architectures with a ResNet encoder) and ``ablation`` (BA-Net's only)."""
+    from banet.model import registry
 
-    if config.preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {config.preset!r}")
-    model_config = replace(PRESETS[config.preset], align_corners=config.align_corners)
+    model_config = replace(registry.preset(config.arch, config.preset), align_corners=config.align_corners)
     if config.backbone is not None:
+        if not registry.has_field(config.arch, "backbone"):
+            raise ValueError(f"{config.arch} has no ResNet backbone to choose (backbone {config.backbone!r})")
         model_config = replace(model_config, backbone=config.backbone)
-    return model_config.with_ablation(config.ablation)
+    if config.arch == "banet":
+        return model_config.with_ablation(config.ablation)
+    if config.ablation != "full":
+        raise ValueError(f"ablation {config.ablation!r} is BA-Net's (Table IV); {config.arch} has none")
+    return model_config
+
+
+def split_output(out) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    """A training-mode output as ``(logits, edge_logits, seg_logits)``: BA-Net's
+    :class:`~banet.model.BANetOutput`, or a plain ``(B, 1, H, W)`` logits tensor (every other
+    architecture: no side outputs, so only the loss's main terms apply)."""
+    if isinstance(out, torch.Tensor):
+        return out, [], []
+    return out.logits, list(out.edge_logits), list(out.seg_logits)
 
 
 # --- distributed ---------------------------------------------------------------------------------
@@ -212,8 +231,8 @@ def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
 def warn_if_unpretrained(config: TrainConfig, model_config) -> None:
     """Both recipes start from an ImageNet-pretrained encoder in their sources: say so when a
     run that could load one (width 64) starts from random initialization instead."""
-    if config.imagenet_weights is not None or model_config.width != 64:
-        return
+    if config.imagenet_weights is not None or getattr(model_config, "width", None) != 64:
+        return  # a pretrained start, a narrow encoder (no ImageNet weights exist), or no ResNet encoder
     source = "the paper" if config.recipe == "paper" else "the authors' code (pretrained=True)"
     log.warning("recipe %r without --imagenet-weights: %s starts from an ImageNet-pretrained encoder; this "
                 "run starts from random initialization and need not reach the published scores%s "
@@ -323,7 +342,7 @@ def train_one_epoch(model, loss_fn, optimizer, scheduler, scaler, dataset, batch
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
             out = model(x)
-        loss, parts = loss_fn(out.logits, out.edge_logits, out.seg_logits, y)
+        loss, parts = loss_fn(*split_output(out), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -394,7 +413,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     from banet.checkpoint import load_checkpoint, save_checkpoint
     from banet.data.dataset import load_split
     from banet.losses import DeepSupervisionLoss
-    from banet.model import build_model
+    from banet.model import build
 
     device = select_device(config.device, Dist(local_rank=int(os.environ.get("LOCAL_RANK", "0"))))
     if device.type == "cuda":
@@ -434,7 +453,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
              len(train_ds), len(val_ds), config.size, config.size, device, d.world)
 
     model_config = build_model_config(config)
-    model = build_model(model_config, imagenet_weights=config.imagenet_weights).to(device)
+    model = build(config.arch, model_config, imagenet_weights=config.imagenet_weights).to(device)
     if d.main:
         warn_if_unpretrained(config, model_config)
     model, sync_bn_active = sync_batchnorm(model, config, device, d)
@@ -455,8 +474,9 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     start_epoch, step, best_ja = 0, 0, -1.0
     if resume is not None:
         state = load_checkpoint(resume)
-        if state.get("model_config") != model_config.to_dict():
-            raise TrainError(f"{resume}: its model config differs from this run's {model_config}")
+        if state["arch"] != config.arch or state.get("model_config") != model_config.to_dict():
+            raise TrainError(f"{resume}: its model ({state['arch']}, {state.get('model_config')}) differs from "
+                             f"this run's ({config.arch}, {model_config})")
         if "optimizer" not in state:
             raise TrainError(f"{resume} holds no optimizer state (not written by banet-train); cannot resume")
         model.load_state_dict(state["state_dict"])

@@ -55,6 +55,7 @@ class BenchConfig:
     out: str
     tag: str
     force: bool
+    arch: str = "banet"
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -72,7 +73,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", type=Path, help="trained checkpoint (the FP32 PyTorch reference)")
-    src.add_argument("--preset", help="random-weight model of a preset (e.g. resnet50, paper): speed ratios only")
+    src.add_argument("--preset", help="random-weight model of a preset of --arch (e.g. resnet50, paper): speed ratios only")
+    p.add_argument("--arch", default="banet", help="the network of --preset (default banet; banet.model.ARCHITECTURES; "
+                                                   "a --checkpoint records its own)")
     p.add_argument("--artifacts", type=Path, help="banet-export folder (with manifest.json, or numbered versions)")
     tri = p.add_mutually_exclusive_group()
     tri.add_argument("--url", help=f"running Triton gRPC endpoint, e.g. {DEFAULT_HOST}:{GRPC_PORT}")
@@ -128,14 +131,15 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
         parity_images=a.parity_images, concurrency=a.concurrency,
         load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
-        perf_analyzer=not a.no_perf_analyzer, image_size=a.image_size, out=str(a.out), tag=a.tag, force=a.force)
+        perf_analyzer=not a.no_perf_analyzer, image_size=a.image_size, out=str(a.out), tag=a.tag, force=a.force,
+        arch=a.arch)
 
 
 def _load_model(cfg: BenchConfig):
     import torch
 
     from banet.checkpoint import file_sha256, model_from_checkpoint
-    from banet.model import PRESETS, build_model
+    from banet.model import registry
 
     if cfg.checkpoint:
         model, payload = model_from_checkpoint(cfg.checkpoint)
@@ -145,14 +149,22 @@ def _load_model(cfg: BenchConfig):
             if found.get("image_size") or found.get("size"):
                 size = int(found.get("image_size") or found["size"])
         info = {"checkpoint": cfg.checkpoint, "sha256": file_sha256(cfg.checkpoint),
-                "model_config": payload["model_config"], "description": f"{cfg.checkpoint} ({payload['model_config']['backbone']})"}
+                "arch": payload["arch"], "model_config": payload["model_config"],
+                "description": f"{cfg.checkpoint} ({_model_label(payload['arch'], payload['model_config'])})"}
         return model, size, info
-    if cfg.preset not in PRESETS:
-        raise SystemExit(f"banet-bench: unknown --preset {cfg.preset!r}; choose from {sorted(PRESETS)}")
+    try:
+        config = registry.preset(cfg.arch, cfg.preset)
+    except ValueError as err:
+        raise SystemExit(f"banet-bench: --arch {cfg.arch} --preset {cfg.preset}: {err}") from None
     torch.manual_seed(0)
-    model = build_model(PRESETS[cfg.preset]).eval()
-    return model, None, {"preset": cfg.preset, "model_config": PRESETS[cfg.preset].to_dict(),
-                         "description": f"preset {cfg.preset!r}, random weights (speed ratios only)"}
+    model = registry.build(cfg.arch, config).eval()
+    return model, None, {"arch": cfg.arch, "preset": cfg.preset, "model_config": registry.config_to_dict(config),
+                         "description": f"{cfg.arch} preset {cfg.preset!r}, random weights (speed ratios only)"}
+
+
+def _model_label(arch: str, model_config: dict) -> str:
+    """``banet resnet18``, ``unet``: the architecture and, where it has one, its ResNet backbone."""
+    return " ".join([arch] + ([model_config["backbone"]] if model_config.get("backbone") else []))
 
 
 def run(cfg: BenchConfig, command: str) -> dict[str, Path]:

@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", type=Path, help="ONNX model to measure")
-    src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight PRESETS to export and measure")
+    src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight presets of --arch to export and measure")
+    p.add_argument("--arch", default="banet", help="the network of --preset (default banet; banet.model.ARCHITECTURES)")
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--spinning", action="store_true",
                    help="let ONNX Runtime's idle threads spin (its default) in both paths; off by default, as in the server")
@@ -229,15 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         else:
             import torch
 
-            from banet.model import PRESETS, build_model
+            from banet.model import registry
             from banet.spec import IMAGE_SIZE
             from export.onnx import export_onnx
 
             targets = {}
             for name in args.preset:
                 torch.manual_seed(0)
-                targets[f"{name} (random weights)"] = export_onnx(build_model(PRESETS[name]).eval(),
-                                                                 Path(tmp) / f"{name}.onnx", image_size=IMAGE_SIZE)
+                label = name if args.arch == "banet" else f"{args.arch} {name}"
+                targets[f"{label} (random weights)"] = export_onnx(registry.build(args.arch, name).eval(),
+                                                                  Path(tmp) / f"{name}.onnx", image_size=IMAGE_SIZE)
         for label, onnx_path in targets.items():
             log.info("measuring %s", label)
             models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)

@@ -202,7 +202,8 @@ def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[
     return json_path, md_path
 
 
-def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, bytes]], size: int):
+def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, bytes]], size: int,
+           arch: str = "banet"):
     """The checkpoint's model, or a random-weight ``preset`` (seed 0) with its head bias shifted so that
     about half the pixels of the soak images are foreground: empty masks would make the check that
     every mask equals its single-request mask trivially true."""
@@ -213,15 +214,17 @@ def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, 
 
         return model_from_checkpoint(checkpoint)[0]
     from banet import processing
-    from banet.model import PRESETS, build_model
+    from banet.model import registry
 
-    if preset not in PRESETS:
-        raise SystemExit(f"python -m bench.soak: unknown --preset {preset!r}; choose from {sorted(PRESETS)}")
+    try:
+        config = registry.preset(arch, preset)
+    except ValueError as err:
+        raise SystemExit(f"python -m bench.soak: --arch {arch} --preset {preset}: {err}") from None
     torch.manual_seed(0)
-    net = build_model(PRESETS[preset]).eval()
+    net = registry.build(arch, config).eval()
     batch = np.stack([processing.preprocess(processing.decode_image(data), size) for _, data in images])
     with torch.no_grad():
-        net.head.bias -= net(torch.from_numpy(batch)).median()
+        registry.output_bias(net).sub_(net(torch.from_numpy(batch)).median())
     return net
 
 
@@ -234,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--checkpoint", type=Path, help="checkpoint: exported to ONNX, then as --onnx")
     src.add_argument("--preset", help="random-weight model of a preset (seed 0) whose head bias is centred on the "
                                       "soak images, so that its masks have real boundaries; exported as --onnx")
+    p.add_argument("--arch", default="banet", help="the network of --preset (default banet; banet.model.ARCHITECTURES)")
     p.add_argument("--data", type=Path, default=None, help="datasets root (isic2017/, kvasir-seg/); default synthetic")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=45.0, help="seconds of load")
@@ -266,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                 from banet.spec import IMAGE_SIZE
                 from export.onnx import export_onnx
 
-                net = _model(args.checkpoint, args.preset, images, IMAGE_SIZE)
+                net = _model(args.checkpoint, args.preset, images, IMAGE_SIZE, args.arch)
                 onnx = export_onnx(net, Path(tmp) / "model.onnx", image_size=IMAGE_SIZE)
             repo = Path(tmp) / "model_repository"
             write_repository(repo, onnx_path=onnx)

@@ -1,4 +1,4 @@
-"""``banet-info``: parameter count and FLOPs of a BA-Net configuration, as a table or JSON.
+"""``banet-info``: parameter count and FLOPs of BA-Net and the networks it is compared with, as a table or JSON.
 
 FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode` on one eval-mode forward pass
 (batch 1) of a model built on PyTorch's ``meta`` device: shapes only, no weights allocated and no
@@ -9,6 +9,7 @@ pooling, sigmoid gates (IA, CFF), additions and bilinear resizes are not counted
 Examples::
 
     banet-info                                   # the paper's ResNet-101 at 256x256
+    banet-info --arch all --preset paper tiny    # every network at paper scale and tiny
     banet-info --preset paper resnet50 --ablation all
     banet-info --preset tiny --size 63 97 --json
     banet-info --preset paper resnet50 --markdown bench/results/model_size_2026-11-26.md
@@ -26,48 +27,43 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from banet.model.config import ABLATIONS, BACKBONES, PRESETS, ModelConfig
+from banet.model import registry
+from banet.model.config import ABLATIONS, BACKBONES
 from banet.spec import IMAGE_SIZE
 
 FLOP_CONVENTION = (
     "FLOPs from torch.utils.flop_counter.FlopCounterMode, eval mode, batch 1: convolutions and "
-    "matrix products only, one multiply-add = 2 FLOPs (GMACs = GFLOPs / 2); BatchNorm, "
-    "activations, pooling, the parameter-free IA/CFF gates and resizes are not counted."
+    "matrix products (transposed convolutions included) only, one multiply-add = 2 FLOPs "
+    "(GMACs = GFLOPs / 2); BatchNorm, activations, pooling, the parameter-free IA/CFF gates and "
+    "resizes are not counted."
 )
 
-# top-level submodules of BANet, grouped as in the paper's figure
-COMPONENTS = {
-    "encoder": ("encoder",),
-    "aspp": ("aspp",),
-    "stages": ("squeeze", "pee", "mtl"),
-    "decoder": ("decode4", "decode", "head"),
-}
 
+def model_size(config: Any, height: int = IMAGE_SIZE, width: int | None = None) -> dict[str, Any]:
+    """Parameters and FLOPs of ``config`` (any registered architecture's) for one ``(1, 3, height, width)`` image.
 
-def model_size(config: ModelConfig, height: int = IMAGE_SIZE, width: int | None = None) -> dict[str, Any]:
-    """Parameters and FLOPs of ``config`` for one ``(1, 3, height, width)`` image.
-
-    Returns ``{"params", "flops", "gflops", "gmacs", "flops_by_component": {encoder, aspp,
-    stages, decoder}}`` (FLOPs as defined in :data:`FLOP_CONVENTION`). Nothing is allocated: the
-    model is built on the ``meta`` device.
+    Returns ``{"params", "flops", "gflops", "gmacs", "flops_by_component"}`` (FLOPs as defined in
+    :data:`FLOP_CONVENTION`); the components are that architecture's groups of
+    :data:`banet.model.registry.COMPONENT_GROUPS` (encoder, context: ASPP / DAC + RMP / gates / Res
+    paths, stages: BA-Net's, decoder). Nothing is allocated: the model is built on the ``meta`` device.
     """
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from banet.model import build_model
-
+    arch = registry.arch_of_config(config)
     width = height if width is None else width
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
     with torch.device("meta"):
-        model = build_model(config).eval()
+        model = registry.build(arch, config).eval()
         image = torch.zeros(1, 3, height, width)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(image)
     per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
-    by_component = {group: sum(_module_flops(per_module, f"BANet.{child}") for child in children)
-                    for group, children in COMPONENTS.items()}
+    root = type(model).__name__
+    by_component = {group: sum(_module_flops(per_module, f"{root}.{child}") for child in children)
+                    for group, children in registry.architecture(arch).components.items()}
     flops = int(counter.get_total_flops())
     return {
         "params": sum(p.numel() for p in model.parameters()),
@@ -94,33 +90,43 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version()}
 
 
-def _configs(args: argparse.Namespace) -> list[tuple[str, str, ModelConfig]]:
+def _arches(args: argparse.Namespace) -> list[str]:
+    return list(registry.ARCHITECTURES) if "all" in args.arch else list(dict.fromkeys(args.arch))
+
+
+def _configs(args: argparse.Namespace) -> list[tuple[str, str, str, Any]]:
+    """``(arch, preset, ablation, config)`` rows; ablations apply to BA-Net only (the others: "-")."""
     ablations = list(ABLATIONS) if "all" in args.ablation else args.ablation
     rows = []
-    for preset in args.preset:
-        base = PRESETS[preset]
-        if args.backbone:
-            base = replace(base, backbone=args.backbone)
-        for ablation in ablations:
-            rows.append((preset, ablation, base.with_ablation(ablation)))
+    for arch in _arches(args):
+        for preset in args.preset:
+            base = registry.preset(arch, preset)
+            if args.backbone and registry.has_field(arch, "backbone"):
+                base = replace(base, backbone=args.backbone)
+            if arch != "banet":
+                rows.append((arch, preset, "-", base))
+                continue
+            for ablation in ablations:
+                rows.append((arch, preset, ablation, base.with_ablation(ablation)))
     return rows
 
 
-def _row(preset: str, ablation: str, config: ModelConfig, height: int, width: int) -> dict[str, Any]:
-    return {"preset": preset, "backbone": config.backbone, "ablation": ablation,
+def _row(arch: str, preset: str, ablation: str, config: Any, height: int, width: int) -> dict[str, Any]:
+    return {"arch": arch, "preset": preset, "backbone": getattr(config, "backbone", "-"), "ablation": ablation,
             "height": height, "width": width, **model_size(config, height, width),
-            "config": config.to_dict()}
+            "config": registry.config_to_dict(config)}
 
 
-_COLUMNS = ("preset", "backbone", "ablation", "input", "params (M)", "GFLOPs", "GMACs",
-            "encoder", "ASPP", "stages", "decoder")
+_COLUMNS = ("arch", "preset", "backbone", "ablation", "input", "params (M)", "GFLOPs", "GMACs",
+            "encoder", "context", "stages", "decoder")
+_TEXT_COLUMNS = 5
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
     parts = row["flops_by_component"]
-    share = [f"{100 * parts[k] / row['flops']:.1f}%" if row["flops"] else "-"
-             for k in ("encoder", "aspp", "stages", "decoder")]
-    return [row["preset"], row["backbone"], row["ablation"], f"{row['height']}x{row['width']}",
+    share = [f"{100 * parts[k] / row['flops']:.1f}%" if row["flops"] and k in parts else "-"
+             for k in registry.COMPONENT_GROUPS]
+    return [row.get("arch", "banet"), row["preset"], row["backbone"], row["ablation"], f"{row['height']}x{row['width']}",
             f"{row['params'] / 1e6:.2f}", f"{row['gflops']:.2f}", f"{row['gmacs']:.2f}", *share]
 
 
@@ -128,7 +134,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     """Plain-text table for the terminal."""
     cells = [list(_COLUMNS)] + [_cells(r) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(c.rjust(w) if i >= 4 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
+    lines = ["  ".join(c.rjust(w) if i >= _TEXT_COLUMNS else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths)))
              for line in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -138,17 +144,18 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The Markdown results file: what was run, where, when, and the table."""
     m = report["machine"]
     lines = [
-        "# BA-Net model size",
+        "# Model size",
         "",
         f"- command: `{report['command']}`",
         f"- date (UTC): {report['date']}",
         f"- machine: {m['cpu']}, {m['cores']} logical cores, {m['platform']}, Python {m['python']}, "
         f"torch {report['torch']}",
         f"- {report['flop_convention']}",
-        "- encoder / ASPP / stages (squeeze + PEE + mini-MTL) / decoder (+ head): share of the FLOPs.",
+        "- encoder / context (ASPP; CE-Net's DAC + RMP; Attention U-Net's gates; MultiResUNet's Res paths) / "
+        "stages (BA-Net's squeeze + PEE + mini-MTL) / decoder (+ head): share of the FLOPs (- where a network has no such part).",
         "",
         "| " + " | ".join(_COLUMNS) + " |",
-        "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|",
+        "|" + "|".join("---" if i < _TEXT_COLUMNS else "---:" for i in range(len(_COLUMNS))) + "|",
     ]
     lines += ["| " + " | ".join(_cells(r)) + " |" for r in report["rows"]]
     return "\n".join(lines) + "\n"
@@ -158,7 +165,7 @@ def build_report(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
     import torch
 
     height, width = (args.size[0], args.size[-1])
-    rows = [_row(p, a, c, height, width) for p, a, c in _configs(args)]
+    rows = [_row(arch, p, a, c, height, width) for arch, p, a, c in _configs(args)]
     return {
         "command": shlex.join(["banet-info", *argv]),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
@@ -171,13 +178,17 @@ def build_report(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="banet-info", description="Parameter count and FLOPs of BA-Net configurations.",
+        prog="banet-info", description="Parameter count and FLOPs of BA-Net and the networks it is compared with.",
         epilog=FLOP_CONVENTION)
-    parser.add_argument("--preset", nargs="+", default=["paper"], choices=sorted(PRESETS),
-                        help="named configuration(s) (default: paper = ResNet-101)")
-    parser.add_argument("--backbone", choices=BACKBONES, help="replace the presets' backbone")
+    parser.add_argument("--arch", nargs="+", default=["banet"], choices=[*registry.ARCHITECTURES, "all"],
+                        help="network(s), or 'all' (default: banet)")
+    presets = sorted({name for a in registry.ARCHITECTURES.values() for name in a.presets})
+    parser.add_argument("--preset", nargs="+", default=["paper"], choices=presets,
+                        help="named configuration(s) (default: paper, the published scale; tiny for CPU tests)")
+    parser.add_argument("--backbone", choices=BACKBONES,
+                        help="replace the presets' backbone (networks with a ResNet encoder)")
     parser.add_argument("--ablation", nargs="+", default=["full"], choices=[*ABLATIONS, "all"],
-                        help="ablation(s) of the paper's Table IV, or 'all' (default: full)")
+                        help="BA-Net's ablation(s) of the paper's Table IV, or 'all' (default: full)")
     parser.add_argument("--size", nargs="+", type=int, default=[IMAGE_SIZE], metavar="PX",
                         help=f"input height [width] in pixels (default: {IMAGE_SIZE})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -185,6 +196,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="also write the report as Markdown to PATH.md and JSON to PATH.json")
     parser.add_argument("--force", action="store_true", help="replace existing --markdown files")
     args = parser.parse_args(argv)
+    lacking = [f"{arch} (presets {', '.join(sorted(registry.architecture(arch).presets))})" for arch in _arches(args)
+               if set(args.preset) - set(registry.architecture(arch).presets)]
+    if lacking:
+        parser.error(f"--preset {' '.join(args.preset)}: not every preset exists for {'; '.join(lacking)}")
     if len(args.size) > 2 or min(args.size) < 1:
         parser.error(f"--size takes one or two positive integers, got {args.size}")
     if args.markdown is not None:

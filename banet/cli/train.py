@@ -1,7 +1,8 @@
-"""``banet-train``: train BA-Net on an images/ + masks/ dataset folder.
+"""``banet-train``: train BA-Net, or one of the networks it is compared with, on an images/ + masks/ folder.
 
 Examples::
 
+    banet-train --data ../shared/data/kvasir-seg --out runs/unet_tiny --arch unet --preset tiny --size 128
     banet-train --data ../shared/data/kvasir-seg --out runs/kvasir_r50 --preset resnet50
     banet-train --data ../shared/data/kvasir-seg --out runs/tiny --preset tiny --size 128 --epochs 15 --lr 1e-3
     banet-train --resume runs/tiny/last.pt --epochs 30          # continue (and extend) a run
@@ -20,7 +21,7 @@ from banet.train import AUGMENTATIONS, DEFAULT_RECIPE, RECIPES, TrainConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from banet.model import ABLATIONS, BACKBONES, PRESETS
+    from banet.model import ABLATIONS, ARCHITECTURES, BACKBONES, DEFAULT_ARCH
 
     p = argparse.ArgumentParser(prog="banet-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,9 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--experts", metavar="RULE",
                    help="several masks per image (RIM-ONE): majority (default), union, intersection, expN, avg")
     g = p.add_argument_group("model")
-    g.add_argument("--preset", choices=sorted(PRESETS))
-    g.add_argument("--backbone", choices=BACKBONES)
-    g.add_argument("--ablation", choices=sorted(ABLATIONS))
+    g.add_argument("--arch", choices=list(ARCHITECTURES),
+                   help=f"network (default {DEFAULT_ARCH}); docs/architecture.md describes each")
+    presets = sorted({name for a in ARCHITECTURES.values() for name in a.presets})
+    g.add_argument("--preset", choices=presets,
+                   help="named configuration of --arch (every arch has tiny and paper; BA-Net also resnet50, small; "
+                        "default: the recipe's for BA-Net, paper for the others)")
+    g.add_argument("--backbone", choices=BACKBONES, help="ResNet of the networks that have one (banet, fcn, deeplabv3, cenet)")
+    g.add_argument("--ablation", choices=sorted(ABLATIONS), help="BA-Net's ablations (Table IV)")
     g.add_argument("--imagenet-weights", metavar="FILE", help="torchvision ResNet state_dict for the encoder")
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=["adam", "sgd"])
@@ -82,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "workers", "skip_unpaired",
-             "skip_broken", "experts", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr", "momentum",
+             "skip_broken", "experts", "arch", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr",
+             "momentum",
              "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
              "dice_weight", "align_corners", "sync_bn", "seed", "device", "amp", "channels_last", "compile",
              "val_batch_size", "save_every")
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from banet.data.pairs import DatasetError
-    from banet.train import TrainError, fit
+    from banet.train import TrainError, build_model_config, fit
 
     args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -122,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s")
     try:
         config = config_from_args(args)
+        build_model_config(config)  # a preset, backbone or ablation the arch lacks fails now, before decoding data
         result = fit(config, resume=args.resume, force=args.force,
                      bar_factory=lambda **kw: tqdm(leave=False, dynamic_ncols=True, **kw),
                      load_progress=lambda total, desc: tqdm(desc=desc, unit="img", leave=False))

@@ -1,4 +1,5 @@
-"""ResNet encoder with atrous last stages (output stride 8).
+"""ResNet encoder: atrous last stages (output stride 8, BA-Net and DeepLabv3) or plain strides
+(output stride 32, FCN-8s and CE-Net).
 
 The module and parameter names follow torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``,
 ``layer1.0.downsample.0``, ...) so that an ImageNet state dict saved from torchvision loads as is;
@@ -71,13 +72,15 @@ class Bottleneck(nn.Module):
 class ResNetEncoder(nn.Module):
     """ResNet without pooling/fc; returns the four stage outputs.
 
-    Stages 3 and 4 replace their stride by dilation 2 and 4 (as torchvision's
-    ``replace_stride_with_dilation=[False, True, True]``), so for an input ``(B, 3, H, W)`` the
+    By default (``dilate=(False, True, True)``, as torchvision's ``replace_stride_with_dilation``)
+    stages 3 and 4 replace their stride by dilation 2 and 4, so for an input ``(B, 3, H, W)`` the
     outputs are at 1/4, 1/8, 1/8, 1/8 of the input (rounded up for odd sizes) with
-    :attr:`out_channels` channels.
+    :attr:`out_channels` channels. ``dilate=(False, False, False)`` is the plain ResNet: 1/4, 1/8,
+    1/16, 1/32 (:attr:`strides` gives them). The parameters are the same either way.
     """
 
-    def __init__(self, name: str = "resnet101", width: int = 64) -> None:
+    def __init__(self, name: str = "resnet101", width: int = 64, *,
+                 dilate: tuple[bool, bool, bool] = (False, True, True)) -> None:
         super().__init__()
         if name not in _LAYOUTS:
             raise ValueError(f"unknown backbone {name!r}; choose from {sorted(_LAYOUTS)}")
@@ -92,10 +95,17 @@ class ResNetEncoder(nn.Module):
         self._dilation = 1
         planes = [width, width * 2, width * 4, width * 8]
         self.layer1 = self._make_layer(block, planes[0], blocks[0], stride=1)
-        self.layer2 = self._make_layer(block, planes[1], blocks[1], stride=2)
-        self.layer3 = self._make_layer(block, planes[2], blocks[2], stride=2, dilate=True)
-        self.layer4 = self._make_layer(block, planes[3], blocks[3], stride=2, dilate=True)
+        if len(dilate) != 3:
+            raise ValueError(f"dilate needs one flag per stage 2-4 (3), got {dilate}")
+        self.layer2 = self._make_layer(block, planes[1], blocks[1], stride=2, dilate=dilate[0])
+        self.layer3 = self._make_layer(block, planes[2], blocks[2], stride=2, dilate=dilate[1])
+        self.layer4 = self._make_layer(block, planes[3], blocks[3], stride=2, dilate=dilate[2])
         self.out_channels = tuple(p * block.expansion for p in planes)
+        strides, stride = [4], 4
+        for flag in dilate:
+            stride = stride if flag else stride * 2
+            strides.append(stride)
+        self.strides = tuple(strides)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -124,8 +134,8 @@ class ResNetEncoder(nn.Module):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         f1 = self.layer1(x)   # 1/4
         f2 = self.layer2(f1)  # 1/8
-        f3 = self.layer3(f2)  # 1/8, dilation 2
-        f4 = self.layer4(f3)  # 1/8, dilation 4
+        f3 = self.layer3(f2)  # 1/8 with dilation 2 (default), else 1/16
+        f4 = self.layer4(f3)  # 1/8 with dilation 4 (default), else 1/32
         return [f1, f2, f3, f4]
 
     def load_imagenet(self, path: str | Path) -> None:

@@ -16,7 +16,7 @@ from banet.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from banet.model import PRESETS, build_model
+from banet.model import ARCHITECTURES, PRESETS, build, build_model
 
 TINY = PRESETS["tiny"]
 
@@ -71,7 +71,7 @@ def test_extra_entries_cannot_replace_the_checkpoint_entries(tmp_path):
 
 
 def test_only_banet_models_are_saved(tmp_path):
-    with pytest.raises(TypeError, match="expected a BANet, got Linear"):
+    with pytest.raises(TypeError, match="expected a network of banet.model.ARCHITECTURES, got Linear"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2))
 
 
@@ -139,4 +139,51 @@ def test_checkpoint_from_before_the_gate_fix_is_refused_not_loaded(tmp_path, tra
     for load in (load_checkpoint, model_from_checkpoint):
         with pytest.raises(CheckpointError, match=r"old.pt has the retired format 'banet-checkpoint/1'.*retrain"):
             load(tmp_path / "old.pt")
-    assert FORMAT == "banet-checkpoint/2"
+    assert FORMAT == "banet-checkpoint/3"
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_round_trips_with_its_name(tmp_path, arch):
+    torch.manual_seed(0)
+    model = build(arch, "tiny").train()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 64, 64))  # BatchNorm statistics that are not the defaults
+    model.eval()
+    path = save_checkpoint(tmp_path / f"{arch}.pt", model)
+    payload = torch.load(path, weights_only=True)
+    assert payload["arch"] == arch and payload["format"] == FORMAT
+    again, loaded = model_from_checkpoint(path)
+    assert type(again) is type(model) and again.config == model.config and loaded["arch"] == arch
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+
+
+def test_format_2_checkpoints_are_banet_and_still_load(tmp_path, trained_like_model):
+    # format 2 was written before the comparison networks: no 'arch' entry, always a BA-Net
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    payload = torch.load(path, weights_only=True)
+    payload["format"] = "banet-checkpoint/2"
+    del payload["arch"]
+    torch.save(payload, tmp_path / "v2.pt")
+    assert load_checkpoint(tmp_path / "v2.pt")["arch"] == "banet"
+    model, _ = model_from_checkpoint(tmp_path / "v2.pt")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), trained_like_model(x))
+
+
+def test_unknown_architecture_and_newer_format_are_refused_clearly(tmp_path, trained_like_model):
+    path = save_checkpoint(tmp_path / "m.pt", trained_like_model)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "arch": "segformer"}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match=r"other.pt holds a 'segformer' network, which this version does not know"):
+        model_from_checkpoint(tmp_path / "other.pt")
+    torch.save({**payload, "format": "banet-checkpoint/9"}, tmp_path / "newer.pt")
+    with pytest.raises(CheckpointError, match=r"newer.pt has the format 'banet-checkpoint/9'.*newer banet"):
+        load_checkpoint(tmp_path / "newer.pt")
+    no_arch = dict(payload)
+    del no_arch["arch"]
+    torch.save(no_arch, tmp_path / "no_arch.pt")
+    with pytest.raises(CheckpointError, match="no architecture name"):
+        load_checkpoint(tmp_path / "no_arch.pt")

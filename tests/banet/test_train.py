@@ -280,3 +280,18 @@ def test_save_every_writes_last_checkpoint_every_n_epochs_and_at_the_end(synth, 
     assert seen == [0, 0, 0, 0, 2, 2]
     assert load_checkpoint(out / "last.pt")["epoch"] == 3 and len(result["history"]) == 3
     assert json.loads((out / "history.json").read_text())[-1]["epoch"] == 3
+
+
+def test_model_config_of_other_architectures():
+    from banet.train import build_model_config
+
+    unet = build_model_config(resolve_config("d", "o", arch="unet"))  # the recipe's BA-Net preset gives way
+    assert type(unet).__name__ == "UNetConfig" and unet.base_channels == 64 and unet.align_corners  # official
+    cenet = build_model_config(resolve_config("d", "o", "paper", arch="cenet", preset="tiny", backbone="resnet34"))
+    assert cenet.backbone == "resnet34" and not cenet.align_corners
+    with pytest.raises(ValueError, match="unet has no ResNet backbone"):
+        build_model_config(resolve_config("d", "o", arch="unet", backbone="resnet18"))
+    with pytest.raises(ValueError, match="ablation 'no_pee' is BA-Net's"):
+        build_model_config(resolve_config("d", "o", arch="fcn", ablation="no_pee"))
+    with pytest.raises(ValueError, match="unknown architecture 'vit'"):
+        build_model_config(resolve_config("d", "o", arch="vit"))

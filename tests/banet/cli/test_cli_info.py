@@ -111,3 +111,24 @@ def test_bad_arguments(argv, message, capsys):
     with pytest.raises(SystemExit):
         info.main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["fcn", "unet", "multiresunet", "attention_unet", "deeplabv3", "cenet"])
+def test_every_architecture_is_counted_whole(arch):
+    from banet.model import registry
+
+    config = registry.preset(arch, "tiny")
+    size = info.model_size(config, 64, 96)
+    torch.manual_seed(0)
+    assert size["params"] == sum(p.numel() for p in registry.build(arch, config).parameters())
+    assert sum(size["flops_by_component"].values()) == size["flops"] > 0  # the groups cover every layer
+
+
+def test_arch_all_json_and_preset_refusal(capsys):
+    assert info.main(["--arch", "all", "--preset", "tiny", "--size", "64", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [r["arch"] for r in rows] == ["fcn", "unet", "multiresunet", "attention_unet", "deeplabv3", "cenet", "banet"]
+    assert {r["ablation"] for r in rows if r["arch"] != "banet"} == {"-"}
+    with pytest.raises(SystemExit):
+        info.main(["--arch", "unet", "--preset", "resnet50"])
+    assert "not every preset exists for unet (presets paper, tiny)" in capsys.readouterr().err
