@@ -155,7 +155,7 @@ def _load_model(cfg: BenchConfig):
     try:
         config = registry.preset(cfg.arch, cfg.preset)
     except ValueError as err:
-        raise SystemExit(f"banet-bench: --arch {cfg.arch} --preset {cfg.preset}: {err}") from None
+        raise SystemExit(f"banet-bench: unknown --preset {cfg.preset!r} for --arch {cfg.arch}: {err}") from None
     torch.manual_seed(0)
     model = registry.build(cfg.arch, config).eval()
     return model, None, {"arch": cfg.arch, "preset": cfg.preset, "model_config": registry.config_to_dict(config),

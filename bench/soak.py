@@ -219,7 +219,7 @@ def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, 
     try:
         config = registry.preset(arch, preset)
     except ValueError as err:
-        raise SystemExit(f"python -m bench.soak: --arch {arch} --preset {preset}: {err}") from None
+        raise SystemExit(f"python -m bench.soak: unknown --preset {preset!r} for --arch {arch}: {err}") from None
     torch.manual_seed(0)
     net = registry.build(arch, config).eval()
     batch = np.stack([processing.preprocess(processing.decode_image(data), size) for _, data in images])

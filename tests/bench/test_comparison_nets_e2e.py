@@ -167,7 +167,7 @@ def test_each_network_trains_exports_serves_and_benches(exported, server, small_
 
         _serve(arch, exported, server)
         served_onnx = Path(item["repository"]) / spec.NETWORK_MODEL / "1" / "model.onnx"
-        in_process = predict_served_masks(ort_runner(served_onnx, threads=1), encoded, size=SIZE)
+        in_process = predict_served_masks(ort_runner(served_onnx, threads=1, io="uint8"), encoded, size=SIZE)
         segmenter = TritonSegmenter(srv.grpc_url, timeout_s=120, retries=2, backoff_s=0.2)
         try:
             remote = [segmenter.predict(data).mask for data in encoded]
