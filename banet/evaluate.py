@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from banet import processing
+from banet.data.annotations import DEFAULT_EXPERTS, read_pair
 from banet.data.pairs import DatasetError, Pair, find_pairs
 from banet.metrics import METRIC_NAMES, MetricAccumulator
 from banet.spec import IMAGE_SIZE, MASK_THRESHOLD
@@ -61,21 +62,12 @@ def checkpoint_size(payload: dict[str, Any]) -> int:
 
 def _load(pair: Pair, skip_broken: bool) -> tuple[np.ndarray, np.ndarray] | None:
     try:
-        image = processing.load_image(pair.image)
-        mask = processing.load_mask(pair.mask)
-    except processing.ImageDecodeError as err:
+        return read_pair(pair)
+    except DatasetError as err:
         if skip_broken:
             log.warning("skipped: %s", err)
             return None
         raise DatasetError(f"{err}; pass --skip-broken to leave it out") from None
-    if image.shape[:2] != mask.shape:
-        message = (f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image {pair.image} is "
-                   f"{image.shape[1]}x{image.shape[0]}")
-        if skip_broken:
-            log.warning("skipped: %s", message)
-            return None
-        raise DatasetError(message)
-    return image, mask
 
 
 def evaluate(
@@ -93,6 +85,7 @@ def evaluate(
     save_overlays: bool = False,
     skip_unpaired: bool = False,
     skip_broken: bool = False,
+    experts: str | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint (and optional baselines) on one split.
@@ -100,6 +93,8 @@ def evaluate(
     Returns ``{"split", "images", "size", "model": {"mean", "aggregate", "images"}, "baselines": {...},
     "per_image": [{"name", "JA", "DI"}...]}``. With ``out_dir``, writes ``masks/NAME.png`` (0/255)
     and/or ``overlays/NAME.png`` (prediction tinted + contour, ground-truth contour).
+    ``experts``: how several masks of one image combine (:mod:`banet.data.annotations`); default: the
+    checkpoint's training choice.
     """
     from banet.checkpoint import model_from_checkpoint
     from banet.inference import predict_masks, torch_runner
@@ -108,7 +103,9 @@ def evaluate(
     model, payload = model_from_checkpoint(checkpoint)
     size = checkpoint_size(payload)
     run = torch_runner(model, device)
-    pairs = find_pairs(data, split, split_file=split_file, skip_unpaired=skip_unpaired)
+    if experts is None:
+        experts = (payload.get("train_config") or {}).get("experts", DEFAULT_EXPERTS)
+    pairs = find_pairs(data, split, split_file=split_file, skip_unpaired=skip_unpaired, experts=experts)
     if any(p.mask is None for p in pairs):
         raise DatasetError(f"{data} has no masks/ folder: nothing to score against")
     model_acc = MetricAccumulator()
@@ -145,6 +142,7 @@ def evaluate(
         "split": split,
         "size": size,
         "threshold": threshold,
+        "experts": experts,
         "model": model_acc.compute(),
         "baselines": {b: acc.compute() for b, acc in base_acc.items()},
         "blob_area": BLOB_AREA if "centred_blob" in baselines else None,

@@ -192,13 +192,20 @@ def load_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.nd
     return decode_image(data, max_pixels=max_pixels, name=str(path))
 
 
+LOSSLESS_MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif")
+
+
 def load_mask(path: str | Path) -> np.ndarray:
     """Read a ground-truth mask file into ``(H, W)`` bool (foreground is ``value > 127``).
 
-    RGB masks (three equal channels) are accepted; their first channel is used.
+    RGB masks (three equal channels) are accepted; their first channel is used. A lossless mask
+    (PNG, BMP, TIFF, GIF) whose only values are 0 and 1 is a label image: 1 is foreground (with the
+    127 threshold it would silently be empty). A JPEG never is: its noise reaches 1 on black.
     """
-    image = load_image(path)
-    return image[..., 0] > GROUND_TRUTH_THRESHOLD
+    channel = load_image(path)[..., 0]
+    if Path(path).suffix.lower() in LOSSLESS_MASK_EXTENSIONS and channel.max() == 1:
+        return channel == 1
+    return channel > GROUND_TRUTH_THRESHOLD
 
 
 def _to_rgb_array(img: Image.Image) -> np.ndarray:
@@ -460,6 +467,13 @@ def _thick_boundary(mask: np.ndarray, thickness: int) -> np.ndarray:
         grown[:, :-1] |= edge[:, 1:]
         edge = grown
     return edge
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """A uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_png(array: np.ndarray, path: str | Path) -> None:

@@ -103,6 +103,7 @@ class TrainConfig:
     save_every: int = 1
     skip_unpaired: bool = False
     skip_broken: bool = False
+    experts: str = "majority"
 
     def __post_init__(self) -> None:
         choices = {"recipe": RECIPES, "optimizer": ("adam", "sgd"), "schedule": ("constant", "poly"),
@@ -119,6 +120,9 @@ class TrainConfig:
             raise ValueError(f"dice_weight must be >= 0, got {self.dice_weight}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        from banet.data.annotations import check_experts
+
+        check_experts(self.experts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -434,7 +438,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
         try:
             return load_split(config.data, split, config.size, split_file=config.split_file,
                               skip_unpaired=config.skip_unpaired, skip_broken=config.skip_broken,
-                              workers=config.workers, progress=bar.update if bar is not None else None)
+                              workers=config.workers, experts=config.experts, progress=bar.update if bar is not None else None)
         finally:
             if bar is not None:
                 bar.close()

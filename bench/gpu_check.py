@@ -87,6 +87,7 @@ def prepare_data(src: str | Path, out: str | Path, *, size: int = 256, quality: 
     from PIL import Image
 
     from banet import processing
+    from banet.data.annotations import read_pair
     from banet.data.pairs import find_pairs
 
     src, out = Path(src), Path(out)
@@ -100,7 +101,7 @@ def prepare_data(src: str | Path, out: str | Path, *, size: int = 256, quality: 
     (tmp / "images").mkdir(parents=True)
     (tmp / "masks").mkdir()
     for pair in pairs:
-        image, mask = processing.load_image(pair.image), processing.load_mask(pair.mask)
+        image, mask = read_pair(pair)
         h, w = image.shape[:2]
         scale = size / min(h, w)
         shape = (max(1, round(h * scale)), max(1, round(w * scale)))

@@ -77,6 +77,7 @@ def load_pool(data: str | Path, *, split: str | None = "test", limit: int | None
 
     Raises :class:`banet.data.pairs.DatasetError` (naming the folder) when there is nothing to load.
     """
+    from banet.data.annotations import read_mask
     from banet.data.pairs import DatasetError, find_pairs
 
     pairs = find_pairs(data, split)
@@ -92,6 +93,6 @@ def load_pool(data: str | Path, *, split: str | None = "test", limit: int | None
         images.append(image)
         encoded.append(raw)
         tensors.append(processing.preprocess(image, size))
-        masks.append(processing.load_mask(pair.mask) if pair.mask is not None else None)
+        masks.append(read_mask(pair) if pair.mask is not None else None)
     log.info("loaded %d images from %s (split %s)", len(names), data, split)
     return InputPool(tuple(names), tuple(images), tuple(encoded), np.stack(tensors), tuple(masks))

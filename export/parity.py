@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from banet import processing
+from banet.data.annotations import read_mask
 from banet.data.pairs import SPLITS, find_pairs
 from banet.inference import Runner, predict_logits, predict_served_masks
 from banet.metrics import jaccard
@@ -130,9 +131,15 @@ def load_parity_set(spec: str | Path, *, count: int | None = None,
             encoded.append(pair.image.read_bytes())
         except OSError as err:
             raise processing.ImageDecodeError(f"{pair.image}: cannot read ({err.strerror or err})") from None
-        images.append(processing.decode_image(encoded[-1], name=str(pair.image)))
+        image = processing.decode_image(encoded[-1], name=str(pair.image))
+        if pair.stereo:  # the annotated left half, and its bytes for the served path
+            full_width, image = image.shape[1], image[:, : image.shape[1] // 2]
+            encoded[-1] = processing.encode_png(image)
+        else:
+            full_width = image.shape[1]
+        images.append(image)
         if pair.mask is not None:
-            truth = processing.load_mask(pair.mask)
+            truth = read_mask(pair, image_width=full_width)
             if truth.shape != images[-1].shape[:2]:
                 raise ValueError(f"{pair.mask}: mask {truth.shape} and image {images[-1].shape[:2]} differ in size")
             truths.append(truth)

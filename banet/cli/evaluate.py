@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="banet-eval", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint written by banet-train (or any banet checkpoint)")
-    p.add_argument("--data", required=True, help="dataset folder with images/ and masks/")
+    p.add_argument("--data", required=True, help="dataset folder: images/ + masks/, or the published layout of "
+                                                 "CVC-ColonDB, Shenzhen or RIM-ONE (docs/training.md#data-sets)")
     p.add_argument("--split", action="append",
                    help="split to score (repeatable; default val). 'all' scores every pair")
     p.add_argument("--split-file", help="CSV with name and *split columns (default: DATA/splits*.csv or prefixes)")
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write PREFIX.json + PREFIX.md with command, machine, date, training summary")
     p.add_argument("--skip-unpaired", action="store_true")
     p.add_argument("--skip-broken", action="store_true")
+    p.add_argument("--experts", metavar="RULE", help="several masks per image (RIM-ONE): majority, union, "
+                                                     "intersection, expN, avg (default: the checkpoint's training choice)")
     p.add_argument("--force", action="store_true", help="replace existing --json/--report/--out-dir files")
     return p
 
@@ -75,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                     device=args.device, baselines=BASELINES if args.baselines else (),
                     out_dir=Path(args.out_dir) / split if args.out_dir else None,
                     save_masks=args.save_masks, save_overlays=args.save_overlays,
-                    skip_unpaired=args.skip_unpaired, skip_broken=args.skip_broken, progress=bar.update)
+                    skip_unpaired=args.skip_unpaired, skip_broken=args.skip_broken, experts=args.experts,
+                    progress=bar.update)
             results.append(result)
             print(format_table(result))
         if args.json:

@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="banet-train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     # Everything defaults to None: None means "the recipe's value" (or, with --resume, the run's).
-    p.add_argument("--data", help="dataset folder with images/ and masks/")
+    p.add_argument("--data", help="dataset folder: images/ + masks/, or the published layout of CVC-ColonDB, "
+                                  "Shenzhen (CXR_png/ + masks/) or RIM-ONE (docs/training.md#data-sets)")
     p.add_argument("--out", help="run folder for checkpoints, config, history and plot")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help=f"named defaults (default {DEFAULT_RECIPE}: the authors' code, Adam + poly, ResNet-50, "
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace the run already in --out")
     g = p.add_argument_group("data")
     g.add_argument("--split-file", help="CSV with a name column and a *split column (default: DATA/splits*.csv, "
-                                        "else train_/val_/test_ file-name prefixes)")
+                                        "else train_/val_/test_ file-name prefixes, else a seeded 80/10/10 split)")
     g.add_argument("--train-split")
     g.add_argument("--val-split")
     g.add_argument("--size", type=int, help="training resolution (default 256)")
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--workers", type=int, help="decode threads")
     g.add_argument("--skip-unpaired", action="store_true", default=None, help="leave out images without masks")
     g.add_argument("--skip-broken", action="store_true", default=None, help="leave out files that do not decode")
+    g.add_argument("--experts", metavar="RULE",
+                   help="several masks per image (RIM-ONE): majority (default), union, intersection, expN, avg")
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=list(ARCHITECTURES),
                    help=f"network (default {DEFAULT_ARCH}); docs/architecture.md describes each")
@@ -85,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "workers", "skip_unpaired",
-             "skip_broken", "arch", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr", "momentum",
+             "skip_broken", "experts", "arch", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr",
+             "momentum",
              "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
              "dice_weight", "align_corners", "sync_bn", "seed", "device", "amp", "channels_last", "compile",
              "val_batch_size", "save_every")

@@ -1,8 +1,9 @@
 """Segmentation datasets in memory: decoded, RGB, resized once, ready for batched augmentation.
 
-Every image goes through :mod:`banet.processing` (``load_image``/``load_mask``: grayscale, RGBA,
-palette and 16-bit images become 8-bit RGB; masks are ``value > 127``, RGB masks accepted) and is
-resized to the training size once, in the main process. A broken file therefore raises a
+Every image goes through :func:`banet.data.annotations.read_pair` (:mod:`banet.processing`'s
+``load_image``/``load_mask``: grayscale, RGBA, palette and 16-bit images become 8-bit RGB; masks are
+``value > 127`` or 0/1 label images, RGB masks accepted; several experts' masks combined; the left half
+of a stereo image) and is resized to the training size once, in the main process. A broken file therefore raises a
 :class:`~banet.data.pairs.DatasetError` naming it before training starts (or is logged and left
 out with ``skip_broken``), never a crash deep inside a DataLoader worker.
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from banet import processing
+from banet.data.annotations import DEFAULT_EXPERTS, read_pair
 from banet.data.pairs import DatasetError, Pair, find_pairs
 
 log = logging.getLogger(__name__)
@@ -39,16 +41,7 @@ def load_pair(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _load_sized(pair: Pair, size: int) -> tuple[np.ndarray, np.ndarray, float]:
     """:func:`load_pair` plus the decoded original image's aspect ratio (width / height)."""
-    if pair.mask is None:
-        raise DatasetError(f"{pair.image}: no ground-truth mask")
-    try:
-        image = processing.load_image(pair.image)
-        mask = processing.load_mask(pair.mask)
-    except processing.ImageDecodeError as err:
-        raise DatasetError(str(err)) from None
-    if image.shape[:2] != mask.shape:
-        raise DatasetError(f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image "
-                           f"{pair.image} is {image.shape[1]}x{image.shape[0]}")
+    image, mask = read_pair(pair)
     aspect = image.shape[1] / image.shape[0]
     return processing.resize_image(image, size), processing.resize_mask(mask, size), aspect
 
@@ -104,7 +97,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
 def load_split(root: str | Path, split: str, size: int, *, split_file: str | Path | None = None,
                skip_unpaired: bool = False, skip_broken: bool = False, workers: int = 2,
+               experts: str = DEFAULT_EXPERTS,
                progress: Callable[[int], None] | None = None) -> SegmentationDataset:
     """:func:`find_pairs` + :class:`SegmentationDataset` for one split of a dataset folder."""
-    pairs = find_pairs(root, split, split_file=split_file, skip_unpaired=skip_unpaired)
+    pairs = find_pairs(root, split, split_file=split_file, skip_unpaired=skip_unpaired, experts=experts)
     return SegmentationDataset(pairs, size, skip_broken=skip_broken, workers=workers, progress=progress)

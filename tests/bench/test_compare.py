@@ -1,0 +1,91 @@
+"""banet-compare: two networks through train -> evaluate -> export -> interleaved ORT latency, on a
+synthetic set (tiny configurations, 64 px, one training step each), and its results files."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from banet.data.synthetic import SynthConfig, write_dataset
+from banet.evaluate import evaluate
+from banet.metrics import METRIC_NAMES
+from bench.compare import ENTRY_FILE, entries_for
+from bench.compare import main as compare_main
+
+ARGS = ["--arch", "unet", "banet", "--ablation", "--size", "64", "--epochs", "1", "--max-steps", "1",
+        "--batch-size", "4", "--workers", "1", "--calib-count", "8", "--parity-count", "3", "--latency-images", "3",
+        "--latency-rounds", "3", "--latency-repeats", "2", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    data = write_dataset(root / "data", SynthConfig(count=16, size=72, seed=1))
+    argv = ["--data", str(data), "--out", str(root / "out"), "--results", str(root / "results"), "--name", "cmp", *ARGS]
+    assert compare_main(argv) == 0
+    return root, data, argv
+
+
+def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
+    root, data, _ = compared
+    result = json.loads((root / "results" / "cmp.json").read_text())
+    assert [e["label"] for e in result["entries"]] == ["unet", "banet"]
+    assert result["command"].startswith("banet-compare --data") and result["machine"]["load_average"] is not None
+    for entry in result["entries"]:
+        # the scores are the checkpoint's own: evaluating best.pt again gives the same numbers
+        again = evaluate(entry["training"]["best"], data, "test")["model"]["mean"]
+        assert entry["metrics"] == pytest.approx(again) and set(METRIC_NAMES) <= set(entry["metrics"])
+        assert 0 < entry["params"] and 0 < entry["gflops"]
+        assert entry["training"]["steps"] == 1
+        for precision in ("fp32", "fp16", "int8"):
+            art = entry["artifacts"][precision]
+            assert 0.0 <= art["mean_agreement"] <= 1.0 and art["worst_agreement"] <= art["mean_agreement"]
+        ratios = result["latency"]["ratios"][entry["label"]]
+        for key in ("fp16_vs_fp32", "int8_vs_fp32", "fp32_vs_reference"):
+            r = ratios[key]
+            assert r["n"] == 2 and 0 < r["min"] <= r["median"] <= r["max"], key
+    assert result["latency"]["ratios"]["banet"]["fp32_vs_reference"]["median"] == 1.0
+    unet, banet = result["entries"]
+    assert unet["params"] != banet["params"]  # two different networks were built
+    # every repeat timed all six artifacts
+    assert all(len(rep) == 6 for rep in result["latency"]["repeats"])
+    md = (root / "results" / "cmp.md").read_text()
+    assert "not the paper's numbers" in md and "| unet | full |" in md and "cmp.png" in md
+    assert (root / "results" / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_existing_results_and_entries_are_never_replaced_silently(compared, capsys):
+    root, data, argv = compared
+    before = (root / "results" / "cmp.json").read_bytes()
+    assert compare_main(argv) == 2
+    assert "exists" in capsys.readouterr().err and (root / "results" / "cmp.json").read_bytes() == before
+    other = [a if a != "cmp" else "cmp2" for a in argv]
+    assert compare_main(other) == 2  # finished entries in --out: --reuse or --force
+    assert "--reuse" in capsys.readouterr().err
+    stamp = (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns
+    assert compare_main(other + ["--reuse"]) == 0  # takes them: only the latency block runs again
+    assert (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns == stamp
+    again = json.loads((root / "results" / "cmp2.json").read_text())
+    first = json.loads(before)
+    assert [e["metrics"] for e in again["entries"]] == [e["metrics"] for e in first["entries"]]
+    changed = [a if a != "64" else "96" for a in other]  # another size: reuse is refused
+    assert compare_main(changed + ["--reuse", "--force"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+
+def test_bad_options_are_refused_before_any_training(tmp_path, capsys):
+    argv = ["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out"), "--results", str(tmp_path)]
+    assert compare_main(argv + ["--calib-count", "4"]) == 2
+    assert "at least 8" in capsys.readouterr().err
+    assert compare_main(argv + ["--latency-repeats", "0"]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_entries_and_bad_names():
+    assert [e.label for e in entries_for(["unet", "banet"], ["no_pee", "full"])] == ["unet", "banet", "banet-no_pee"]
+    assert [e.label for e in entries_for([], ["full", "baseline"])] == ["banet", "banet-baseline"]
+    with pytest.raises(ValueError, match="unknown architecture"):
+        entries_for(["resnet"], [])
+    with pytest.raises(ValueError, match="unknown ablation"):
+        entries_for(["unet"], ["no_gates"])
