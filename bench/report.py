@@ -49,7 +49,7 @@ def markdown(result: dict) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- date: {m['date']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores; GPU: {gpu}"
+        f"- machine: {m['cpu']}, {m['cores']} cores (int8 ISA flags: {', '.join(m.get('cpu_flags') or []) or 'none found'}); GPU: {gpu}"
         + (f", driver {m['driver']}" if m.get("driver") else ""),
         f"- libraries: " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
         f"- environment: " + ", ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items() if v) if m.get("env") else "- environment: -",
