@@ -2,7 +2,7 @@
 
     banet-bench --checkpoint runs/kvasir_tiny_128/best.pt --artifacts artifacts/ \\
         [--url 127.0.0.1:8001 | --serve REPO] [--batch-sizes 1,8,32] [--iters 20] \\
-        [--data ../shared/data/kvasir-seg:test] [--out bench/results]
+        [--data ../shared/data/kvasir-seg:test] [--out bench/results] [--interleave --repeats 3]
 
 Writes ``OUT/<date>_<machine>_<tag>.{json,md}`` and ``_latency.png`` / ``_load.png`` /
 ``_examples.png``. Backends that cannot run here are listed as skipped, with the reason.
@@ -41,6 +41,7 @@ class BenchConfig:
     warmup: int
     row_budget: float | None
     interleave: bool
+    repeats: int
     pool_images: int
     parity_images: int
     concurrency: tuple[int, ...]
@@ -88,6 +89,10 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                    help="interleave the backends call by call instead of one block per backend (spreads load "
                         "from elsewhere over all rows; but on the CPU the runtimes' spinning thread pools then "
                         "compete: set OMP_WAIT_POLICY=PASSIVE, see docs/bench.md)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run the whole latency measurement (every batch size) this many times, one after the other; "
+                        "the rows pool all repeats' timed calls and the goals give the median ratio and its min-max "
+                        "over the repeats (the spread of a ratio, not one pick)")
     p.add_argument("--row-budget", type=float, default=None, metavar="SECONDS",
                    help="cap on one backend x batch-size row: fewer timed calls (>= 3) on slow paths, "
                         "skipped with the reason when one call exceeds it (default: no cap)")
@@ -108,8 +113,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--force", action="store_true", help="replace existing result files")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
-    if a.iters < 1 or a.warmup < 0 or a.pool_images < 1 or a.parity_images < 1:
-        p.error("--iters, --pool-images and --parity-images must be >= 1 and --warmup >= 0")
+    if a.iters < 1 or a.warmup < 0 or a.pool_images < 1 or a.parity_images < 1 or a.repeats < 1:
+        p.error("--iters, --repeats, --pool-images and --parity-images must be >= 1 and --warmup >= 0")
     if a.checkpoint is not None and not a.checkpoint.is_file():
         p.error(f"--checkpoint {a.checkpoint}: file not found")
     if a.serve is not None and not a.serve.is_dir():
@@ -127,7 +132,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     return BenchConfig(
         checkpoint=str(a.checkpoint) if a.checkpoint else None, preset=a.preset,
         artifacts=str(a.artifacts) if a.artifacts else None, url=a.url, serve=str(a.serve) if a.serve else None,
-        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, interleave=a.interleave, pool_images=a.pool_images,
+        data=a.data, batch_sizes=a.batch_sizes, iters=a.iters, warmup=a.warmup, row_budget=a.row_budget, interleave=a.interleave, repeats=a.repeats, pool_images=a.pool_images,
         parity_images=a.parity_images, concurrency=a.concurrency,
         load_seconds=a.load_seconds, triton_precision=a.triton_precision, device=device, threads=a.threads,
         backends=tuple(a.backends) if a.backends else None, parity=not a.no_parity,
@@ -172,7 +177,7 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
 
     from bench import goals, report, suite
     from bench.inputs import load_pool
-    from bench.latency import measure_interleaved, measure_latency
+    from bench.latency import measure_interleaved, measure_latency, merge_repeats
     from bench.machine import machine_info
 
     machine = machine_info()
@@ -218,18 +223,22 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     try:
         if server_ctx is not None:
             server_ctx.__enter__()
-        if cfg.interleave:
+        repeats = []
+        order = {b.name: k for k, b in enumerate(backends)}
+        for repeat in range(cfg.repeats):
+            label = f" {repeat + 1}/{cfg.repeats}" if cfg.repeats > 1 else ""
             rows = []
-            for batch_size in tqdm(cfg.batch_sizes, desc="latency (interleaved)", unit="batch size"):
-                rows += measure_interleaved(backends, pool, batch_size, warmup=cfg.warmup, iters=cfg.iters,
+            if cfg.interleave:
+                for batch_size in tqdm(cfg.batch_sizes, desc=f"latency (interleaved){label}", unit="batch size"):
+                    rows += measure_interleaved(backends, pool, batch_size, warmup=cfg.warmup, iters=cfg.iters,
+                                                row_budget_s=cfg.row_budget)
+            else:
+                for backend in tqdm(backends, desc=f"latency{label}", unit="backend"):
+                    rows += measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
                                             row_budget_s=cfg.row_budget)
-            order = {b.name: k for k, b in enumerate(backends)}
             rows.sort(key=lambda r: (order[r.backend], r.batch_size))
-        else:
-            rows = []
-            for backend in tqdm(backends, desc="latency", unit="backend"):
-                rows += measure_latency(backend, pool, cfg.batch_sizes, warmup=cfg.warmup, iters=cfg.iters,
-                                        row_budget_s=cfg.row_budget)
+            repeats.append(rows)
+        rows = merge_repeats(repeats) if cfg.repeats > 1 else repeats[0]
         result["latency"] = [r.to_dict() for r in rows]
         goals.add_speedups(result["latency"], reference.name)
         examples = []

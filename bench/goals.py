@@ -40,14 +40,56 @@ def add_speedups(latency: list[dict], reference: str) -> None:
             row["speedup_vs_reference"] = _ratio(_p50(latency, reference, row["batch_size"]), row["p50_ms"])
 
 
-def evaluate(latency: list[dict], parity: list[dict], *, reference: str) -> list[dict]:
-    goals = []
-    int8 = _ratio(_p50(latency, "ort-fp32@cpu", 1), _p50(latency, "ort-int8@cpu", 1))
+INT8_CPU_TARGETS = {1: 1.5, 8: 1.8}
+"""ORT INT8 / ORT FP32 p50 ratio to reach on the CPU, by batch size (issue 13)."""
+
+
+def _row(latency: list[dict], backend: str, batch: int) -> dict | None:
+    for row in latency:
+        if _same(row["backend"], backend) and row["batch_size"] == batch and not row.get("skipped"):
+            return row
+    return None
+
+
+def repeat_ratios(latency: list[dict], num: str, den: str, batch: int) -> list[float]:
+    """``num`` p50 / ``den`` p50 in each repeat (rows of ``bench.latency.merge_repeats``), else the one ratio."""
+    a, b = _row(latency, num, batch), _row(latency, den, batch)
+    if a is None or b is None:
+        return []
+    pa, pb = a.get("repeat_p50_ms") or [a["p50_ms"]], b.get("repeat_p50_ms") or [b["p50_ms"]]
+    return [x / y for x, y in zip(pa, pb) if y]
+
+
+def _int8_goal(latency: list[dict], parity: list[dict], batch: int, target: float) -> dict:
+    """The CPU INT8 speed goal at one batch size: median ratio over the repeats, min-max in the note.
+
+    Met when the median reaches ``target`` and the INT8 gate did not fail in this run. A run without
+    parity (random weights: ``--no-parity``) says so in the note; the gate is then the export's on a
+    trained checkpoint (docs/bench.md).
+    """
+    import statistics
+
+    ratios = repeat_ratios(latency, "ort-fp32@cpu", "ort-int8@cpu", batch)
     gate = _passed(parity, "ort-int8@cpu")
-    goals.append({"goal": "ORT INT8 vs ORT FP32, CPU, batch 1 (p50 ratio), INT8 gate met", "target": ">= 1.5x",
-                  "achieved": None if int8 is None else f"{int8:.2f}x",
-                  "met": None if int8 is None else bool(int8 >= 1.5 and gate is True),
-                  "note": f"INT8 gate: {'-' if gate is None else ('PASS' if gate else 'FAIL')}"})
+    name = ("ORT INT8 vs ORT FP32, CPU, batch 1 (p50 ratio), INT8 gate met" if batch == 1 else
+            f"ORT INT8 vs ORT FP32 at batch {batch}, CPU (p50 ratio), INT8 gate met")
+    goal = {"goal": name, "target": f">= {target}x", "achieved": None, "met": None, "ratios": ratios}
+    gate_note = ("INT8 gate: not scored in this run (no parity)" if gate is None
+                 else f"INT8 gate: {'PASS' if gate else 'FAIL'}")
+    if not ratios:
+        goal["note"] = gate_note
+        return goal
+    median = statistics.median(ratios)
+    goal["achieved"] = f"{median:.2f}x"
+    goal["met"] = bool(median >= target and gate is not False)
+    spread = (f"median of {len(ratios)} repeats, min-max {min(ratios):.2f}x-{max(ratios):.2f}x"
+              f" ({'all' if min(ratios) >= target else 'not all'} >= {target}x)" if len(ratios) > 1 else "one run")
+    goal["note"] = f"{spread}; {gate_note}"
+    return goal
+
+
+def evaluate(latency: list[dict], parity: list[dict], *, reference: str) -> list[dict]:
+    goals = [_int8_goal(latency, parity, batch, target) for batch, target in INT8_CPU_TARGETS.items()]
     ort = _ratio(_p50(latency, reference, 1), _p50(latency, "ort-fp32@cpu", 1))
     goals.append({"goal": "ORT FP32 vs PyTorch FP32 eager, CPU, batch 1 (p50 ratio)", "target": ">= 1.0x (stretch 1.3x)",
                   "achieved": None if ort is None else f"{ort:.2f}x",

@@ -29,6 +29,8 @@ class LatencyRow:
     memory_kind: str | None = None
     skipped: str | None = None
     extra: dict = field(default_factory=dict)
+    samples: list[float] = field(default_factory=list)
+    """The timed durations (seconds) the stats summarize, in call order."""
 
     def to_dict(self) -> dict:
         return {
@@ -36,7 +38,39 @@ class LatencyRow:
             "batch_size": self.batch_size, "skipped": self.skipped,
             "peak_memory_mib": self.peak_memory_mib, "memory_kind": self.memory_kind,
             **(self.stats.to_dict() if self.stats else {}), **self.extra,
+            **({"samples_ms": [round(s * 1e3, 3) for s in self.samples]} if self.samples else {}),
         }
+
+
+def merge_repeats(repeats: Sequence[Sequence[LatencyRow]]) -> list[LatencyRow]:
+    """One row per backend and batch size from several repeats of the same measurement.
+
+    The stats summarize the timed calls of every repeat together; ``repeat_p50_ms`` keeps each
+    repeat's own median, from which the goals take the spread of their ratios (:mod:`bench.goals`).
+    A row skipped in any repeat is skipped (with the first reason). Order: the first repeat's.
+    """
+    if not repeats:
+        return []
+    groups: dict[tuple[str, int], list[LatencyRow]] = {}
+    for rows in repeats:
+        for row in rows:
+            groups.setdefault((row.backend, row.batch_size), []).append(row)
+    merged = []
+    for row in repeats[0]:
+        parts = groups[(row.backend, row.batch_size)]
+        out = LatencyRow(row.backend, row.precision, row.device, row.batch_size, extra=dict(row.extra),
+                         memory_kind=row.memory_kind)
+        skipped = next((p.skipped for p in parts if p.skipped), None)
+        if skipped or len(parts) != len(repeats):
+            out.skipped = skipped or f"measured in {len(parts)} of {len(repeats)} repeats"
+        else:
+            out.samples = [s for p in parts for s in p.samples]
+            out.stats = summarize(out.samples, row.batch_size)
+            out.peak_memory_mib = max(p.peak_memory_mib or 0.0 for p in parts) or None
+            out.extra["repeats"] = len(parts)
+            out.extra["repeat_p50_ms"] = [p.stats.p50_ms for p in parts]
+        merged.append(out)
+    return merged
 
 
 # --- peak memory: device memory on CUDA, resident set size on the CPU -----------------------------
@@ -123,6 +157,7 @@ def measure_latency(backend: Backend, pool: InputPool, batch_sizes: Sequence[int
                 warmup=n_warmup, iters=n_iters, sync=backend.synchronize, clock=clock,
             )
             row.stats = summarize(seconds, batch_size)
+            row.samples = list(seconds)
             row.peak_memory_mib, row.memory_kind = _read_peak(backend.device)
             log.info("%s batch %d: p50 %.2f ms, %.1f img/s", backend.name, batch_size,
                      row.stats.p50_ms, row.stats.throughput)
@@ -193,6 +228,7 @@ def measure_interleaved(backends: Sequence[Backend], pool: InputPool, batch_size
         if row.skipped:
             continue
         row.stats = summarize(seconds, batch_size)
+        row.samples = list(seconds)
         row.peak_memory_mib, kind = _read_peak(backend.device)
         row.memory_kind = f"{kind}, over the interleaved block of all backends"
         row.extra["interleaved"] = True

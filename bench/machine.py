@@ -9,7 +9,7 @@ import re
 import subprocess
 from datetime import datetime, timezone
 
-from banet.machine import cpu_cores, cpu_model
+from banet.machine import cpu_cores, cpu_flags, cpu_model
 
 LIBRARIES = ("torch", "numpy", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "torch-tensorrt",
              "tritonclient", "nvidia-pytriton", "pillow")
@@ -44,6 +44,7 @@ def machine_info() -> dict:
     return {
         "cpu": cpu_model(),
         "cores": cpu_cores(),
+        "cpu_flags": cpu_flags(),  # the int8-relevant ISA flags (banet.machine.INT8_ISA_FLAGS) present
         "hostname": platform.node(),
         "python": platform.python_version(),
         "platform": platform.platform(),

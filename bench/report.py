@@ -49,11 +49,13 @@ def markdown(result: dict) -> str:
         "",
         f"- command: `{result['command']}`",
         f"- date: {m['date']}",
-        f"- machine: {m['cpu']}, {m['cores']} cores; GPU: {gpu}"
+        f"- machine: {m['cpu']}, {m['cores']} cores (int8 ISA flags: {', '.join(m.get('cpu_flags') or []) or 'none found'}); GPU: {gpu}"
         + (f", driver {m['driver']}" if m.get("driver") else ""),
         f"- libraries: " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
         f"- environment: " + ", ".join(f"{k}={v}" for k, v in (m.get("env") or {}).items() if v) if m.get("env") else "- environment: -",
-        f"- timing: {'backends interleaved call by call' if result.get('config', {}).get('interleave') else 'one block per backend'}",
+        f"- timing: {'backends interleaved call by call' if result.get('config', {}).get('interleave') else 'one block per backend'}"
+        + (f", {result['config']['repeats']} repeats of the whole measurement (rows pool them; goals give the "
+           "median ratio and its min-max over the repeats)" if result.get("config", {}).get("repeats", 1) > 1 else ""),
         f"- model: {result.get('model', {}).get('description', '-')}",
         f"- inputs: {result.get('inputs', '-')}",
         "",

@@ -2,7 +2,9 @@
 
 ``run_export(ExportConfig(...))`` writes into a new version directory ``OUT/<n>``:
 
-- ``model.onnx`` (FP32, simplified), ``model_fp16.onnx`` (``--fp16``), ``model_int8.onnx`` (``--int8``);
+- ``model.onnx`` (FP32, simplified), ``model_fp16.onnx`` (``--fp16``), ``model_int8.onnx`` (``--int8``:
+  INT8 for TensorRT) and ``model_int8_cpu.onnx`` (``--int8``: INT8 for ONNX Runtime's CPU kernels,
+  export/quantize_cpu.py; the repository serves it on the ONNX Runtime backends);
 - ``model*_serving.onnx``: each of them with uint8 I/O and the normalization/sigmoid inside
   (export/serving_graph.py), gated over the whole served path; the repository serves these by default;
 - ``model_<precision>.plan`` TensorRT engines where ``tensorrt`` and a GPU are present, or
@@ -42,7 +44,7 @@ from banet.spec import (IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_IO, N
 from export import parity, serving_graph
 from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
-from export.onnx import check_onnx, export_onnx, simplify_onnx
+from export.onnx import check_onnx, export_onnx, graph_opset, simplify_onnx
 from export.onnxruntime import ort_runner
 from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, quantize_int8,
                               select_calibration_images)
@@ -53,7 +55,12 @@ DEFAULT_DATA_ROOT = Path(os.environ.get("BANET_DATA", Path(__file__).resolve().p
 DEFAULT_PARITY_DATA = f"{DEFAULT_DATA_ROOT / 'kvasir-seg'}:test"
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
 PRECISIONS = ("fp32", "fp16", "int8")
-ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx"}
+ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
+                  "int8_cpu": "model_int8_cpu.onnx"}
+"""File of each artifact; ``int8`` is the TensorRT INT8 graph, ``int8_cpu`` the ONNX Runtime CPU one."""
+INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "onnxruntime_onnx": "onnx_int8_cpu",
+                            "python_onnxruntime": "onnx_int8_cpu"}
+"""Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves."""
 MANIFEST = "manifest.json"
 CONFIG_FILE = "export_config.json"
 
@@ -326,6 +333,24 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
                           "float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
+        from export.quantize_cpu import TARGET as CPU_TARGET
+        from export.quantize_cpu import fused_node_counts, quantize_int8_cpu
+
+        started = time.perf_counter()
+        with _bar(len(calib), f"calibrate INT8 for ONNX Runtime CPU ({config.calib_method})", show) as bar:
+            path = quantize_int8_cpu(onnx_path, folder / ARTIFACT_FILES["int8_cpu"], calib, image_size=size,
+                                     method=config.calib_method, progress=bar.update)
+        info = check_onnx(path, opset=graph_opset(path))
+        fused = fused_node_counts(path)
+        artifacts.append({"name": "onnx_int8_cpu", "precision": "int8", "format": "onnx", "path": path.name,
+                          "target": CPU_TARGET, "opset": info["opset"],
+                          "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
+                          "(QDQ, U8 activations, S8 per-channel weights, int32 biases, ReLUs folded; "
+                          "export/quantize_cpu.py; metadata banet.int8_recipe, banet.int8_nodes)",
+                          "ort_optimized_graph": {k: fused.get(k, 0) for k in ("int8_convs", "float_convs", "int8_ops",
+                                                                              "QuantizeLinear", "DequantizeLinear")},
+                          "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
+                          "export_seconds": time.perf_counter() - started})
 
     # the served variant of every precision: uint8 pixels in, float16 probability out (export/serving_graph.py)
     artifacts.extend(serving_graph.serving_artifacts(folder, artifacts))
@@ -478,7 +503,8 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
     precision = config.promote or ("fp16" if config.fp16 else "fp32")
     by_name = {a["name"]: a for a in [*manifest["artifacts"], *manifest["engines"]]}
     suffix = serving_graph.SUFFIX if config.network_io == "uint8" else ""
-    onnx_art = by_name.get(f"onnx_{precision}{suffix}")
+    onnx_name = INT8_ARTIFACT_BY_BACKEND[config.backend] if precision == "int8" else f"onnx_{precision}"
+    onnx_art = by_name.get(f"{onnx_name}{suffix}")
     if onnx_art is None:
         raise ExportError(f"--promote {precision}: no {precision} artifact was exported (add --{precision})")
     chosen = by_name.get(f"tensorrt_{precision}{suffix}") if config.backend == "tensorrt_plan" else onnx_art

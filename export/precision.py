@@ -21,8 +21,9 @@ consumer (ONNX Runtime, TensorRT, Triton) runs exactly that graph.
   convolution multiply-accumulates, never the stem conv on the image or the final conv).
   Calibrated on real images. docs/export.md says why this and not NVIDIA ModelOpt, with numbers.
 
-An INT8 artifact for ONNX Runtime's CPU kernels (U8 activations) is a different recipe and a
-different artifact; :data:`INT8_TARGETS` names the targets so the manifest can hold both.
+The INT8 artifact for ONNX Runtime's CPU kernels (U8 activations, the ``int8_cpu`` artifact) is a
+different recipe in export/quantize_cpu.py; :data:`INT8_TARGETS` names the targets so the manifest
+holds both.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ to it, and with its defaults (128 bins, 128 quantized bins) the KL search has a 
 it returns exactly the MinMax ranges (every scale identical, checked on the BA-Net graph)."""
 INT8_OPSET = 19
 """DequantizeLinear takes float16 scales (and so outputs float16) from opset 19 on."""
-INT8_TARGETS = {"tensorrt": "int8 Q/DQ for TensorRT (tensorrt_plan): symmetric S8, float biases, FP16 base"}
+INT8_TARGETS = {"tensorrt": "int8 Q/DQ for TensorRT (tensorrt_plan): symmetric S8, float biases, FP16 base",
+                "onnxruntime": "int8 Q/DQ for ONNX Runtime's x86 CPU kernels (onnxruntime_onnx, python_onnxruntime): "
+                               "U8 activations, S8 per-channel weights, int32 biases, ReLUs folded "
+                               "(export/quantize_cpu.py)"}
 """What each INT8 artifact is built for; the manifest records the key as the artifact's ``target``."""
 MIN_CALIBRATION_IMAGES = 8
 """Fewer images than this cannot give activation ranges worth shipping: refused outright."""

@@ -13,6 +13,12 @@ Examples::
     banet-info --preset paper resnet50 --ablation all
     banet-info --preset tiny --size 63 97 --json
     banet-info --preset paper resnet50 --markdown bench/results/model_size_2026-11-26.md
+    banet-info --preset resnet50 --size 256 --random-checkpoint runs/random_r50_256.pt   # seeded
+
+``--random-checkpoint PATH`` also writes a checkpoint of the (single) configuration with random
+weights from ``--seed``: the same command always writes the same weights, so speed figures measured
+on it (``banet-export`` then ``banet-bench``) can be recreated. Its ``train_config`` records the
+size (the export's default input size), the seed and ``random_weights: true``.
 """
 
 from __future__ import annotations
@@ -194,7 +200,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--markdown", type=Path, metavar="PATH.md",
                         help="also write the report as Markdown to PATH.md and JSON to PATH.json")
-    parser.add_argument("--force", action="store_true", help="replace existing --markdown files")
+    parser.add_argument("--random-checkpoint", type=Path, metavar="PATH.pt",
+                        help="also write a checkpoint of the configuration with random weights (seeded; one "
+                             "--preset, one square --size): speed measurements that a command can recreate")
+    parser.add_argument("--seed", type=int, default=RANDOM_SEED, help="seed of --random-checkpoint's weights")
+    parser.add_argument("--force", action="store_true", help="replace existing --markdown / --random-checkpoint files")
     args = parser.parse_args(argv)
     lacking = [f"{arch} (presets {', '.join(sorted(registry.architecture(arch).presets))})" for arch in _arches(args)
                if set(args.preset) - set(registry.architecture(arch).presets)]
@@ -208,7 +218,35 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         for path in (args.markdown, args.markdown.with_suffix(".json")):
             if path.exists() and not args.force:
                 parser.error(f"{path} exists; pass --force to replace it")
+    if args.random_checkpoint is not None:
+        if len(args.preset) != 1 or len(args.ablation) != 1 or "all" in args.ablation or len(_arches(args)) != 1:
+            parser.error("--random-checkpoint writes one configuration: give one --arch, one --preset and one --ablation")
+        if len(args.size) != 1 and args.size[0] != args.size[-1]:
+            parser.error(f"--random-checkpoint needs a square --size (the export's input side), got {args.size}")
+        if args.random_checkpoint.exists() and not args.force:
+            parser.error(f"{args.random_checkpoint} exists; pass --force to replace it")
     return args
+
+
+RANDOM_SEED = 0
+"""Default ``--seed`` of ``--random-checkpoint``."""
+
+
+def write_random_checkpoint(path: Path, config: Any, *, size: int, seed: int = RANDOM_SEED,
+                            overwrite: bool = False, arch: str = registry.DEFAULT_ARCH) -> Path:
+    """A checkpoint of ``config`` with random weights from ``seed`` (the same seed, the same weights).
+
+    ``train_config`` holds ``size`` (the input side the export and the bench default to), ``seed`` and
+    ``random_weights: True``; no training happened. Refuses to replace ``path`` unless ``overwrite``.
+    """
+    import torch
+
+    from banet.checkpoint import save_checkpoint
+
+    torch.manual_seed(seed)
+    model = registry.build(arch, config).eval()
+    return save_checkpoint(path, model, overwrite=overwrite,
+                           train_config={"size": int(size), "seed": int(seed), "random_weights": True})
 
 
 def _write(path: Path, text: str) -> None:
@@ -230,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         _write(args.markdown, format_markdown(report))
         _write(args.markdown.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
         print(f"wrote {args.markdown} and {args.markdown.with_suffix('.json')}", file=sys.stderr)
+    if args.random_checkpoint is not None:
+        (arch, _, _, config), = _configs(args)
+        path = write_random_checkpoint(args.random_checkpoint, config, size=args.size[0], seed=args.seed,
+                                       overwrite=args.force, arch=arch)
+        print(f"wrote {path} (random weights, seed {args.seed}, {args.size[0]} px)", file=sys.stderr)
     return 0
 
 

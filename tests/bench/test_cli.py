@@ -45,7 +45,8 @@ def test_bench_writes_json_markdown_and_plots(bench_checkpoint, bench_artifacts,
     # the INT8 row's figures, recomputed here from the artifact with ONNX Runtime and the checkpoint
     # with PyTorch on the same 4 images: per-image Jaccard of the two masks
     int8 = parity["ort-int8@cpu"]
-    agreement = _int8_agreement(bench_checkpoint, bench_artifacts / "model_int8.onnx", data_root, result["image_size"])
+    # ORT's CPU provider runs the INT8 artifact made for it (export/quantize_cpu.py), not the TensorRT one
+    agreement = _int8_agreement(bench_checkpoint, bench_artifacts / "model_int8_cpu.onnx", data_root, result["image_size"])
     assert int8["images"] == 4
     assert int8["mean_agreement"] == pytest.approx(np.mean(list(agreement.values())), abs=1e-6)
     assert int8["worst_agreement"] == pytest.approx(min(agreement.values()), abs=1e-6)
@@ -83,6 +84,37 @@ def _int8_agreement(checkpoint, onnx_path, data_root, size: int) -> dict[str, fl
     want = predict_masks(torch_runner(model_from_checkpoint(checkpoint)[0]), data.images, size=size)
     got = predict_masks(ort_runner(onnx_path), data.images, size=size)
     return {name: jaccard(a, b) for name, a, b in zip(data.names, got, want)}
+
+
+def test_repeats_pool_the_rows_and_give_the_int8_ratio_spread(bench_checkpoint, bench_artifacts, data_root, tmp_path):
+    """--repeats 2: each row pools both repeats' calls and keeps each repeat's p50; the INT8 goals
+    take the median of the per-repeat ratios and give their min-max; no parity: the gate is not claimed."""
+    import statistics
+
+    out = tmp_path / "results"
+    argv = ["--checkpoint", str(bench_checkpoint), "--artifacts", str(bench_artifacts.parent),
+            "--data", f"{data_root / 'kvasir-seg'}:test", "--batch-sizes", "1,8", "--iters", "3", "--warmup", "1",
+            "--pool-images", "8", "--device", "cpu", "--backends", "ort-fp32@cpu", "ort-int8@cpu", "--no-parity",
+            "--interleave", "--repeats", "2", "--out", str(out), "--tag", "r"]
+    assert main(argv) == 0
+    (json_path,) = out.glob("*_r.json")
+    result = json.loads(json_path.read_text())
+    assert result["machine"]["cpu_flags"] is not None
+    lat = {(r["backend"], r["batch_size"]): r for r in result["latency"]}
+    for key in [(b, n) for b in ("ort-fp32@cpu", "ort-int8@cpu", "torch-fp32@cpu") for n in (1, 8)]:
+        row = lat[key]
+        assert row["count"] == 6 and row["repeats"] == 2 and len(row["repeat_p50_ms"]) == 2 and len(row["samples_ms"]) == 6
+        assert row["p50_ms"] == pytest.approx(float(np.median(row["samples_ms"])), abs=1e-3)
+    goals = {g["goal"].split(",")[0]: g for g in result["goals"]}
+    for batch, name in ((1, "ORT INT8 vs ORT FP32"), (8, "ORT INT8 vs ORT FP32 at batch 8")):
+        fp32, int8 = lat[("ort-fp32@cpu", batch)]["repeat_p50_ms"], lat[("ort-int8@cpu", batch)]["repeat_p50_ms"]
+        ratios = [a / b for a, b in zip(fp32, int8)]
+        goal = goals[name]
+        assert goal["ratios"] == pytest.approx(ratios)
+        assert goal["achieved"] == f"{statistics.median(ratios):.2f}x"
+        assert f"min-max {min(ratios):.2f}x-{max(ratios):.2f}x" in goal["note"]
+        assert "not scored in this run" in goal["note"]
+    assert "2 repeats of the whole measurement" in json_path.with_suffix(".md").read_text()
 
 
 def test_bad_arguments_are_named(tmp_path, capsys):

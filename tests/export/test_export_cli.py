@@ -35,8 +35,12 @@ def test_cli_writes_manifest_and_trtexec_commands(base_args, kvasir, tmp_path, c
     manifest = json.loads((out / "1" / "manifest.json").read_text())
     config = json.loads((out / "1" / "export_config.json").read_text())
     assert config["image_size"] == 64 and config["fp16"] and config["calib_count"] == 8
-    assert [(a["precision"], a.get("io", "float32")) for a in manifest["artifacts"]] == [
-        ("fp32", "float32"), ("fp16", "float32"), ("int8", "float32"), ("fp32", "uint8"), ("fp16", "uint8"), ("int8", "uint8")]
+    assert [(a["name"], a.get("io", "float32")) for a in manifest["artifacts"]] == [
+        ("onnx_fp32", "float32"), ("onnx_fp16", "float32"), ("onnx_int8", "float32"), ("onnx_int8_cpu", "float32"),
+        ("onnx_fp32_serving", "uint8"), ("onnx_fp16_serving", "uint8"), ("onnx_int8_serving", "uint8"),
+        ("onnx_int8_cpu_serving", "uint8")]
+    assert [a.get("target") for a in manifest["artifacts"] if a["precision"] == "int8"] == [
+        "tensorrt", "onnxruntime", "tensorrt", "onnxruntime"]
     for art in manifest["artifacts"]:
         assert (out / "1" / art["path"]).stat().st_size == art["bytes"]
         assert len(art["sha256"]) == 64 and art["gate"] in ("pass", "fail")
