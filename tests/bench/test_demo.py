@@ -63,8 +63,9 @@ def test_smoke_demo_runs_every_step_and_stops_the_server(tmp_path, capsys):
                for r in rows)
     assert set(json.loads((out / "eval" / "metrics.json").read_text())["model"]) >= {"mean", "aggregate"}
     manifest = json.loads((out / "export" / "1" / "manifest.json").read_text())
-    assert [(a["precision"], a.get("io", "float32")) for a in manifest["artifacts"]] == [
-        (p, io) for io in ("float32", "uint8") for p in ("fp32", "fp16", "int8")]
+    # every precision (INT8: TensorRT's and ONNX Runtime's CPU recipe), float32 I/O and the serving variant
+    assert [a["name"] for a in manifest["artifacts"]] == [
+        f"onnx_{p}{io}" for io in ("", "_serving") for p in ("fp32", "fp16", "int8", "int8_cpu")]
     assert manifest["promoted"]["gate"] == "pass" and (out / "model_repository" / "banet_model" / "1" / "model.onnx").is_file()
     (bench_json,) = (out / "bench").glob("*_demo.json")
     bench = json.loads(bench_json.read_text())
