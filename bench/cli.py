@@ -153,9 +153,12 @@ def _load_model(cfg: BenchConfig):
             found = payload.get(section) if isinstance(payload.get(section), dict) else {}
             if found.get("image_size") or found.get("size"):
                 size = int(found.get("image_size") or found["size"])
+        train = payload.get("train_config") if isinstance(payload.get("train_config"), dict) else {}
+        made = (f", random weights (banet-info --random-checkpoint, seed {train.get('seed')})"
+                if train.get("random_weights") else "")
         info = {"checkpoint": cfg.checkpoint, "sha256": file_sha256(cfg.checkpoint),
                 "arch": payload["arch"], "model_config": payload["model_config"],
-                "description": f"{cfg.checkpoint} ({_model_label(payload['arch'], payload['model_config'])})"}
+                "description": f"{cfg.checkpoint} ({_model_label(payload['arch'], payload['model_config'])}{made})"}
         return model, size, info
     try:
         config = registry.preset(cfg.arch, cfg.preset)
