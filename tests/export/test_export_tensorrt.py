@@ -177,6 +177,8 @@ def test_export_keeps_every_artifact_when_tensorrt_rejects_one(real_tiny_checkpo
         promote(out / "1", manifest, config)
     assert not (tmp_path / "repo").exists()
     # ONNX Runtime serves the CPU INT8 artifact (export/quantize_cpu.py), which the rejection does not touch
+    cpu = next(a for a in manifest["artifacts"] if a["name"] == "onnx_int8_cpu_serving")
+    assert "tensorrt_check" not in cpu  # TensorRT never parses it; its own gate decides
     config = replace(config, backend="onnxruntime_onnx", force_promote=True)
     assert promote(out / "1", manifest, config)["artifact"] == "onnx_int8_cpu_serving"
 
