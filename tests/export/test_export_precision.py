@@ -11,12 +11,9 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from export_helpers import artifact as _artifact
+
 pytestmark = pytest.mark.needs_data
-
-
-def _artifact(exported, name) -> tuple[Path, dict]:
-    item = next(a for a in exported["artifacts"] if a["name"] == name)
-    return Path(exported["directory"]) / item["path"], item
 
 
 def test_fp16_graph_keeps_float32_io(exported):
