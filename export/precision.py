@@ -209,6 +209,15 @@ def residual_adds(model, convs: Sequence[str]) -> list[str]:
             and any(i in producer and producer[i].name in chosen for i in node.input)]
 
 
+def calibration_method(method: str):
+    """ONNX Runtime's ``CalibrationMethod`` for one of :data:`CALIBRATION_METHODS` (ValueError otherwise)."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+
+
 def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence[Path], *, image_size: int,
                   method: str = DEFAULT_CALIBRATION_METHOD, mac_coverage: float = DEFAULT_MAC_COVERAGE,
                   progress: Callable[[int], None] | None = None) -> Path:
@@ -225,12 +234,10 @@ def quantize_int8(src: str | Path, dst: str | Path, calibration_images: Sequence
 
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+    calibrate = calibration_method(method)
     with tempfile.TemporaryDirectory(prefix="banet-int8-") as tmp:
         prepared, quantized = Path(tmp) / "prepared.onnx", Path(tmp) / "quantized_fp32.onnx"
         # shape inference + graph cleanup first, as ORT's quantization guide recommends

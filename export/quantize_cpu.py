@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, PERCENTILE, _ImageReader,
+from export.precision import (DEFAULT_CALIBRATION_METHOD, PERCENTILE, _ImageReader, calibration_method,
                               select_int8_convs)
 
 log = logging.getLogger(__name__)
@@ -133,14 +133,12 @@ def quantize_int8_cpu(src: str | Path, dst: str | Path, calibration_images: Sequ
     Float32 I/O, opset of ``src`` (ORT's QDQ on it).
     """
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from banet.machine import cpu_flags, has_int8_dot_product
 
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+    calibrate = calibration_method(method)
     if reduce_range is None:
         reduce_range = not has_int8_dot_product()
     with tempfile.TemporaryDirectory(prefix="banet-int8-cpu-") as tmp:
