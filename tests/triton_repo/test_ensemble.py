@@ -53,8 +53,8 @@ def _thresholds(probability: np.ndarray) -> tuple[float, float]:
     :data:`FLOAT16_RESOLVED` (noise images drive most pixels to 0.9999+); for a 1x1 image, just below
     and just above its one probability."""
     if probability.size == 1:
-        p = float(probability.flat[0])
-        return p - 0.01, p + 0.01
+        p = float(probability.flat[0])  # within [0, 1] however close p is to 0 or 1
+        return max(p - 0.01, p / 2), min(p + 0.01, (1 + p) / 2)
     resolved = probability[(probability > FLOAT16_RESOLVED[0]) & (probability < FLOAT16_RESOLVED[1])]
     assert resolved.size >= 20, f"only {resolved.size} pixels have a probability in {FLOAT16_RESOLVED}"
     low, high = np.quantile(resolved, [0.3, 0.7])
