@@ -1,9 +1,14 @@
-"""Evaluation: checkpoint + dataset split -> AC, DI, JA, SE, SP at each image's original size.
+"""Evaluation: checkpoint + dataset split -> AC, DI, JA, SE, SP, scored two ways.
 
-Predictions go through the one serving path (:func:`banet.inference.predict_masks` with
-:func:`banet.inference.torch_runner`): resize to the checkpoint's training size, normalize, run,
-resize the probabilities back to the original size, threshold. Scores are the mean over images
-(the paper's convention) and the aggregate over all pixels (:mod:`banet.metrics`).
+Predictions go through the one serving path (:func:`banet.inference.predict_logits` with
+:func:`banet.inference.torch_runner`): resize to the checkpoint's training size, normalize, run. Then
+- ``model``: the probabilities resized back to each image's original size, thresholded, against the
+  original mask (what a user of the served model gets);
+- ``model_paper``: the probabilities resized to :data:`banet.metrics.PAPER_SCORE_SIZE` (256x256), against
+  the mask resized to the same size (nearest neighbour): how the paper's tables are scored (the authors'
+  ``batch_sores``). The two differ mostly on thin boundaries and small lesions.
+Scores are the mean over images (the paper's convention) and the aggregate over all pixels
+(:mod:`banet.metrics`).
 
 Trivial baselines (:func:`baseline_mask`) put the numbers in context: an all-background mask and a
 fixed centred elliptical blob.
@@ -26,7 +31,7 @@ import numpy as np
 from banet import processing
 from banet.data.annotations import DEFAULT_EXPERTS, read_pair
 from banet.data.pairs import DatasetError, Pair, find_pairs
-from banet.metrics import METRIC_NAMES, MetricAccumulator
+from banet.metrics import METRIC_NAMES, PAPER_SCORE_SIZE, MetricAccumulator
 from banet.spec import IMAGE_SIZE, MASK_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -90,14 +95,15 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a checkpoint (and optional baselines) on one split.
 
-    Returns ``{"split", "images", "size", "model": {"mean", "aggregate", "images"}, "baselines": {...},
-    "per_image": [{"name", "JA", "DI"}...]}``. With ``out_dir``, writes ``masks/NAME.png`` (0/255)
+    Returns ``{"split", "images", "size", "model": {"mean", "aggregate", "images"}, "model_paper": {...},
+    "paper_score_size", "baselines": {...}, "per_image": [{"name", "JA", "DI", "JA_paper"}...]}``
+    (``model`` scored at each image's original size, ``model_paper`` at 256x256 as the paper scores). With ``out_dir``, writes ``masks/NAME.png`` (0/255)
     and/or ``overlays/NAME.png`` (prediction tinted + contour, ground-truth contour).
     ``experts``: how several masks of one image combine (:mod:`banet.data.annotations`); default: the
     checkpoint's training choice.
     """
     from banet.checkpoint import model_from_checkpoint
-    from banet.inference import predict_masks, torch_runner
+    from banet.inference import predict_logits, torch_runner
 
     processing.check_threshold(threshold)
     model, payload = model_from_checkpoint(checkpoint)
@@ -109,6 +115,7 @@ def evaluate(
     if any(p.mask is None for p in pairs):
         raise DatasetError(f"{data} has no masks/ folder: nothing to score against")
     model_acc = MetricAccumulator()
+    paper_acc = MetricAccumulator()
     base_acc = {b: MetricAccumulator() for b in baselines}
     for b in baselines:
         baseline_mask(b, (2, 2))  # reject unknown names before any work
@@ -120,11 +127,14 @@ def evaluate(
         if not chunk:
             continue
         images = [loaded[0] for _, loaded in chunk]
-        preds = predict_masks(run, images, batch_size=batch_size, threshold=threshold, size=size)
-        for (pair, (image, gt)), pred in zip(chunk, preds):
+        logits = predict_logits(run, images, batch_size=batch_size, size=size)
+        for (pair, (image, gt)), lg in zip(chunk, logits):
+            pred = processing.postprocess(lg, image.shape[:2], threshold)
             scores = model_acc.update(pred, gt)
+            paper = paper_acc.update(processing.postprocess(lg, (PAPER_SCORE_SIZE, PAPER_SCORE_SIZE), threshold),
+                                     processing.resize_mask(gt, PAPER_SCORE_SIZE))
             per_image.append({"name": pair.name, "height": image.shape[0], "width": image.shape[1],
-                              "JA": scores["JA"], "DI": scores["DI"]})
+                              "JA": scores["JA"], "DI": scores["DI"], "JA_paper": paper["JA"]})
             for b, acc in base_acc.items():
                 acc.update(baseline_mask(b, gt.shape), gt)
             if out is not None and save_masks:
@@ -144,6 +154,8 @@ def evaluate(
         "threshold": threshold,
         "experts": experts,
         "model": model_acc.compute(),
+        "model_paper": paper_acc.compute(),
+        "paper_score_size": PAPER_SCORE_SIZE,
         "baselines": {b: acc.compute() for b, acc in base_acc.items()},
         "blob_area": BLOB_AREA if "centred_blob" in baselines else None,
         "per_image": per_image,
@@ -205,6 +217,10 @@ def write_report(results: Sequence[dict[str, Any]], prefix: str | Path, *, comma
 def score_rows(result: dict[str, Any]) -> list[tuple[str, dict[str, float], dict[str, float]]]:
     """``(name, mean scores, aggregate scores)`` for the model and each baseline of one evaluation."""
     rows = [("model", result["model"]["mean"], result["model"]["aggregate"])]
+    if result.get("model_paper"):
+        size = result.get("paper_score_size", PAPER_SCORE_SIZE)
+        rows.append((f"model, scored at {size}x{size} (paper)", result["model_paper"]["mean"],
+                     result["model_paper"]["aggregate"]))
     rows += [(f"baseline: {b}", r["mean"], r["aggregate"]) for b, r in result["baselines"].items()]
     return rows
 
@@ -213,7 +229,8 @@ def format_table(result: dict[str, Any]) -> str:
     """Plain-text table of one evaluation (for the terminal)."""
     head = f"{'':38s}" + "".join(f"{m:>8s}" for m in METRIC_NAMES)
     lines = [f"split {result['split']}: {result['model']['images']} images, predicted at "
-             f"{result['size']}x{result['size']}, scored at original size", head]
+             f"{result['size']}x{result['size']}, scored at original size (and at the paper's "
+             f"{result.get('paper_score_size', PAPER_SCORE_SIZE)}x{result.get('paper_score_size', PAPER_SCORE_SIZE)})", head]
     for name, mean, agg in score_rows(result):
         lines.append(f"{name + ' (mean)':38s}" + "".join(f"{mean[m]:8.4f}" for m in METRIC_NAMES))
         lines.append(f"{name + ' (aggregate)':38s}" + "".join(f"{agg[m]:8.4f}" for m in METRIC_NAMES))
@@ -242,7 +259,10 @@ def format_markdown(doc: dict[str, Any]) -> str:
     for r in doc["evaluations"]:
         out += [f"## Split `{r['split']}` ({r['model']['images']} images)", "",
                 f"Checkpoint `{r['checkpoint']}`; predicted at {r['size']}x{r['size']}, resized back and "
-                f"scored at each image's original size; threshold {r['threshold']}."
+                f"scored at each image's original size (rows `model`), and scored at "
+                f"{r.get('paper_score_size', PAPER_SCORE_SIZE)}x{r.get('paper_score_size', PAPER_SCORE_SIZE)} "
+                "with the mask resized to that size as the paper's tables are (rows `(paper)`); "
+                f"threshold {r['threshold']}."
                 + (f" Centred blob covers {r['blob_area']:.0%} of the image." if r.get("blob_area") else ""), "",
                 "| prediction | averaging | " + " | ".join(METRIC_NAMES) + " |",
                 "|---|---|" + "---:|" * len(METRIC_NAMES)]

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 METRIC_NAMES = ("AC", "DI", "JA", "SE", "SP")
+PAPER_SCORE_SIZE = 256
+"""The resolution at which the paper's tables are scored: the authors' ``batch_sores`` compares the network's
+output with the label both resized to 256x256 (experiment/main.py). :func:`banet.evaluate.evaluate` scores at
+this size (``model_paper``) beside each image's original size (``model``)."""
 
 
 @dataclass

@@ -49,14 +49,21 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclass(frozen=True)
 class Entry:
-    """One row of the comparison: an architecture, with BA-Net's ablation (``full`` for the others)."""
+    """One row of the comparison: an architecture, with BA-Net's ablation (``full`` for the others), trained
+    with ``seed`` (``None``: the settings' seed; another seed is a second run of the same row)."""
 
     arch: str
     ablation: str = "full"
+    seed: int | None = None
+
+    @property
+    def row(self) -> str:
+        """The table row this run belongs to (runs of several seeds share it)."""
+        return self.arch if self.ablation == "full" else f"{self.arch}-{self.ablation}"
 
     @property
     def label(self) -> str:
-        return self.arch if self.ablation == "full" else f"{self.arch}-{self.ablation}"
+        return self.row if self.seed is None else f"{self.row}-seed{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class Settings:
     size: int = 128
     epochs: int = 3
     max_steps: int | None = None
+    patience: int | None = None
+    lr: float | None = None
     batch_size: int = 8
     seed: int = 0
     device: str = "auto"
@@ -85,11 +94,14 @@ class Settings:
 
     def train_overrides(self) -> dict[str, Any]:
         return {"preset": self.preset, "size": self.size, "epochs": self.epochs, "max_steps": self.max_steps,
-                "batch_size": self.batch_size, "seed": self.seed, "device": self.device, "workers": self.workers}
+                "patience": self.patience, "lr": self.lr, "batch_size": self.batch_size, "seed": self.seed,
+                "device": self.device, "workers": self.workers}
 
 
-def entries_for(arches: list[str], ablations: list[str]) -> list[Entry]:
-    """The entries in order: every architecture (BA-Net's ``full``), then BA-Net's other ablations."""
+def entries_for(arches: list[str], ablations: list[str], *, extra_seeds: list[int] = (),
+                seed_rows: list[str] = ()) -> list[Entry]:
+    """The entries in order: every architecture (BA-Net's ``full``), then BA-Net's other ablations, then a run
+    per ``extra_seeds`` seed of each row named in ``seed_rows`` (e.g. ``banet``, ``banet-baseline``)."""
     from banet.model import registry
     from banet.model.config import ABLATIONS
 
@@ -102,6 +114,12 @@ def entries_for(arches: list[str], ablations: list[str]) -> list[Entry]:
     out += [Entry("banet", a) for a in dict.fromkeys(ablations) if a != "full" or "banet" not in arches]
     if not out:
         raise ValueError("nothing to compare: give --arch and/or --ablation")
+    rows = {e.row: e for e in out}
+    unknown_rows = [r for r in seed_rows if r not in rows]
+    if unknown_rows:
+        raise ValueError(f"--seed-rows {unknown_rows} are not rows of this comparison ({sorted(rows)})")
+    out += [Entry(rows[r].arch, rows[r].ablation, seed) for seed in dict.fromkeys(extra_seeds)
+            for r in dict.fromkeys(seed_rows)]
     return out
 
 
@@ -120,13 +138,20 @@ def _load_bar(total, desc):
 
 def _entry_key(entry: Entry, settings: Settings) -> dict[str, Any]:
     """What must match for a finished entry in ``--out`` to be reused."""
-    keep = ("data", "recipe", "preset", "size", "epochs", "max_steps", "batch_size", "seed", "test_split",
-            "calib_count", "parity_count")
-    return {"arch": entry.arch, "ablation": entry.ablation, **{k: getattr(settings, k) for k in keep}}
+    keep = ("data", "recipe", "preset", "size", "epochs", "max_steps", "patience", "lr", "batch_size", "seed",
+            "test_split", "calib_count", "parity_count")
+    key = {"arch": entry.arch, "ablation": entry.ablation, **{k: getattr(settings, k) for k in keep}}
+    if entry.seed is not None:
+        key["seed"] = entry.seed
+    return key
 
 
 def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=print) -> dict[str, Any]:
-    """Train, evaluate, size and export one entry into ``OUT/<label>/``; returns its record."""
+    """Train, evaluate, size and export one entry into ``OUT/<label>/``; returns its record.
+
+    With ``reuse``: a finished entry (``entry.json`` of the same settings) is returned as it is, and a run
+    that was killed before it finished continues from its ``run/last.pt`` (weights, optimizer, schedule, RNG,
+    history, early-stopping state) instead of starting again."""
     from banet.checkpoint import load_checkpoint
     from banet.cli.info import model_size
     from banet.evaluate import evaluate, training_summary
@@ -143,14 +168,27 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
             return record
         raise ValueError(f"{record_path} was made with other settings ({record.get('key')}); use another --out "
                          f"or --force to train again")
+    overrides = settings.train_overrides()
+    if entry.seed is not None:
+        overrides["seed"] = entry.seed
     config = resolve_config(settings.data, str(folder / "run"), settings.recipe, arch=entry.arch,
-                            ablation=entry.ablation, **settings.train_overrides())
+                            ablation=entry.ablation, **overrides)
     model_config = build_model_config(config)
     timings: dict[str, float] = {}
 
     started = time.perf_counter()
-    say(f"  train {entry.label}: {config.arch} {settings.preset}, ablation {entry.ablation}, {settings.epochs} epochs")
-    result = fit(config, force=True, bar_factory=_bar_factory, load_progress=_load_bar)
+    last = folder / "run" / "last.pt"
+    resume = last if reuse and last.is_file() else None
+    if resume is not None:
+        stored = load_checkpoint(resume).get("train_config") or {}
+        if stored != config.to_dict():
+            differ = sorted(k for k in set(stored) | set(config.to_dict()) if stored.get(k) != config.to_dict().get(k))
+            raise ValueError(f"{resume} was trained with other settings ({', '.join(differ)}); use another --out "
+                             "or --force to train again")
+    say(f"  train {entry.label}: {config.arch} {settings.preset}, ablation {entry.ablation}, seed {config.seed}, "
+        f"at most {settings.epochs} epochs" + (f", patience {settings.patience}" if settings.patience else "")
+        + (f" (continuing from {resume})" if resume else ""))
+    result = fit(config, resume=resume, force=resume is None, bar_factory=_bar_factory, load_progress=_load_bar)
     timings["train_s"] = time.perf_counter() - started
     best = Path(result["best"])
 
@@ -185,14 +223,18 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
                 "images": p.get("images")}
     training = training_summary(load_checkpoint(best))
     record = {
-        "key": key, "label": entry.label, "arch": entry.arch, "ablation": entry.ablation,
-        "model_config": model_config.to_dict(),
+        "key": key, "label": entry.label, "row": entry.row, "seed": config.seed, "arch": entry.arch,
+        "ablation": entry.ablation, "model_config": model_config.to_dict(),
         "metrics": scores["model"]["mean"], "metrics_aggregate": scores["model"]["aggregate"],
+        "metrics_paper": scores["model_paper"]["mean"], "metrics_paper_aggregate": scores["model_paper"]["aggregate"],
+        "paper_score_size": scores["paper_score_size"],
         "test_images": len(scores["per_image"]),
         "params": size["params"], "gflops": size["gflops"],
         "training": {"epochs": training["epoch"], "steps": training["step"],
                      "train_seconds": training["train_seconds"], "val_history": training["val_history"],
-                     "best": str(best)},
+                     "best": str(best), "best_epoch": _best_epoch(training["val_history"]),
+                     "stopped_early": bool(load_checkpoint(folder / "run" / "last.pt").get("stopped_early")),
+                     "precision": (training.get("train_config") or {}).get("amp")},
         "artifacts": artifacts, "timings": timings,
     }
     record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +242,33 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(record_path)
     return record
+
+
+def _best_epoch(val_history: list[dict[str, Any]]) -> int | None:
+    scored = [h for h in val_history if h.get("JA") is not None]
+    return max(scored, key=lambda h: h["JA"])["epoch"] if scored else None
+
+
+def write_progress(records: list[dict[str, Any]], out: str | Path) -> Path:
+    """``OUT/progress.md``: the rows finished so far (both scorings, epochs, early stop), rewritten after every
+    entry so that a long comparison shows its results as runs finish."""
+    from banet.atomic import write_text
+    from banet.metrics import METRIC_NAMES
+
+    lines = ["# banet-compare: runs finished so far", "",
+             "Test scores (mean over images, %) at the paper's 256x256 and at each image's original size.", "",
+             "| run | " + " | ".join(f"{m} (256)" for m in METRIC_NAMES) + " | JA (orig.) | DI (orig.) | "
+             "epochs (best) | stopped early | train min |",
+             "|---|" + "---:|" * (len(METRIC_NAMES) + 5)]
+    for r in records:
+        paper, orig, t = r.get("metrics_paper") or {}, r["metrics"], r["training"]
+        lines.append(f"| {r['label']} | " + " | ".join(f"{100 * paper[m]:.1f}" if m in paper else "-"
+                                                       for m in METRIC_NAMES)
+                     + f" | {100 * orig['JA']:.1f} | {100 * orig['DI']:.1f} | {t['epochs']} ({t.get('best_epoch')}) | "
+                     f"{'yes' if t.get('stopped_early') else 'no'} | {t['train_seconds'] / 60:.1f} |")
+    path = Path(out) / "progress.md"
+    write_text(path, "\n".join(lines) + "\n")
+    return path
 
 
 # --- the latency block: every artifact of every entry, interleaved --------------------------------
@@ -268,6 +337,7 @@ def compare(settings: Settings, entries: list[Entry], *, reuse: bool = False, sa
     for i, entry in enumerate(entries, start=1):
         say(f"[{i}/{len(entries)}] {entry.label}")
         records.append(run_entry(entry, settings, reuse=reuse, say=say))
+        write_progress(records, settings.out)
     labels = [r["label"] for r in records]
     reference = "banet" if "banet" in labels else None
     say(f"[latency] {len(records)} entries x {len(PRECISIONS)} precisions")
@@ -303,6 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="training and evaluation resolution")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-steps", type=int, help="stop every training run after this many steps (CI)")
+    p.add_argument("--patience", type=int, metavar="EPOCHS",
+                   help="early stopping: end a run when its val JA has not improved for this many epochs "
+                        "(--epochs is then the cap)")
+    p.add_argument("--lr", type=float, help="learning rate for every run (default: the recipe's)")
+    p.add_argument("--extra-seeds", type=int, nargs="*", default=[], metavar="SEED",
+                   help="train the rows named by --seed-rows again with each of these seeds (the seed spread)")
+    p.add_argument("--seed-rows", nargs="*", default=[], metavar="ROW",
+                   help="rows that get --extra-seeds runs, e.g. banet banet-baseline attention_unet")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="training device (evaluation and ONNX Runtime run on the CPU)")
@@ -316,7 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: its own choice)")
     p.add_argument("--results", default=str(DEFAULT_RESULTS), help="folder for the results files")
     p.add_argument("--name", help="results file stem (default compare_<data>_<preset><size>_<UTC date and time>)")
-    p.add_argument("--reuse", action="store_true", help="take finished entries already in --out (same settings)")
+    p.add_argument("--resume", "--reuse", dest="reuse", action="store_true",
+                   help="take finished entries already in --out (same settings) and continue killed runs from "
+                        "their last checkpoint")
     p.add_argument("--force", action="store_true", help="replace existing results files and entries in --out")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -334,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     settings = Settings(
         data=args.data, out=args.out, recipe=args.recipe, preset=args.preset, size=args.size, epochs=args.epochs,
-        max_steps=args.max_steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
+        max_steps=args.max_steps, patience=args.patience, lr=args.lr, batch_size=args.batch_size, seed=args.seed, device=args.device,
         workers=args.workers, test_split=args.test_split, calib_count=args.calib_count,
         parity_count=args.parity_count, latency_images=args.latency_images, latency_rounds=args.latency_rounds,
         latency_repeats=args.latency_repeats, threads=args.threads)
@@ -350,15 +430,18 @@ def main(argv: list[str] | None = None) -> int:
                      "parity_count"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-        entries = entries_for(args.arch, args.ablation)
+        if args.patience is not None and args.patience < 1:
+            raise ValueError(f"--patience must be >= 1, got {args.patience}")
+        entries = entries_for(args.arch, args.ablation, extra_seeds=args.extra_seeds, seed_rows=args.seed_rows)
         planned_paths(args.results, stem, force=args.force)  # refuse before hours of work, not after
         out = Path(args.out)
-        finished = [e.label for e in entries if (out / e.label / ENTRY_FILE).exists()]
+        finished = [e.label for e in entries if (out / e.label / ENTRY_FILE).exists()
+                    or (out / e.label / "run" / "last.pt").exists()]
         if finished and not (args.reuse or args.force):
-            raise FileExistsError(f"{out} already holds entries {finished}; pass --reuse to take them or --force "
-                                  "to train them again")
+            raise FileExistsError(f"{out} already holds entries {finished}; pass --resume to take them (and "
+                                  "continue unfinished runs) or --force to train them again")
         for label in (finished if args.force and not args.reuse else []):
-            (out / label / ENTRY_FILE).unlink()
+            (out / label / ENTRY_FILE).unlink(missing_ok=True)
         command = ["banet-compare", *(argv if argv is not None else sys.argv[1:])]
         result = compare(settings, entries, reuse=args.reuse)
         result["command"] = shlex.join(command)

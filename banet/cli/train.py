@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, help="global batch (split across torchrun processes)")
     g.add_argument("--epochs", type=int)
     g.add_argument("--max-steps", type=int, help="stop after this many optimizer steps in all")
+    g.add_argument("--patience", type=int, metavar="EPOCHS",
+                   help="early stopping: end the run when val JA has not improved for this many epochs "
+                        "(--epochs stays the cap and sets the poly schedule's length)")
     g.add_argument("--deep-supervision", type=float, metavar="LAMBDA", help="weight of each stage's loss (1)")
     g.add_argument("--dice-weight", type=float, help="weight of the Dice term on the main output (official 1, paper 0)")
     g.add_argument("--align-corners", action=argparse.BooleanOptionalAction, default=None,
@@ -90,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 OVERRIDES = ("split_file", "train_split", "val_split", "size", "augment", "workers", "skip_unpaired",
              "skip_broken", "experts", "arch", "preset", "backbone", "ablation", "imagenet_weights", "optimizer", "lr",
              "momentum",
-             "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "deep_supervision",
+             "weight_decay", "schedule", "poly_power", "batch_size", "epochs", "max_steps", "patience", "deep_supervision",
              "dice_weight", "align_corners", "sync_bn", "seed", "device", "amp", "channels_last", "compile",
              "val_batch_size", "save_every")
 

@@ -16,7 +16,7 @@ from banet.cli.evaluate import main as eval_main
 from banet.data.pairs import find_pairs
 from banet.data.synthetic import SynthConfig, write_dataset
 from banet.evaluate import BASELINES, baseline_mask, evaluate, write_report
-from banet.metrics import METRIC_NAMES
+from banet.metrics import METRIC_NAMES, PAPER_SCORE_SIZE
 from banet.model import PRESETS, build_model
 
 
@@ -54,6 +54,18 @@ def test_scores_match_a_hand_computation(synth, all_foreground_checkpoint):
     assert (background["JA"], background["SE"], background["SP"]) == (0.0, 0.0, 1.0)
     blob = result["baselines"]["centred_blob"]["mean"]
     assert 0.0 < blob["JA"] < 1.0
+    # scored as the paper does: the mask resized to 256x256 (nearest neighbour), all-foreground prediction
+    paper = [processing.resize_mask(m, PAPER_SCORE_SIZE).mean() for m in masks]
+    assert result["model_paper"]["mean"]["JA"] == pytest.approx(np.mean(paper))
+    assert result["paper_score_size"] == PAPER_SCORE_SIZE == 256
+    assert [r["JA_paper"] for r in result["per_image"]] == pytest.approx(paper)
+
+
+def test_paper_scoring_equals_original_scoring_for_256_px_images(tiny_checkpoint, tmp_path):
+    data = write_dataset(tmp_path / "data256", SynthConfig(count=10, size=PAPER_SCORE_SIZE, seed=5))
+    result = evaluate(tiny_checkpoint, data, "val")
+    assert result["model_paper"] == result["model"]
+    assert 0.0 < result["model"]["mean"]["JA"] < 1.0  # a non-trivial prediction, so the equality means something
 
 
 def test_baseline_masks():

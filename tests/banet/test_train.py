@@ -70,7 +70,7 @@ def _run_args(data, out) -> list[str]:
     # 10 training images, batch 2: 5 steps per epoch; poly decay over all 10 steps; 32 px keeps it cheap
     return ["--data", str(data), "--out", str(out), "--preset", "tiny", "--size", "32", "--batch-size", "2",
             "--val-batch-size", "8", "--epochs", "2", "--schedule", "poly", "--lr", "1e-3", "--workers", "1",
-            "--seed", "0"]
+            "--seed", "0", "--amp", "none"]  # one precision for both runs: the CPU probe may choose either
 
 
 def test_sigkilled_mid_epoch_then_resumed_is_bit_identical(synth, tmp_path):
@@ -295,3 +295,87 @@ def test_model_config_of_other_architectures():
         build_model_config(resolve_config("d", "o", arch="fcn", ablation="no_pee"))
     with pytest.raises(ValueError, match="unknown architecture 'vit'"):
         build_model_config(resolve_config("d", "o", arch="vit"))
+
+
+# --- early stopping and the CPU precision probe (issue 21) --------------------------------------
+def _scripted_validation(monkeypatch, scores):
+    """Make ``validate`` return the JA of ``scores`` in turn (the training itself runs for real)."""
+    import banet.train as train
+
+    real = train.validate
+    calls = iter(scores)
+
+    def scripted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result["mean"] = {**result["mean"], "JA": next(calls)}
+        return result
+
+    monkeypatch.setattr(train, "validate", scripted)
+
+
+def test_epochs_without_improvement_counts_from_the_first_best():
+    from banet.train import epochs_without_improvement
+
+    hist = [{"val": {"mean": {"JA": ja}}} for ja in (0.5, 0.7, 0.7, 0.6)]
+    assert epochs_without_improvement(hist) == 2  # the tie at epoch 3 is no improvement
+    assert epochs_without_improvement(hist[:2]) == 0 and epochs_without_improvement([]) == 0
+
+
+def test_patience_stops_the_run_and_a_resume_does_not_train_further(synth, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    _scripted_validation(monkeypatch, [0.5, 0.6, 0.55, 0.54, 0.9, 0.9])
+    result = fit(_config(synth, out, epochs=6, max_steps=None, patience=2, amp="none"))
+    assert [r["epoch"] for r in result["history"]] == [1, 2, 3, 4]  # best at 2, then 2 epochs without gain
+    last, best = load_checkpoint(out / "last.pt"), load_checkpoint(out / "best.pt")
+    assert last["stopped_early"] is True and last["epoch"] == 4 and best["epoch"] == 2
+    stamp = (out / "last.pt").stat().st_mtime_ns
+    again = fit(_config(synth, out, epochs=6, patience=2, amp="none"), resume=out / "last.pt")
+    assert len(again["history"]) == 4 and (out / "last.pt").stat().st_mtime_ns == stamp
+
+
+def test_without_patience_the_run_goes_to_its_epoch_cap(synth, tmp_path, monkeypatch):
+    _scripted_validation(monkeypatch, [0.5, 0.4, 0.3])
+    result = fit(_config(synth, tmp_path / "run", epochs=3, amp="none", max_steps=6))
+    assert [r["epoch"] for r in result["history"]] == [1, 2, 3]
+
+
+def test_cpu_probe_keeps_fp32_unless_another_precision_is_clearly_faster():
+    from banet.losses import DeepSupervisionLoss
+    from banet.model import PRESETS, build_model
+    from banet.train import CPU_PROBE_MARGIN, probe_cpu_precision
+
+    model = build_model(PRESETS["tiny"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    batch = (torch.randn(2, 3, 32, 32), (torch.rand(2, 1, 32, 32) > 0.5).float())
+    loss = DeepSupervisionLoss()
+    candidates = {"fp32": (None, False), "fp32_channels_last": (None, True)}
+
+    def clock_for(step_seconds):  # warm-up step, then one timed step per candidate
+        ticks, now = [], 0.0
+        for seconds in step_seconds:
+            ticks += [now, now + seconds]
+            now += seconds + 1.0
+        return iter(ticks).__next__
+
+    slightly = probe_cpu_precision(model, loss, batch, steps=1, candidates=candidates,
+                                   clock=clock_for([9, 1.0, 9, 1.0 / (CPU_PROBE_MARGIN - 0.05)]))
+    clearly = probe_cpu_precision(model, loss, batch, steps=1, candidates=candidates,
+                                  clock=clock_for([9, 1.0, 9, 0.5]))
+    assert slightly["choice"] == "fp32" and clearly["choice"] == "fp32_channels_last"
+    assert clearly["channels_last"] is True and clearly["seconds_per_step"]["fp32_channels_last"] == 0.5
+    for key, value in model.state_dict().items():  # BatchNorm statistics and weights as they were
+        assert torch.equal(value, before[key]), key
+
+
+def test_cpu_run_records_the_probe_and_a_resume_keeps_its_choice(synth, tmp_path):
+    out = tmp_path / "run"
+    fit(_config(synth, out, epochs=2, max_steps=1))
+    stored = json.loads((out / "train_config.json").read_text())["precision"]
+    assert stored["choice"] in ("fp32", "fp32_channels_last", "bf16_channels_last")
+    assert set(stored["seconds_per_step"]) == {"fp32", "fp32_channels_last", "bf16_channels_last"}
+    assert load_checkpoint(out / "last.pt")["precision"] == stored
+    fit(_config(synth, out, epochs=2, max_steps=2), resume=out / "last.pt")
+    assert json.loads((out / "train_config.json").read_text())["precision"] == stored
+    forced = tmp_path / "forced"
+    fit(_config(synth, forced, epochs=1, max_steps=1, amp="none"))
+    assert json.loads((forced / "train_config.json").read_text())["precision"]["choice"] == "configured"

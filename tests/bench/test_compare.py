@@ -62,7 +62,7 @@ def test_existing_results_and_entries_are_never_replaced_silently(compared, caps
     assert "exists" in capsys.readouterr().err and (root / "results" / "cmp.json").read_bytes() == before
     other = [a if a != "cmp" else "cmp2" for a in argv]
     assert compare_main(other) == 2  # finished entries in --out: --reuse or --force
-    assert "--reuse" in capsys.readouterr().err
+    assert "--resume" in capsys.readouterr().err
     stamp = (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns
     assert compare_main(other + ["--reuse"]) == 0  # takes them: only the latency block runs again
     assert (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns == stamp
@@ -89,3 +89,33 @@ def test_entries_and_bad_names():
         entries_for(["resnet"], [])
     with pytest.raises(ValueError, match="unknown ablation"):
         entries_for(["unet"], ["no_gates"])
+
+
+def test_a_killed_run_continues_from_its_last_checkpoint_and_finished_runs_are_not_repeated(compared, capsys):
+    root, data, argv = compared
+    run = root / "out" / "banet" / "run"
+    (root / "out" / "banet" / ENTRY_FILE).unlink()  # killed after training, before its record was written
+    trained = (run / "last.pt").stat().st_mtime_ns
+    unet_record = (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns
+    other = [a if a != "cmp" else "cmp3" for a in argv]
+    assert compare_main(other + ["--resume"]) == 0
+    assert (run / "last.pt").stat().st_mtime_ns == trained  # continued, not trained again from scratch
+    assert (root / "out" / "unet" / ENTRY_FILE).stat().st_mtime_ns == unet_record  # finished: taken as it is
+    record = json.loads((root / "out" / "banet" / ENTRY_FILE).read_text())
+    assert record["training"]["steps"] == 1 and record["row"] == "banet" and record["seed"] == 0
+    assert set(METRIC_NAMES) <= set(record["metrics_paper"]) and record["paper_score_size"] == 256
+    progress = (root / "out" / "progress.md").read_text()
+    assert "| banet |" in progress and "| unet |" in progress
+    (root / "out" / "banet" / ENTRY_FILE).unlink()
+    changed = [a if a != "cmp" else "cmp4" for a in argv if a != "unet"] + ["--resume", "--lr", "0.5"]
+    assert compare_main(changed) == 2  # an unfinished run of other settings is not continued silently
+    assert "other settings (lr)" in capsys.readouterr().err
+
+
+def test_extra_seeds_add_runs_of_the_named_rows():
+    entries = entries_for(["banet", "unet"], ["baseline"], extra_seeds=[1, 2], seed_rows=["banet", "banet-baseline"])
+    assert [e.label for e in entries] == ["banet", "unet", "banet-baseline", "banet-seed1", "banet-baseline-seed1",
+                                          "banet-seed2", "banet-baseline-seed2"]
+    assert {e.row for e in entries} == {"banet", "unet", "banet-baseline"}
+    with pytest.raises(ValueError, match="not rows"):
+        entries_for(["banet"], [], extra_seeds=[1], seed_rows=["cenet"])
