@@ -39,7 +39,8 @@ PIPELINE_FILE = "model.dali"
 AUTOSERIALIZED_FILE = "dali.py"
 """What the repository ships: the backend's fallback file, serialized by the container's DALI at load."""
 TESTED_DALI_VERSIONS = ("2.1.1", "2.4.0")
-"""DALI versions under which the served pipeline was defined and autoserialized here (docs/serving.md)."""
+"""DALI versions under which the shipped ``dali.py`` was defined and autoserialized here: 2.4.0 in the tests,
+2.1.1 (the DALI backend's pin on its r26.06 branch) by hand in a separate virtualenv (docs/serving.md)."""
 
 
 class DaliUnavailable(RuntimeError):
