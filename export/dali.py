@@ -113,15 +113,6 @@ def render_autoserialized(image_size: int, *, max_batch_size: int = spec.MAX_BAT
     return text
 
 
-def write_autoserialized(path: str | Path, image_size: int, *, max_batch_size: int = spec.MAX_BATCH_SIZE) -> Path:
-    """Write :func:`render_autoserialized` to ``path`` (``dali.py`` in the model's version folder)."""
-    from banet.atomic import write_text
-
-    path = Path(path)
-    write_text(path, render_autoserialized(image_size, max_batch_size=max_batch_size))
-    return path
-
-
 def check_autoserialized(text: str) -> bytes:
     """Autoserialize a rendered ``dali.py`` as Triton's backend does and return the serialized pipeline.
 

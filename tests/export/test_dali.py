@@ -154,3 +154,18 @@ def test_a_stale_model_dali_is_refused_then_replaced_with_force(tmp_path):
     assert stale.exists() and not (tmp_path / "repo" / spec.NETWORK_MODEL).exists()
     write_repository(tmp_path / "repo", onnx_path=onnx_path, preprocess="dali", force=True)
     assert not stale.exists() and (stale.parent / dali.AUTOSERIALIZED_FILE).is_file()
+
+
+@needs_dali
+def test_a_pipeline_triton_would_refuse_is_refused_before_writing(tmp_path, monkeypatch):
+    """The export's own gate: the pre-issue graph (the size read from the GPU decoder's output) in the template
+    is refused with DALI's reason, and the repository is not created."""
+    text = dali.template_path().read_text()
+    old_graph = text.replace("shape = peek_image_shape(encoded, dtype=types.INT32, adjust_orientation=True)",
+                             "shape = images.shape(dtype=types.INT32)")
+    assert old_graph != text
+    (tmp_path / "dali.py").write_text(old_graph)
+    monkeypatch.setattr(dali, "template_path", lambda: tmp_path / "dali.py")
+    with pytest.raises(RepositoryError, match="transition from GPU to CPU"):
+        write_repository(tmp_path / "repo", onnx_path=_float_onnx(tmp_path / "m.onnx", 64), preprocess="dali")
+    assert not (tmp_path / "repo").exists()
