@@ -32,10 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from banet.spec import DEFAULT_HOST, GRPC_PORT, HTTP_PORT, METRICS_PORT
+from banet.triton_args import PYTHON_SHM_BYTES, gpu_visible, tritonserver_args
 
 log = logging.getLogger(__name__)
-PYTHON_SHM_BYTES = 16 * 1024 * 1024
-"""Initial size and growth step of each Python-backend model's shared-memory region (Triton's default: 1 MiB)."""
 triton_log = logging.getLogger("banet.server.tritonserver")
 
 READY_PATH = "/v2/health/ready"
@@ -178,7 +177,7 @@ class TritonServer:
     def __init__(self, repository: str | Path, *, host: str = DEFAULT_HOST, grpc_port: int = GRPC_PORT,
                  http_port: int = HTTP_PORT, metrics_port: int | None = METRICS_PORT,
                  extra_args: tuple[str, ...] = (), startup_timeout_s: float = 180.0, log_verbose: int = 0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, gpu: bool | None = None) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
         self.grpc_port, self.http_port, self.metrics_port = grpc_port, http_port, metrics_port
@@ -186,6 +185,8 @@ class TritonServer:
         self.startup_timeout_s = startup_timeout_s
         self.log_verbose = log_verbose
         self.extra_env = dict(env or {})
+        self.gpu = gpu_visible() if gpu is None else gpu
+        """The server sees a GPU: Triton's GPU metrics stay on (:func:`banet.triton_args.tritonserver_args`)."""
         self.process: subprocess.Popen | None = None
         self.log_tail: collections.deque[str] = collections.deque(maxlen=400)
         self._reader: threading.Thread | None = None
@@ -208,24 +209,15 @@ class TritonServer:
         return None if self.metrics_port is None else f"http://{self._client_host}:{self.metrics_port}/metrics"
 
     def command(self, inst: TritonInstallation) -> list[str]:
-        cmd = [str(inst.binary), f"--model-repository={self.repository}",
-               f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-               f"--http-address={self.host}", f"--http-port={self.http_port}",
-               "--exit-on-error=true", "--strict-readiness=true", f"--log-verbose={self.log_verbose}"]
-        if inst.backend_dir is not None:
-            cmd.append(f"--backend-directory={inst.backend_dir}")
-        # The Python backend's shared memory (through which every tensor of the pre/post/network steps
-        # passes) starts at 1 MiB and grows by 1 MiB: a 2-megapixel MASK + BOUNDARY then costs many grow
-        # steps per request. Start and grow it by PYTHON_SHM_BYTES (docs/serving.md), unless given.
-        if not any("shm-default-byte-size" in a or "shm-growth-byte-size" in a for a in self.extra_args):
-            cmd += [f"--backend-config=python,shm-default-byte-size={PYTHON_SHM_BYTES}",
-                    f"--backend-config=python,shm-growth-byte-size={PYTHON_SHM_BYTES}"]
-        if self.metrics_port is None:
-            cmd.append("--allow-metrics=false")
-        else:
-            cmd += [f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-                    "--allow-gpu-metrics=false"]
-        return cmd + list(self.extra_args)
+        """``tritonserver`` and its flags: :func:`banet.triton_args.tritonserver_args` (the one source the
+        container image and the Kubernetes manifest use too), then ``extra_args``."""
+        # the Python backend's shared-memory flags unless the caller gives their own
+        own_shm = any("shm-default-byte-size" in a or "shm-growth-byte-size" in a for a in self.extra_args)
+        flags = tritonserver_args(model_repository=self.repository, gpu=self.gpu, host=self.host,
+                                  grpc_port=self.grpc_port, http_port=self.http_port, metrics_port=self.metrics_port,
+                                  backend_dir=inst.backend_dir, log_verbose=self.log_verbose,
+                                  python_shm_bytes=None if own_shm else PYTHON_SHM_BYTES)
+        return [str(inst.binary), *flags, *self.extra_args]
 
     # --- lifecycle -------------------------------------------------------------------------------
     def start(self) -> TritonServer:

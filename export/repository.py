@@ -15,7 +15,7 @@ Layout::
 
     REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK, BOUNDARY, AREA
     REPO/banet/1/                           (empty version folder, required by Triton)
-    REPO/banet_preprocess/{config.pbtxt,1/model.py}
+    REPO/banet_preprocess/{config.pbtxt,1/model.py}   (preprocess="dali": 1/dali.py, see export/dali.py)
     REPO/banet_model/config.pbtxt
     REPO/banet_model/<N>/model.onnx [+ model.py]   python_onnxruntime / onnxruntime_onnx
     REPO/banet_model/<N>/model.plan                tensorrt_plan
@@ -39,7 +39,8 @@ BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
 PREPROCESSORS = ("python", "dali")
 """``banet_preprocess``: the Python backend (default; any server) or a DALI pipeline (GPU servers, export/dali.py)."""
 QUEUE_DELAY_US = 2000
-"""Dynamic batching: the longest a request waits for others to join its batch (microseconds)."""
+"""Dynamic batching of the network step: the longest a request waits there for others to join its batch
+(microseconds). The pre/post steps get no delay (:func:`dynamic_batching`)."""
 IMAGE_SIZE_PARAMETER = "image_size"
 """``banet_preprocess`` config parameter: the side the image is resized to (the network's input size)."""
 DECODE_OVERSAMPLE_PARAMETER = "decode_oversample"
@@ -126,9 +127,22 @@ def _header(name: str, engine: str, cfg: RepositoryConfig) -> str:
     return f'name: "{name}"\n{engine}\nmax_batch_size: {cfg.max_batch_size}\n'
 
 
-def _batching(cfg: RepositoryConfig, preferred: tuple[int, ...] = ()) -> str:
-    pref = f"\n  preferred_batch_size: {_dims(preferred)}" if preferred else ""
-    return f"dynamic_batching {{{pref}\n  max_queue_delay_microseconds: {cfg.queue_delay_us}\n}}\n"
+def dynamic_batching(queue_delay_us: int = 0) -> str:
+    """``dynamic_batching`` block; ``queue_delay_us`` 0 writes Triton's defaults ``dynamic_batching { }``.
+
+    Following Triton's batcher guide (server ``docs/user_guide/batcher.md``): no ``preferred_batch_size``
+    ("should not be specified" for most models; the exception is a TensorRT model with several optimization
+    profiles, and our engines have one, batch 1..``spec.MAX_BATCH_SIZE``), and a delay only where it pays. With
+    delay 0 the batcher still merges whatever requests are queued while the instances are busy, so the
+    pre/post steps batch under load without making a lone request wait; a delay on each of the three ensemble
+    steps would add up (3 x 2 ms at low load). Only the network step, where a bigger batch is cheaper per image
+    on a GPU, waits up to :data:`QUEUE_DELAY_US` for others to join.
+    """
+    if queue_delay_us < 0:
+        raise ValueError(f"queue_delay_us must be >= 0, got {queue_delay_us}")
+    if queue_delay_us == 0:
+        return "dynamic_batching { }\n"
+    return f"dynamic_batching {{\n  max_queue_delay_microseconds: {queue_delay_us}\n}}\n"
 
 
 def _instances(kind: str, count: int) -> str:
@@ -140,7 +154,7 @@ def preprocess_config(cfg: RepositoryConfig) -> str:
     return (_header(spec.PREPROCESS_MODEL, 'backend: "python"', cfg)
             + _io("input", [_tensor(spec.ENCODED_IMAGE)]) + "\n"
             + _io("output", [_tensor(network_input), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
-            + _batching(cfg) + _instances("KIND_CPU", cfg.preprocess_instances)
+            + dynamic_batching() + _instances("KIND_CPU", cfg.preprocess_instances)
             + _parameters({IMAGE_SIZE_PARAMETER: str(cfg.image_size), NETWORK_IO_PARAMETER: cfg.network_io,
                            DECODE_OVERSAMPLE_PARAMETER: str(cfg.decode_oversample)}))
 
@@ -151,7 +165,7 @@ def postprocess_config(cfg: RepositoryConfig) -> str:
             + _io("input", [_tensor(network_output), _tensor(spec.ORIGINAL_SIZE),
                             _tensor(spec.THRESHOLD, optional=True)]) + "\n"
             + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
-            + _batching(cfg) + _instances("KIND_CPU", cfg.postprocess_instances)
+            + dynamic_batching() + _instances("KIND_CPU", cfg.postprocess_instances)
             + _parameters({NETWORK_IO_PARAMETER: cfg.network_io}))
 
 
@@ -162,7 +176,6 @@ def network_config(cfg: RepositoryConfig) -> str:
         "tensorrt_plan": 'platform: "tensorrt_plan"',
     }[cfg.backend]
     kind = "KIND_CPU" if cfg.backend == "python_onnxruntime" else "KIND_GPU"
-    preferred = tuple(sorted({min(spec.OPT_BATCH_SIZE, cfg.max_batch_size), cfg.max_batch_size}))
     network_input, network_output = _network_io(cfg)
     warmup = (
         "model_warmup [\n  {\n    name: \"zeros_batch_1\"\n    batch_size: 1\n    inputs {\n"
@@ -173,7 +186,7 @@ def network_config(cfg: RepositoryConfig) -> str:
     return (_header(spec.NETWORK_MODEL, engine, cfg)
             + _io("input", [_tensor(network_input)]) + "\n"
             + _io("output", [_tensor(network_output)]) + "\n"
-            + _batching(cfg, preferred) + _instances(kind, cfg.instance_count) + warmup)
+            + dynamic_batching(cfg.queue_delay_us) + _instances(kind, cfg.instance_count) + warmup)
 
 
 def ensemble_config(cfg: RepositoryConfig) -> str:
@@ -298,7 +311,8 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     serving graph) or ``float32`` (the reference route). ``preprocess_instances`` /
     ``postprocess_instances``: Python-backend processes of the pre/post models (docs/serving.md).
     ``preprocess="dali"``: the first step is a DALI pipeline (nvJPEG decode and resize on the GPU;
-    needs ``nvidia.dali`` here to serialize it and NVIDIA's Triton container to serve it, see
+    ships ``banet_preprocess/1/dali.py``, which the container's DALI serializes at load; ``nvidia.dali`` is
+    needed here to define it first with Triton's executor settings, NVIDIA's Triton container to serve it, see
     :mod:`export.dali`); the ensemble then takes ``IMAGE_BYTES`` as a ``UINT8 [-1]`` vector.
     The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
     files that exist with other content are replaced only with ``force``.
@@ -339,8 +353,23 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         spec.ENSEMBLE_MODEL: ensemble_config(cfg),
     }
     python_models = (spec.POSTPROCESS_MODEL,) if cfg.preprocess == "dali" else (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL)
-    if cfg.preprocess == "dali" and not dali.available():
-        raise RepositoryError("preprocess='dali' needs nvidia.dali to serialize the pipeline: pip install '.[dali]'")
+    extra_files: dict[Path, str] = {}
+    if cfg.preprocess == "dali":
+        if not dali.available():
+            raise RepositoryError("preprocess='dali' needs nvidia.dali to check the pipeline: pip install '.[dali]'")
+        # the repository ships dali.py, which the backend serializes with the container's DALI at load; define
+        # it here first with Triton's executor settings, so a pipeline Triton would refuse is refused now
+        pipeline_text = dali.render_autoserialized(cfg.image_size, max_batch_size=cfg.max_batch_size)
+        try:
+            dali.check_autoserialized(pipeline_text)
+        except dali.DaliPipelineError as err:
+            raise RepositoryError(str(err)) from None
+        extra_files[repo / spec.PREPROCESS_MODEL / "1" / dali.AUTOSERIALIZED_FILE] = pipeline_text
+        stale = repo / spec.PREPROCESS_MODEL / "1" / dali.PIPELINE_FILE
+        if stale.exists() and not force:
+            # the backend loads model.dali before dali.py (dali_backend src/dali_model.h LoadModel)
+            raise RepositoryError(f"{stale} (a pipeline serialized by an earlier export) would be loaded by Triton "
+                                  f"instead of {dali.AUTOSERIALIZED_FILE}; remove it or pass force=True (--force)")
     # check everything before writing anything, so a refusal leaves the repository as it was
     if not force:
         for model, text in configs.items():
@@ -352,14 +381,19 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
             path = repo / model / "1" / "model.py"
             if path.exists() and path.read_bytes() != _template(model).read_bytes():
                 raise RepositoryError(f"{path} differs from the template {_template(model)}; pass force=True to replace it")
+        for path, text in extra_files.items():
+            if path.exists() and path.read_text() != text:
+                raise RepositoryError(f"{path} exists with different content; pass force=True (--force) to replace it")
 
     for model, text in configs.items():
         _write_text(repo / model / "config.pbtxt", text, force=force)
     for model in python_models:
         _write_text(repo / model / "1" / "model.py", _template(model).read_text(), force=force)
-    if cfg.preprocess == "dali":
-        (repo / spec.PREPROCESS_MODEL / "1").mkdir(parents=True, exist_ok=True)
-        dali.write_pipeline(repo / spec.PREPROCESS_MODEL / "1" / dali.PIPELINE_FILE, cfg.image_size)
+    for path, text in extra_files.items():
+        _write_text(path, text, force=force)
+    if cfg.preprocess == "dali" and stale.exists():
+        log.warning("removing %s: Triton would load it instead of %s", stale, dali.AUTOSERIALIZED_FILE)
+        stale.unlink()
     (repo / spec.ENSEMBLE_MODEL / "1").mkdir(parents=True, exist_ok=True)
 
     model_dir = repo / spec.NETWORK_MODEL

@@ -61,7 +61,6 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     if network_io == "uint8":
         assert (tensor_in.dtype, tensor_in.shape, tensor_out.dtype) == ("uint8", (256, 256, 3), "float16")
     assert net.dynamic_batching.max_queue_delay_microseconds > 0
-    assert max(net.dynamic_batching.preferred_batch_size) <= spec.MAX_BATCH_SIZE
     assert net.instance_group[0].count == 2
     assert net.instance_group[0].kind == (pb.ModelInstanceGroup.KIND_CPU if backend == "python_onnxruntime"
                                           else pb.ModelInstanceGroup.KIND_GPU)
@@ -96,6 +95,26 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     assert (repo / spec.PREPROCESS_MODEL / "1" / "model.py").is_file()
     assert (repo / spec.ENSEMBLE_MODEL / "1").is_dir()
 
+
+
+@pytest.mark.parametrize("backend", ["python_onnxruntime", "tensorrt_plan"])
+def test_dynamic_batching_follows_tritons_batcher_guide(tmp_path, model_file, backend):
+    """Triton's batcher guide (server docs/user_guide/batcher.md): no preferred_batch_size except for TensorRT
+    models with several optimization profiles (ours have one), and a queue delay only where it pays: the
+    network step. A lone request then waits once (QUEUE_DELAY_US), not once per ensemble step."""
+    from export.repository import QUEUE_DELAY_US
+
+    repo = tmp_path / "repo"
+    write_repository(repo, onnx_path=model_file, engine_path=model_file, backend=backend)
+    configs = {m: _parse(repo / m / "config.pbtxt") for m in
+               (spec.PREPROCESS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL)}
+    for name, cfg in configs.items():
+        assert cfg.HasField("dynamic_batching"), name  # batching stays on for every step
+        assert list(cfg.dynamic_batching.preferred_batch_size) == [], name
+    delays = {name: cfg.dynamic_batching.max_queue_delay_microseconds for name, cfg in configs.items()}
+    assert delays == {spec.PREPROCESS_MODEL: 0, spec.NETWORK_MODEL: QUEUE_DELAY_US, spec.POSTPROCESS_MODEL: 0}
+    ensemble = _parse(repo / spec.ENSEMBLE_MODEL / "config.pbtxt")
+    assert sum(delays[s.model_name] for s in ensemble.ensemble_scheduling.step) == QUEUE_DELAY_US
 
 def test_each_write_adds_a_new_version_and_never_touches_old_ones(tmp_path, model_file):
     repo = tmp_path / "repo"
