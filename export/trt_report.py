@@ -7,8 +7,9 @@ INT8 vs FP16 vs FP32 mask parity.
 One ``run_export`` (FP32, FP16, INT8 for TensorRT; the engines built by the installed builder, on
 these machines TensorRT-RTX ahead of time), then per artifact: the builder's parse result, build
 time, engine size and the layer census of the parsed network (layers by type and compute dtype,
-INT8 convolutions); the engine inspector's per-layer precisions where a GPU can deserialize the
-engine. Parity (mean and worst image mask agreement against the FP32 PyTorch masks) comes from the
+INT8 convolutions); the built engine's layers by output precision, from TensorRT-RTX's own build log
+(every build sets ``ProfilingVerbosity.DETAILED``; export/tensorrt.py) and from the engine inspector's
+JSON where a GPU can deserialize the engine (TensorRT 10 and 11 forms, ``tensorrt.layer_precisions``). Parity (mean and worst image mask agreement against the FP32 PyTorch masks) comes from the
 export's own gate.
 
 ``--modelopt`` adds NVIDIA ModelOpt's INT8 (same convs, same calibration images, FP16 base) where
@@ -185,14 +186,17 @@ def _fmt(value, spec: str) -> str:
 
 def _engine_cells(engine: dict) -> list[str]:
     if not engine:
-        return ["-"] * 5
+        return ["-"] * 6
     if engine.get("status", "built") != "built" and not engine.get("parsed_and_built"):
-        return [f"**no**: {engine.get('error') or engine.get('status')}", "-", "-", "-", "-"]
+        return [f"**no**: {engine.get('error') or engine.get('status')}", "-", "-", "-", "-", "-"]
     net = engine.get("network", {})
     convs = net.get("convolution_dtypes", {})
+    built = engine.get("layers") or {}
     return ["yes", _fmt(engine.get("build_seconds"), ".1f"), _fmt(engine.get("bytes", 0) / 1e6, ".2f"),
             str(net.get("layers", "-")),
-            ", ".join(f"{k} {v}" for k, v in convs.items()) + f"; INT8 (Q/DQ in) {net.get('convolutions_int8', 0)}"]
+            ", ".join(f"{k} {v}" for k, v in convs.items()) + f"; INT8 (Q/DQ in) {net.get('convolutions_int8', 0)}",
+            (f"{built.get('layers')}: " + ", ".join(f"{k} {v}" for k, v in built.get("by_output_precision", {}).items()))
+            if built else "-"]
 
 
 def to_markdown(report: dict) -> str:
@@ -212,13 +216,14 @@ def to_markdown(report: dict) -> str:
     if report.get("note"):
         lines += [f"> {report['note']}", ""]
     lines += ["## What the TensorRT builder makes of each artifact", "",
-              "| artifact | ONNX MB | parsed and built | build s | engine MB | network layers | convolutions by compute dtype |",
-              "|---|---|---|---|---|---|---|"]
+              "| artifact | ONNX MB | parsed and built | build s | engine MB | network layers | convolutions by compute dtype | engine layers by output precision |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in [*report["rows"], *[x for x in report["extra"] if "engine" in x]]:
         lines.append(f"| {r['artifact']} | {_fmt(r.get('onnx_mb'), '.2f')} | " + " | ".join(_engine_cells(r["engine"])) + " |")
-    lines += ["", "Layer counts are of the parsed, strongly typed network that the builder compiles "
-              "(TensorRT's `INetworkDefinition`); the built engine's per-layer precisions come from TensorRT's "
-              "engine inspector, which deserializes the engine and so needs a GPU: "
+    lines += ["", "Network layer counts are of the parsed, strongly typed network that the builder compiles "
+              "(TensorRT's `INetworkDefinition`); the engine's layers (after fusion) by output precision come from "
+              "the builder's DETAILED layer log (TensorRT-RTX). TensorRT's engine inspector, which deserializes "
+              "the engine and so needs a GPU: "
               + str(next((r["engine_inspector"] for r in report["rows"] if r.get("engine_inspector")), "-")) + ".", ""]
     lines += ["## Mask parity against FP32 PyTorch", "",
               "| artifact | quantizer | agreement mean / worst | worst image | JA change (pts) | compute nodes by dtype (outside Q/DQ, Cast) | gate |",
