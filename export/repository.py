@@ -380,6 +380,11 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     The model file is copied into a new version directory ``banet_model/<N>``; configs and ``model.py``
     files that exist with other content are replaced only with ``force``.
     """
+    if onnx_path is not None and Path(onnx_path).is_file():
+        declared = onnx_image_size(onnx_path)
+        if image_size is not None and declared is not None and image_size != declared:
+            raise RepositoryError(f"{onnx_path} takes {declared}x{declared} images, not the {image_size} asked for")
+        image_size = image_size or declared
     if backend == "tensorrt_plan" and engine_path is not None and Path(engine_path).is_file():
         record_source = "the given engine_tensors"
         if engine_tensors is None:
@@ -388,19 +393,16 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
             network_io, image_size = _check_engine(engine_tensors, record_source, network_io=network_io,
                                                    image_size=image_size, max_batch_size=max_batch_size)
             log.info("%s: I/O from %s", engine_path, record_source)
-        elif image_size is None or network_io is None:
-            raise RepositoryError(f"cannot tell the image size and I/O of {engine_path}: {record_source}; pass "
-                                  "--image-size and --network-io (the sizes it was built for), or keep the "
-                                  "export's manifest.json beside it")
         else:
+            if network_io is None and onnx_path is not None and Path(onnx_path).is_file():
+                network_io = _graph_io(Path(onnx_path), "uint8")  # the ONNX file the engine was built from
+            if image_size is None or network_io is None:  # (an ONNX file given beside it gave its size above)
+                raise RepositoryError(f"cannot tell the image size and I/O of {engine_path}: {record_source}; pass "
+                                      "--image-size and --network-io (the sizes it was built for), or keep the "
+                                      "export's manifest.json beside it")
             log.warning("%s: no I/O record (%s); the config declares the spec's %s I/O at %d px, which Triton "
                         "checks against the engine when it loads", engine_path, record_source, network_io, image_size)
     network_io = network_io or "uint8"
-    if onnx_path is not None and Path(onnx_path).is_file():
-        declared = onnx_image_size(onnx_path)
-        if image_size is not None and declared is not None and image_size != declared:
-            raise RepositoryError(f"{onnx_path} takes {declared}x{declared} images, not the {image_size} asked for")
-        image_size = image_size or declared
     cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count,
                            image_size=image_size or spec.IMAGE_SIZE, network_io=network_io,
                            decode_oversample=decode_oversample, preprocess=preprocess,

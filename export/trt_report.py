@@ -71,13 +71,15 @@ def _build_row(onnx_path: Path, work: Path, size: int, builder: trt_route.Builde
     except trt_route.EngineBuildError as err:
         return {"parsed_and_built": False, "error": str(err)}
     row = {"parsed_and_built": True, **built.to_dict()}
-    row["engine_inspector"] = _inspect(built.path, builder)
+    row["engine_inspector"] = _inspect(built.path, builder, built.targets, built.builder["version_compatible"])
     return row
 
 
-def _inspect(path: Path, builder: trt_route.Builder) -> dict[str, Any] | str:
-    if not builder.can_run():
-        return "not run: the engine inspector deserializes the engine, which needs a CUDA GPU"
+def _inspect(path: Path, builder: trt_route.Builder, targets: list[str],
+             version_compatible: bool = False) -> dict[str, Any] | str:
+    runnable, why = trt_route.engine_runnable(builder, targets=targets, version_compatible=version_compatible)
+    if not runnable:
+        return f"not run: the engine inspector deserializes the engine, which this machine cannot ({why})"
     try:
         return trt_route.inspect_engine(path, builder)
     except trt_route.EngineBuildError as err:
@@ -151,7 +153,8 @@ def collect(config: ExportConfig, work: Path, *, modelopt: bool, torch_fp16: boo
                      "onnx_compute_dtypes": fp32_compute_nodes(folder / art["path"]),
                      "parity": art.get("parity"), "gate": art.get("gate"),
                      "engine": {k: v for k, v in engine.items() if k not in ("trtexec", "profile")},
-                     "engine_inspector": (_inspect(folder / engine["path"], builder)
+                     "engine_inspector": (_inspect(folder / engine["path"], builder, engine.get("targets", []),
+                                                   bool(engine.get("version_compatible")))
                                           if engine.get("status") == "built" and builder else None)})
     extra = []
     if modelopt or torch_fp16:

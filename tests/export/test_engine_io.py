@@ -129,7 +129,8 @@ def test_repository_cli_reads_the_engine_size_from_the_manifest_or_refuses(expor
     assert size != spec.IMAGE_SIZE  # otherwise a silent default would pass
     serving = next(e for e in _built(exported) if e["io"] == "uint8" and e["precision"] == "fp16")
     # the name of the Triton plan that the entry's trtexec command writes from the same ONNX file
-    for name in (serving["path"], serving["triton_plan"]):
+    triton_plan = serving.get("triton_plan", serving["path"].replace("_rtx.plan", ".plan"))
+    for name in (serving["path"], triton_plan):
         if not (folder / name).exists():
             shutil.copyfile(folder / serving["path"], tmp_path / name)
             engine = tmp_path / name
@@ -201,6 +202,7 @@ def test_runtime_gate_rules(monkeypatch):
 
 @pytest.mark.needs_trt_builder
 @pytest.mark.needs_data
+@pytest.mark.filterwarnings("ignore:Use del obj instead:DeprecationWarning")  # TensorRT-RTX's Runtime on collection
 def test_runtime_allows_host_code_when_deserializing(exported, trt_builder):
     """The trt.Runtime that deserializes an engine has engine_host_code_allowed = True (version-compatible
     plans embed the lean runtime as host code; Triton's tensorrt_backend src/loader.cc sets it too)."""
@@ -242,7 +244,7 @@ def test_export_on_an_h200_reports_engines_it_cannot_run_and_keeps_everything(re
     repository is written."""
     if trt_builder.for_triton:
         pytest.skip("the data-center TensorRT builds for the visible GPU; this simulates TensorRT-RTX engines")
-    monkeypatch.setattr(trt_route, "runtime_allows_host_code", lambda builder: False)
+    monkeypatch.setattr(trt_route, "runtime_allows_host_code", lambda builder: False, raising=False)
     monkeypatch.setattr(trt_route, "engine_runner", lambda *a, **k: pytest.fail("a non-runnable engine was loaded"))
     manifest = _simulated_gpu_export(real_tiny_checkpoint, kvasir, tmp_path, monkeypatch, H200,
                                      version_compatible=True)
@@ -298,6 +300,9 @@ def test_detailed_build_gives_layers_by_precision(exported):
     fp32 = next(e for e in engines.values() if e["precision"] == "fp32" and e["io"] == "float32")
     assert "HALF" in fp16["layers"]["by_output_precision"]
     assert "HALF" not in fp32["layers"]["by_output_precision"]
+    from export.trt_report import _engine_cells  # the report's "engine layers by output precision" column
+
+    assert "HALF" in _engine_cells(fp16)[-1] and _engine_cells(fp32)[-1].startswith(f"{fp32['layers']['layers']}: ")
 
 
 TENSORRT10_INSPECTOR = {  # the TensorRT 10 JSON form (layer tensors with "Format/Datatype", "Bindings")
