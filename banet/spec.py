@@ -45,17 +45,43 @@ class TensorSpec:
 
     @property
     def triton_dtype(self) -> str:
-        return _TRITON_DTYPES[self.dtype]
+        return triton_dtype(self.dtype)
 
 
 _TRITON_DTYPES = {
     "float32": "TYPE_FP32",
     "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
     "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
     "int32": "TYPE_INT32",
     "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
     "object": "TYPE_STRING",
 }
+
+
+def triton_dtype(dtype: str) -> str:
+    """Triton's ``data_type`` (``model_config.proto``) of a dtype name (numpy's / torch's spelling)."""
+    if dtype not in _TRITON_DTYPES:
+        raise ValueError(f"no Triton data type for dtype {dtype!r} (known: {', '.join(_TRITON_DTYPES)})")
+    return _TRITON_DTYPES[dtype]
+
+
+TENSORRT_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "UINT8": "uint8",
+    "INT8": "int8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
+"""TensorRT ``DataType`` name -> dtype name (an attribute of ``torch`` and, but for ``bfloat16``, a numpy
+dtype), for every type an engine's I/O tensor can have here; each also has a Triton type
+(:func:`triton_dtype`). The other TensorRT types (``FP8``, ``FP4``, ``INT4``, ``E8M0``) are internal
+precisions of Q/DQ networks, never the I/O of an engine this project builds: they have no Triton type."""
 
 NETWORK_INPUT = TensorSpec("image", "float32", (3, IMAGE_SIZE, IMAGE_SIZE))
 """Normalized RGB image batch ``(B, 3, H, W)``."""

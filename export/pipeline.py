@@ -371,10 +371,19 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
             run = item.pop("runner", None) or ort_runner(folder / item["path"], threads=config.threads, io=io)
             common = dict(artifact=item["name"], precision=item["precision"], image_size=size,
                           gate=config.gate(item["precision"]), batch_size=config.batch_size)
-            if io == "uint8":  # the whole served path, from the encoded files
-                result = parity.score_served(run, data, ref, oversample=config.decode_oversample, **common)
-            else:
-                result = parity.score(run, data, ref, **common)
+            try:
+                if io == "uint8":  # the whole served path, from the encoded files
+                    result = parity.score_served(run, data, ref, oversample=config.decode_oversample, **common)
+                else:
+                    result = parity.score(run, data, ref, **common)
+            except Exception as err:  # noqa: BLE001 - an engine that fails to run is reported, the export goes on
+                if item["format"] == "onnx":
+                    raise
+                reason = f"the engine failed to run: {type(err).__name__}: {err}"
+                log.error("%s: %s", item["path"], reason)
+                item.update(gate="fail", error=reason, parity={"reasons": [reason]})
+                bar.update()
+                continue
             item["parity"] = result.to_dict()
             item["gate"] = "pass" if result.passed else "fail"
             if item["format"] == "onnx":
@@ -438,7 +447,7 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
             "name": f"tensorrt_rtx_{precision}{suffix}" if rtx else f"tensorrt_{precision}{suffix}", "precision": precision, "io": io,
             "format": "tensorrt_rtx_engine" if rtx else "tensorrt_plan", "path": plan, "source": art["path"],
             "profile": trt_route.profile_shapes(size, io=io),
-            "triton": not rtx,
+            "triton": not rtx, "triton_plan": triton_plan,
             # the Triton plan is built with the TensorRT of the serving Triton container (docs/serving.md)
             "trtexec": trt_route.trtexec_command(art["path"], triton_plan, image_size=size,
                                                  timing_cache="timing.cache", workspace_gib=config.workspace_gib,
@@ -461,10 +470,16 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
             else:
                 entry.update(status="built", export_seconds=built.seconds, **built.to_dict())
                 art["tensorrt_check"] = {"built": True, "builder_label": builder.label, "engine": plan}
-                if builder.can_run():
-                    entry["runner"] = trt_route.engine_runner(folder / plan, builder=builder, io=io)
-                else:
-                    entry["gate"] = "not run: no GPU"  # it parsed and built; running needs a CUDA GPU
+                # the builder's own I/O record against what the repository and the runner expect
+                entry["io_check"] = trt_route.check_engine_io(built.tensors, io, image_size=size)
+                runnable, why = trt_route.engine_runnable(builder, targets=built.targets,
+                                                          version_compatible=built.builder["version_compatible"])
+                entry["runtime"] = {"runnable": runnable, "reason": why, "gpu": trt_route.gpu()}
+                if runnable:
+                    _attach_runner(entry, lambda: trt_route.engine_runner(folder / plan, builder=builder, io=io))
+                else:  # it parsed and built; this machine cannot run it (no GPU, or a GPU it was not built for)
+                    log.info("%s not run: %s", plan, why)
+                    entry["gate"] = f"not run: {why}"
         else:
             reason = "disabled (--no-engine)" if not config.engine else trt_route.unavailable_reason(config.trt_builder)
             entry["status"] = f"not built: {reason}"
@@ -472,6 +487,17 @@ def _engines(folder: Path, config: ExportConfig, model, size: int, artifacts: li
     if config.torch_tensorrt:
         engines.extend(_torch_tensorrt_engines(folder, config, model, size))
     return engines
+
+
+def _attach_runner(entry: dict[str, Any], make) -> None:
+    """``entry["runner"] = make()``; an engine that fails to deserialize or set up is reported on its entry
+    (gate "fail", with the reason) and the export goes on with every other artifact."""
+    try:
+        entry["runner"] = make()
+    except Exception as err:  # noqa: BLE001 - one engine's failure must not stop the export
+        reason = f"the engine could not be loaded to run: {type(err).__name__}: {err}"
+        log.error("%s: %s", entry["path"], reason)
+        entry.update(gate="fail", error=reason, parity={"reasons": [reason]})
 
 
 def _torch_tensorrt_engines(folder: Path, config: ExportConfig, model, size: int) -> list[dict[str, Any]]:
@@ -490,8 +516,9 @@ def _torch_tensorrt_engines(folder: Path, config: ExportConfig, model, size: int
             builder = trt_route.load_builder("tensorrt")
             entry.update(status="built", export_seconds=time.perf_counter() - started, io=io,
                          note=f"output tensor is named {io['output']!r} by Torch-TensorRT; the generated Triton "
-                              "config names it logits, so this plan is not promoted (use the ONNX route's plan)",
-                         runner=trt_route.engine_runner(folder / plan, builder=builder, output=io["output"]))
+                              "config names it logits, so this plan is not promoted (use the ONNX route's plan)")
+            _attach_runner(entry, lambda: trt_route.engine_runner(folder / plan, builder=builder,
+                                                                  output=io["output"]))
         else:
             entry["status"] = f"not built: {torch_trt_route.unavailable_reason()}"
         engines.append(entry)
@@ -525,6 +552,7 @@ def promote(final: Path, manifest: dict[str, Any], config: ExportConfig) -> dict
     try:
         written = write_repository(Path(config.repository), onnx_path=final / onnx_art["path"],
                                    backend=config.backend, engine_path=engine_path,
+                                   engine_tensors=chosen.get("tensors") if engine_path is not None else None,
                                    max_batch_size=MAX_BATCH_SIZE, image_size=int(config.image_size or IMAGE_SIZE),
                                    network_io=config.network_io, decode_oversample=config.decode_oversample,
                                    force=config.force)

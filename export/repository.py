@@ -11,6 +11,11 @@ the float16 ``probability`` ``(B, 1, S, S)``, and ``banet_postprocess`` turns th
 (see :mod:`export.serving_graph`). ``network_io="float32"`` writes the reference route of before
 (float32 ``image`` -> ``logits``), e.g. for an engine built from the float graph.
 
+For ``tensorrt_plan`` the network's config is written from the engine's own I/O record (names, dtypes,
+dims, profile), as the TensorRT builder read it from the parsed network (``export.tensorrt.network_tensors_of``,
+kept per engine in the export's ``manifest.json``), and refused when that I/O is not what the ensemble
+sends and expects: Triton's TensorRT backend compares the config with the engine and would refuse to load.
+
 Layout::
 
     REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK, BOUNDARY, AREA
@@ -169,7 +174,15 @@ def postprocess_config(cfg: RepositoryConfig) -> str:
             + _parameters({NETWORK_IO_PARAMETER: cfg.network_io}))
 
 
-def network_config(cfg: RepositoryConfig) -> str:
+def _engine_spec(tensors: list[dict], mode: str) -> TensorSpec:
+    """The (single) ``mode`` tensor of an engine I/O record as a spec: dims without the batch axis."""
+    (t,) = [t for t in tensors if t["mode"] == mode]
+    return TensorSpec(t["name"], t["dtype"], tuple(int(d) for d in t["shape"][1:]))
+
+
+def network_config(cfg: RepositoryConfig, engine_tensors: list[dict] | None = None) -> str:
+    """``banet_model``'s config; for ``tensorrt_plan`` with ``engine_tensors`` (the engine's I/O record)
+    the input/output names, data types and dims are the engine's."""
     engine = {
         "python_onnxruntime": 'backend: "python"',
         "onnxruntime_onnx": 'platform: "onnxruntime_onnx"',
@@ -177,6 +190,8 @@ def network_config(cfg: RepositoryConfig) -> str:
     }[cfg.backend]
     kind = "KIND_CPU" if cfg.backend == "python_onnxruntime" else "KIND_GPU"
     network_input, network_output = _network_io(cfg)
+    if engine_tensors is not None and cfg.backend == "tensorrt_plan":
+        network_input, network_output = _engine_spec(engine_tensors, "input"), _engine_spec(engine_tensors, "output")
     warmup = (
         "model_warmup [\n  {\n    name: \"zeros_batch_1\"\n    batch_size: 1\n    inputs {\n"
         f"      key: \"{network_input.name}\"\n      value {{\n"
@@ -286,6 +301,63 @@ def _graph_io(source: Path, network_io: str) -> str:
     return found
 
 
+def engine_record(engine_path: str | Path) -> tuple[list[dict] | None, str]:
+    """The I/O record of ``engine_path`` and where it came from: the export's ``manifest.json`` beside it
+    (the entry whose engine, or whose Triton plan built by its ``trtexec`` command from the same ONNX file,
+    has this file name), else the engine itself where TensorRT and a GPU can deserialize it; (None, why)
+    otherwise."""
+    import json
+
+    path = Path(engine_path)
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            engines = json.loads(manifest.read_text()).get("engines", [])
+        except (ValueError, AttributeError) as err:
+            raise RepositoryError(f"{manifest} is not a readable export manifest ({err})") from None
+        for entry in engines:
+            if entry.get("tensors") and path.name in (entry.get("path"), entry.get("triton_plan")):
+                return entry["tensors"], f"{manifest} ({entry['name']}, read from the builder's network)"
+    from export import tensorrt as trt_route
+
+    builder = trt_route.load_builder()
+    if builder is not None and builder.can_run():
+        try:
+            return trt_route.read_engine_tensors(path, builder), f"the engine {path} ({builder.label})"
+        except trt_route.EngineBuildError as err:
+            return None, str(err)
+    why = "no manifest.json beside it records its I/O" if not manifest.is_file() else \
+        f"{manifest} has no engine entry with I/O for {path.name}"
+    return None, f"{why}, and reading the engine itself needs TensorRT and a CUDA GPU"
+
+
+def _check_engine(tensors: list[dict], source: str, *, network_io: str | None, image_size: int | None,
+                  max_batch_size: int) -> tuple[str, int]:
+    """The engine's network I/O and image size from its record, refused where it is not what the ensemble
+    sends and expects (names, dtypes, dims) or its profile cannot take ``max_batch_size``."""
+    from export import tensorrt as trt_route
+
+    inputs = [t for t in tensors if t["mode"] == "input"]
+    if len(inputs) != 1 or len(inputs[0].get("shape", [])) != 4:
+        raise RepositoryError(f"the engine ({source}) must have one 4-D input, it has {inputs}")
+    found_io = "uint8" if inputs[0].get("dtype") == "uint8" else "float32"
+    if network_io is not None and network_io != found_io:
+        raise RepositoryError(f"the engine ({source}) takes {inputs[0].get('dtype')} {inputs[0]['name']!r}: "
+                              f"network_io {found_io}, not {network_io}")
+    shape = inputs[0]["shape"]
+    found_size = shape[1] if found_io == "uint8" else shape[2]
+    if image_size is not None and image_size != found_size:
+        raise RepositoryError(f"the engine ({source}) takes {found_size}x{found_size} images, not {image_size}")
+    problems = trt_route.check_engine_io(tensors, found_io, image_size=found_size)
+    if problems:
+        raise RepositoryError(f"the engine ({source}) does not fit the ensemble: {'; '.join(problems)}")
+    profile = inputs[0].get("profile")
+    if profile and not (profile["min"][0] <= 1 and profile["max"][0] >= max_batch_size):
+        raise RepositoryError(f"the engine's profile takes batches {profile['min'][0]}..{profile['max'][0]}; "
+                              f"max_batch_size {max_batch_size} would send batches it refuses")
+    return found_io, int(found_size)
+
+
 def _versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
@@ -295,7 +367,8 @@ def _versions(model_dir: Path) -> list[int]:
 def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = None,
                      engine_path: str | Path | None = None, backend: str = "python_onnxruntime",
                      max_batch_size: int = spec.MAX_BATCH_SIZE, instance_count: int = 1,
-                     image_size: int | None = None, network_io: str = "uint8",
+                     image_size: int | None = None, network_io: str | None = None,
+                     engine_tensors: list[dict] | None = None,
                      decode_oversample: float = processing.REDUCED_DECODE_OVERSAMPLE,
                      preprocess: str = "python", preprocess_instances: int = 1, postprocess_instances: int = 1,
                      force: bool = False) -> Path:
@@ -305,8 +378,12 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     that backend), ``onnxruntime_onnx`` (Triton's ONNX Runtime backend) or ``tensorrt_plan`` (a TensorRT
     engine built for this GPU with batch profile up to ``spec.MAX_BATCH_SIZE``; needs ``engine_path``).
     ``image_size`` (the network's input side) is read from the ONNX file when not given, and must
-    agree with it when given; for an engine alone it defaults to ``spec.IMAGE_SIZE``.
-    ``network_io``: ``uint8`` (default, the hot path: a float32 ONNX file is wrapped with
+    agree with it when given. For an engine, its I/O record (``engine_tensors``; else
+    :func:`engine_record`: the export's manifest beside it, or the engine itself on a GPU host) gives
+    the image size, the network I/O and the network config's names, dtypes and dims, and must agree with
+    ``image_size`` / ``network_io`` when those are given; with no record ``image_size`` and
+    ``network_io`` must be given (nothing is assumed).
+    ``network_io``: ``uint8`` (default for ONNX, the hot path: a float32 ONNX file is wrapped with
     :func:`export.serving_graph.add_uint8_io` on the way in; an engine must have been built from the
     serving graph) or ``float32`` (the reference route). ``preprocess_instances`` /
     ``postprocess_instances``: Python-backend processes of the pre/post models (docs/serving.md).
@@ -322,6 +399,24 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         if image_size is not None and declared is not None and image_size != declared:
             raise RepositoryError(f"{onnx_path} takes {declared}x{declared} images, not the {image_size} asked for")
         image_size = image_size or declared
+    if backend == "tensorrt_plan" and engine_path is not None and Path(engine_path).is_file():
+        record_source = "the given engine_tensors"
+        if engine_tensors is None:
+            engine_tensors, record_source = engine_record(engine_path)
+        if engine_tensors is not None:
+            network_io, image_size = _check_engine(engine_tensors, record_source, network_io=network_io,
+                                                   image_size=image_size, max_batch_size=max_batch_size)
+            log.info("%s: I/O from %s", engine_path, record_source)
+        else:
+            if network_io is None and onnx_path is not None and Path(onnx_path).is_file():
+                network_io = _graph_io(Path(onnx_path), "uint8")  # the ONNX file the engine was built from
+            if image_size is None or network_io is None:  # (an ONNX file given beside it gave its size above)
+                raise RepositoryError(f"cannot tell the image size and I/O of {engine_path}: {record_source}; pass "
+                                      "--image-size and --network-io (the sizes it was built for), or keep the "
+                                      "export's manifest.json beside it")
+            log.warning("%s: no I/O record (%s); the config declares the spec's %s I/O at %d px, which Triton "
+                        "checks against the engine when it loads", engine_path, record_source, network_io, image_size)
+    network_io = network_io or "uint8"
     cfg = RepositoryConfig(backend=backend, max_batch_size=max_batch_size, instance_count=instance_count,
                            image_size=image_size or spec.IMAGE_SIZE, network_io=network_io,
                            decode_oversample=decode_oversample, preprocess=preprocess,
@@ -348,7 +443,7 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         pre_config = preprocess_config(cfg)
     configs = {
         spec.PREPROCESS_MODEL: pre_config,
-        spec.NETWORK_MODEL: network_config(cfg),
+        spec.NETWORK_MODEL: network_config(cfg, engine_tensors),
         spec.POSTPROCESS_MODEL: postprocess_config(cfg),
         spec.ENSEMBLE_MODEL: ensemble_config(cfg),
     }
@@ -428,8 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=BACKENDS, default="python_onnxruntime")
     p.add_argument("--max-batch-size", type=int, default=spec.MAX_BATCH_SIZE)
     p.add_argument("--instance-count", type=int, default=1, help="network instances")
-    p.add_argument("--network-io", choices=spec.NETWORK_IO, default="uint8",
-                   help="uint8: the hot path (default; a float32 ONNX file is wrapped); float32: the reference route")
+    p.add_argument("--network-io", choices=spec.NETWORK_IO, default=None,
+                   help="uint8: the hot path (default for ONNX; a float32 ONNX file is wrapped); float32: the "
+                        "reference route. For an engine: read from the export's manifest.json beside it")
     p.add_argument("--decode-oversample", type=float, default=processing.REDUCED_DECODE_OVERSAMPLE,
                    help="reduced JPEG decode keeps >= this x the network size (1 = fastest; default from parity)")
     p.add_argument("--preprocess", choices=PREPROCESSORS, default="python",
@@ -437,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preprocess-instances", type=int, default=1, help="banet_preprocess processes (docs/serving.md)")
     p.add_argument("--postprocess-instances", type=int, default=1, help="banet_postprocess processes")
     p.add_argument("--image-size", type=int, default=None,
-                   help="the network's input side (default: read from the ONNX file, else 256)")
+                   help="the network's input side (default: read from the ONNX file, or for an engine from the "
+                        "export's manifest.json beside it; required for an engine without one)")
     p.add_argument("--force", action="store_true", help="replace configs/templates that differ")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

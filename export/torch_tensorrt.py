@@ -11,8 +11,13 @@ Two products: a serialized TensorRT engine (bytes), and an in-process compiled m
 - The module is deep-copied before it is moved and cast: ``nn.Module.to(dtype=...)`` works in place,
   and the caller's module is the FP32 reference of every later gate.
 - The plan's I/O is float32 whatever the precision (the cast to FP16 and back is inside the
-  network), as the generated Triton configs declare. Its output tensor is named ``output0``:
-  Torch-TensorRT names outputs ``output{i}`` and takes no name for them, so
+  network), as the generated Triton configs declare. Its input is named ``image``: Torch-TensorRT
+  names each engine input after the exported program's FX placeholder, i.e. the ``forward`` argument
+  (pytorch/TensorRT v2.13.0 ``py/torch_tensorrt/dynamo/conversion/_TRTInterpreter.py``,
+  ``placeholder()`` adds the network input with ``name=target``; ``torch_tensorrt.Input(name=...)`` does
+  not set it), so the wrapper's argument is called ``image``. Its output tensor is named ``output0``:
+  the same file's ``output()`` names outputs ``f"output{i}"`` (later versions, not released in 2.13,
+  take ``output_binding_names``), so
   :func:`serialize_engine` returns the plan's real names and the export records them; the export's
   gate runs these plan bytes (``export.tensorrt.engine_runner``), not a second compile.
 
@@ -56,8 +61,12 @@ TORCH_TENSORRT_OUTPUT = "output0"
 """The name Torch-TensorRT gives the network's (first) output tensor."""
 
 
-def _float_io(model, dtype):
-    """A deep copy of ``model`` on CUDA in ``dtype`` inside, float32 in and out."""
+def _float_io(model, dtype, device: str = "cuda"):
+    """A deep copy of ``model`` on ``device`` in ``dtype`` inside, float32 in and out.
+
+    The argument of ``forward`` is named after the spec's input (:data:`banet.spec.NETWORK_INPUT`):
+    it becomes the exported program's placeholder, and Torch-TensorRT names the engine input after it.
+    """
     import torch
 
     class FloatIO(torch.nn.Module):
@@ -65,10 +74,25 @@ def _float_io(model, dtype):
             super().__init__()
             self.inner = inner
 
-        def forward(self, x):
-            return self.inner(x.to(dtype)).float()
+        def forward(self, image):  # the name is the engine input's name (see the module docstring)
+            return self.inner(image.to(dtype)).float()
 
-    return FloatIO(copy.deepcopy(model).eval().to("cuda", dtype=dtype)).eval()
+    return FloatIO(copy.deepcopy(model).eval().to(device, dtype=dtype)).eval()
+
+
+def export_program(model, dtype, image_size: int, device: str = "cuda"):
+    """``torch.export`` of the float-I/O wrapper of ``model`` with a dynamic batch axis (the profile's range).
+
+    Its one user input placeholder is named :data:`banet.spec.NETWORK_INPUT` ``.name``; on the CPU this
+    is what a test checks (Torch-TensorRT itself needs a GPU).
+    """
+    import torch
+
+    wrapped = _float_io(model, dtype, device)
+    shapes = profile_shapes(image_size)
+    example = torch.zeros(shapes["opt"], dtype=torch.float32, device=device)
+    batch = torch.export.Dim("batch", min=shapes["min"][0], max=shapes["max"][0])
+    return torch.export.export(wrapped, (example,), dynamic_shapes=({0: batch},))
 
 
 def _prepare(model, precision: str, image_size: int):
@@ -79,13 +103,10 @@ def _prepare(model, precision: str, image_size: int):
         raise ValueError(f"Torch-TensorRT route supports {PRECISIONS}, got {precision!r} "
                          "(INT8 engines come from the ONNX Q/DQ route)")
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    model = _float_io(model, dtype)
     shapes = profile_shapes(image_size)
     spec = torch_tensorrt.Input(min_shape=shapes["min"], opt_shape=shapes["opt"], max_shape=shapes["max"],
                                 dtype=torch.float32, name=NETWORK_INPUT.name)
-    example = torch.zeros(shapes["opt"], dtype=torch.float32, device="cuda")
-    batch = torch.export.Dim("batch", min=shapes["min"][0], max=shapes["max"][0])
-    exported = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+    exported = export_program(model, dtype, image_size, device="cuda")
     return exported, spec, dtype
 
 

@@ -7,8 +7,9 @@ INT8 vs FP16 vs FP32 mask parity.
 One ``run_export`` (FP32, FP16, INT8 for TensorRT; the engines built by the installed builder, on
 these machines TensorRT-RTX ahead of time), then per artifact: the builder's parse result, build
 time, engine size and the layer census of the parsed network (layers by type and compute dtype,
-INT8 convolutions); the engine inspector's per-layer precisions where a GPU can deserialize the
-engine. Parity (mean and worst image mask agreement against the FP32 PyTorch masks) comes from the
+INT8 convolutions); the built engine's layers by output precision, from TensorRT-RTX's own build log
+(every build sets ``ProfilingVerbosity.DETAILED``; export/tensorrt.py) and from the engine inspector's
+JSON where a GPU can deserialize the engine (TensorRT 10 and 11 forms, ``tensorrt.layer_precisions``). Parity (mean and worst image mask agreement against the FP32 PyTorch masks) comes from the
 export's own gate.
 
 ``--modelopt`` adds NVIDIA ModelOpt's INT8 (same convs, same calibration images, FP16 base) where
@@ -70,13 +71,15 @@ def _build_row(onnx_path: Path, work: Path, size: int, builder: trt_route.Builde
     except trt_route.EngineBuildError as err:
         return {"parsed_and_built": False, "error": str(err)}
     row = {"parsed_and_built": True, **built.to_dict()}
-    row["engine_inspector"] = _inspect(built.path, builder)
+    row["engine_inspector"] = _inspect(built.path, builder, built.targets, built.builder["version_compatible"])
     return row
 
 
-def _inspect(path: Path, builder: trt_route.Builder) -> dict[str, Any] | str:
-    if not builder.can_run():
-        return "not run: the engine inspector deserializes the engine, which needs a CUDA GPU"
+def _inspect(path: Path, builder: trt_route.Builder, targets: list[str],
+             version_compatible: bool = False) -> dict[str, Any] | str:
+    runnable, why = trt_route.engine_runnable(builder, targets=targets, version_compatible=version_compatible)
+    if not runnable:
+        return f"not run: the engine inspector deserializes the engine, which this machine cannot ({why})"
     try:
         return trt_route.inspect_engine(path, builder)
     except trt_route.EngineBuildError as err:
@@ -150,7 +153,8 @@ def collect(config: ExportConfig, work: Path, *, modelopt: bool, torch_fp16: boo
                      "onnx_compute_dtypes": fp32_compute_nodes(folder / art["path"]),
                      "parity": art.get("parity"), "gate": art.get("gate"),
                      "engine": {k: v for k, v in engine.items() if k not in ("trtexec", "profile")},
-                     "engine_inspector": (_inspect(folder / engine["path"], builder)
+                     "engine_inspector": (_inspect(folder / engine["path"], builder, engine.get("targets", []),
+                                                   bool(engine.get("version_compatible")))
                                           if engine.get("status") == "built" and builder else None)})
     extra = []
     if modelopt or torch_fp16:
@@ -185,14 +189,17 @@ def _fmt(value, spec: str) -> str:
 
 def _engine_cells(engine: dict) -> list[str]:
     if not engine:
-        return ["-"] * 5
+        return ["-"] * 6
     if engine.get("status", "built") != "built" and not engine.get("parsed_and_built"):
-        return [f"**no**: {engine.get('error') or engine.get('status')}", "-", "-", "-", "-"]
+        return [f"**no**: {engine.get('error') or engine.get('status')}", "-", "-", "-", "-", "-"]
     net = engine.get("network", {})
     convs = net.get("convolution_dtypes", {})
+    built = engine.get("layers") or {}
     return ["yes", _fmt(engine.get("build_seconds"), ".1f"), _fmt(engine.get("bytes", 0) / 1e6, ".2f"),
             str(net.get("layers", "-")),
-            ", ".join(f"{k} {v}" for k, v in convs.items()) + f"; INT8 (Q/DQ in) {net.get('convolutions_int8', 0)}"]
+            ", ".join(f"{k} {v}" for k, v in convs.items()) + f"; INT8 (Q/DQ in) {net.get('convolutions_int8', 0)}",
+            (f"{built.get('layers')}: " + ", ".join(f"{k} {v}" for k, v in built.get("by_output_precision", {}).items()))
+            if built else "-"]
 
 
 def to_markdown(report: dict) -> str:
@@ -212,13 +219,14 @@ def to_markdown(report: dict) -> str:
     if report.get("note"):
         lines += [f"> {report['note']}", ""]
     lines += ["## What the TensorRT builder makes of each artifact", "",
-              "| artifact | ONNX MB | parsed and built | build s | engine MB | network layers | convolutions by compute dtype |",
-              "|---|---|---|---|---|---|---|"]
+              "| artifact | ONNX MB | parsed and built | build s | engine MB | network layers | convolutions by compute dtype | engine layers by output precision |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in [*report["rows"], *[x for x in report["extra"] if "engine" in x]]:
         lines.append(f"| {r['artifact']} | {_fmt(r.get('onnx_mb'), '.2f')} | " + " | ".join(_engine_cells(r["engine"])) + " |")
-    lines += ["", "Layer counts are of the parsed, strongly typed network that the builder compiles "
-              "(TensorRT's `INetworkDefinition`); the built engine's per-layer precisions come from TensorRT's "
-              "engine inspector, which deserializes the engine and so needs a GPU: "
+    lines += ["", "Network layer counts are of the parsed, strongly typed network that the builder compiles "
+              "(TensorRT's `INetworkDefinition`); the engine's layers (after fusion) by output precision come from "
+              "the builder's DETAILED layer log (TensorRT-RTX). TensorRT's engine inspector, which deserializes "
+              "the engine and so needs a GPU: "
               + str(next((r["engine_inspector"] for r in report["rows"] if r.get("engine_inspector")), "-")) + ".", ""]
     lines += ["## Mask parity against FP32 PyTorch", "",
               "| artifact | quantizer | agreement mean / worst | worst image | JA change (pts) | compute nodes by dtype (outside Q/DQ, Cast) | gate |",

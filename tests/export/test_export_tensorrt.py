@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from banet.spec import MAX_BATCH_SIZE, NETWORK_INPUT, OPT_BATCH_SIZE
+from banet.spec import MAX_BATCH_SIZE, NETWORK_INPUT, OPT_BATCH_SIZE, network_tensors, sized
 from export import tensorrt as trt_route
 
 def test_profile_follows_the_spec():
@@ -32,9 +32,15 @@ def test_trtexec_command():
     assert "--versionCompatible" in trt_route.trtexec_command("a.onnx", "a.plan", image_size=64, version_compatible=True)
 
 
+# the import names of the two builders, as their wheels install them (not the code's own table): the
+# data-center TensorRT is ``tensorrt``; TensorRT for RTX is ``tensorrt_rtx_bindings`` (PyPI
+# tensorrt-rtx-cu13-bindings) or ``tensorrt_rtx`` (NVIDIA's own wheels)
+INSTALLED_AS = {"tensorrt": ("tensorrt",), "tensorrt_rtx": ("tensorrt_rtx_bindings", "tensorrt_rtx")}
+
+
 def test_loader_finds_what_is_installed():
     builder = trt_route.load_builder()
-    has = {kind: any(importlib.util.find_spec(m) for m in mods) for kind, mods in trt_route._MODULES.items()}
+    has = {kind: any(importlib.util.find_spec(m) for m in mods) for kind, mods in INSTALLED_AS.items()}
     if has["tensorrt"]:
         assert builder.kind == "tensorrt" and builder.for_triton
     elif has["tensorrt_rtx"]:
@@ -223,17 +229,22 @@ def test_torch_tensorrt_refuses_int8_route():
 @pytest.mark.needs_tensorrt
 @pytest.mark.needs_data
 def test_engines_pass_the_mask_gate_on_a_gpu(exported):
-    """GPU hosts: every engine ran through the export's parity gate (not run here: no GPU)."""
+    """GPU hosts: every engine the GPU can run went through the export's parity gate, fed its own I/O
+    (uint8 NHWC for the serving engines); the others carry the runtime gate's reason (not run here: no GPU)."""
     folder = Path(exported["directory"])
     for engine in (e for e in exported["engines"] if "source" in e):
         assert engine["status"] == "built", engine.get("error")
+        if not engine["runtime"]["runnable"]:  # e.g. TensorRT-RTX engines on an H100/H200: the reason is recorded
+            assert engine["gate"] == f"not run: {engine['runtime']['reason']}"
+            continue
         assert engine["gate"] == "pass", engine["parity"]["reasons"]
         assert engine["parity"]["images"] == exported["parity_data"]["images"]
-        run = trt_route.engine_runner(folder / engine["path"])
+        tensor_in = sized(network_tensors(engine["io"])[0], 64)  # image (B, 3, S, S) or image_u8 (B, S, S, 3)
+        run = trt_route.engine_runner(folder / engine["path"], io=engine["io"])
         for batch in (1, 3, MAX_BATCH_SIZE):
-            assert run(np.zeros((batch, 3, 64, 64), np.float32)).shape == (batch, 1, 64, 64)
+            assert run(np.zeros((batch, *tensor_in.shape), tensor_in.dtype)).shape == (batch, 1, 64, 64)
         with pytest.raises(trt_route.EngineBuildError, match="outside the engine's optimization profile"):
-            run(np.zeros((MAX_BATCH_SIZE + 1, 3, 64, 64), np.float32))
+            run(np.zeros((MAX_BATCH_SIZE + 1, *tensor_in.shape), tensor_in.dtype))
 
 
 @pytest.mark.needs_tensorrt
