@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -39,27 +37,36 @@ def test_pool_batches_are_fresh_and_rotate(pool):
     assert b1.sizes == ((56, 50), (40, 50))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="no torch")
+@pytest.mark.needs_no_cuda
 def test_cuda_only_paths_are_skipped_with_a_reason(model):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: the CUDA paths run instead")
     for variant in (TorchVariant("fp16", channels_last=True, cuda_graph=True, device="cuda"),
                     TorchVariant("fp16", compile=True, device="cuda"), TorchVariant("fp32", device="cuda")):
         ok, reason = TorchBackend(model, variant).available()
         assert not ok and "no CUDA device" in reason
-    ok, reason = TorchBackend(model, TorchVariant("fp32", cuda_graph=True, device="cpu")).available()
-    assert not ok and "CUDA only" in reason
 
 
-def test_tensorrt_backends_are_skipped_with_a_reason(model, tmp_path):
-    if importlib.util.find_spec("tensorrt") is not None:
-        pytest.skip("tensorrt is installed here")
+def test_cuda_graph_and_compile_are_refused_on_the_cpu(model):
+    for variant, what in ((TorchVariant("fp32", cuda_graph=True, device="cpu"), "CUDA graphs"),
+                          (TorchVariant("fp16", compile=True, device="cpu"), "torch.compile")):
+        ok, reason = TorchBackend(model, variant).available()
+        assert not ok and f"{what} are measured on CUDA only" in reason
+
+
+@pytest.mark.needs_no_cuda
+def test_tensorrt_backend_without_a_gpu_says_why(tmp_path):
+    from export import tensorrt as trt_route
+
     ok, reason = tensorrt_backend(tmp_path / "model_fp16.plan", "fp16").available()
-    assert not ok and "tensorrt" in reason
+    # a builder (TensorRT-RTX here) may be installed: what is missing then is the GPU to run on
+    expected = "not installed" if trt_route.load_builder() is None else "needs a CUDA GPU and none is visible"
+    assert not ok and expected in reason, reason
+
+
+@pytest.mark.needs_no_torch_tensorrt
+def test_torch_tensorrt_backend_without_it_says_why(model):
     ok, reason = torch_tensorrt_backend(model, "fp16", SIZE).available()
-    assert not ok and "torch_tensorrt" in reason
+    assert not ok and ("torch_tensorrt Python package is not installed" in reason
+                       or "no CUDA GPU is visible" in reason), reason
 
 
 def test_ort_backend_names_a_missing_artifact_and_provider(tmp_path):
