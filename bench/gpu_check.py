@@ -401,8 +401,8 @@ def step_throughput(ctx: dict, scale: Scale, device, emit: Emit) -> list[dict]:
     if device.type == "cuda":  # the uint8 cache on the GPU, as banet.train.fit keeps it
         train_ds.images, train_ds.masks = train_ds.images.to(device), train_ds.masks.to(device)
     rows: list[dict] = []
-    for batch_size in scale.train_batch_sizes:
-        for mode in ctx["train_modes"]:
+    for mode in ctx["train_modes"]:  # eager rows first: a budget that runs out in a compile keeps them
+        for batch_size in scale.train_batch_sizes:
             rows.append(measure_training(train_ds, data=ctx["data"], mode=mode, batch_size=batch_size,
                                          scale=scale, device=device))
             emit(rows)
@@ -458,7 +458,7 @@ def step_parity(ctx: dict, scale: Scale, device, emit: Emit) -> dict:
     """FP32/FP16 ONNX through banet-export's gates, then the CUDA PyTorch paths and ONNX Runtime
     against FP32 PyTorch on the CPU, with the export's mask gates."""
     from banet.checkpoint import model_from_checkpoint
-    from bench.backends import TorchBackend, TorchVariant, torch_variants
+    from bench.backends import Backend, TorchBackend, TorchVariant, torch_variants
     from bench.parity import score_backends
     from bench.suite import artifact_backends
     from export.parity import load_parity_set
@@ -470,7 +470,7 @@ def step_parity(ctx: dict, scale: Scale, device, emit: Emit) -> dict:
     emit(result)
     model, _ = model_from_checkpoint(checkpoint)
     reference = TorchBackend(model, TorchVariant("fp32", device="cpu"))
-    backends = [TorchBackend(model, v) for v in torch_variants(device.type) if v != reference.variant]
+    backends: list[Backend] = [TorchBackend(model, v) for v in torch_variants(device.type) if v != reference.variant]
     backends += [b for b in artifact_backends(manifest, folder, device=device.type) if b.name.startswith("ort-")]
     data = load_parity_set(f"{ctx['data']}:test", count=scale.parity_images)
     result["reference"], result["images"], result["rows"] = reference.name, len(data.images), []
@@ -528,11 +528,16 @@ def step_tensorrt(ctx: dict, scale: Scale, device, emit: Emit) -> dict:
     model, _ = model_from_checkpoint(checkpoint)
     backends = []
     if have_trt:
-        manifest, folder = _export(ctx, scale, checkpoint, "export-tensorrt", engine=True, trt_builder="tensorrt")
-        result["engines"] = [{k: e.get(k) for k in ("name", "status", "gate", "error") if k in e}
-                             for e in manifest.get("engines", [])]
+        try:
+            manifest, folder = _export(ctx, scale, checkpoint, "export-tensorrt", engine=True, trt_builder="tensorrt")
+        except Exception as err:  # noqa: BLE001 - recorded; Torch-TensorRT is still measured
+            log.exception("banet-export with TensorRT engines failed")
+            rows.append({"backend": "tensorrt", "status": "failed", "reason": f"banet-export: {type(err).__name__}: {err}"})
+        else:
+            result["engines"] = [{k: e.get(k) for k in ("name", "status", "gate", "error") if k in e}
+                                 for e in manifest.get("engines", [])]
+            backends += [b for b in artifact_backends(manifest, folder, device="cuda") if b.name.startswith("tensorrt-")]
         emit(result)
-        backends += [b for b in artifact_backends(manifest, folder, device="cuda") if b.name.startswith("tensorrt-")]
     if have_ttrt:
         backends.append(torch_tensorrt_backend(model, "fp16", scale.size))
     pool = load_pool(ctx["data"], split="test", limit=scale.pool_images, size=scale.size)

@@ -148,3 +148,24 @@ def test_bad_budget_is_refused(copy, tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["run", "--data", str(data), "--out", str(tmp_path), "--dry-run", "--budget", budget])
         assert message in capsys.readouterr().err
+
+
+def test_tensorrt_step_on_a_gpu_host_without_tensorrt_records_absent(monkeypatch, tmp_path):
+    """The H200 used for checks has neither tensorrt nor torch_tensorrt: the step says so and touches
+    no GPU (the device is a stand-in that only answers its type)."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from bench.gpu_check import DRY_RUN, step_tensorrt
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tensorrt", "torch_tensorrt") else real(name, *a))
+    reported = []
+    result = step_tensorrt({"dry_run": False, "work": str(tmp_path)}, DRY_RUN, SimpleNamespace(type="cuda"),
+                           reported.append)
+    rows = {r["backend"]: r for r in result["rows"]}
+    assert rows["tensorrt"] == {"backend": "tensorrt", "status": "absent",
+                                "reason": "the data-center tensorrt Python package is not installed"}
+    assert rows["torch_tensorrt"]["status"] == "absent" and "not installed" in rows["torch_tensorrt"]["reason"]
+    assert reported and reported[-1] is result  # reported before returning
