@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -67,38 +67,48 @@ def _score_end_to_end(backend: Backend, data, ref, *, gate, precision: str, batc
     return score_masks(masks, data, ref, artifact=backend.name, precision=precision, gate=gate).to_dict()
 
 
+def _score_one(backend: Backend, data, ref, *, image_size: int, batch_size: int, threshold: float) -> dict:
+    """One backend's parity row: its ``ParityResult`` as a dict, or why it was skipped or failed."""
+    from export.parity import DEFAULT_GATES, score
+
+    ok, reason = backend.available()
+    base = {"backend": backend.name, "precision": backend.precision, "device": backend.device}
+    if not ok:
+        return {**base, "skipped": reason}
+    precision = GATE_PRECISION.get(backend.precision, "fp32")
+    gate = DEFAULT_GATES[precision]
+    try:
+        if backend.end_to_end:
+            result = _score_end_to_end(backend, data, ref, gate=gate, precision=precision,
+                                       batch_size=batch_size, threshold=threshold)
+        else:
+            result = score(as_runner(backend, image_size), data, ref, artifact=backend.name,
+                           precision=precision, image_size=image_size, gate=gate,
+                           batch_size=batch_size, threshold=threshold).to_dict()
+    except Exception as err:  # noqa: BLE001 - report the failure, keep scoring the others
+        log.warning("parity of %s failed: %s", backend.name, err)
+        return {**base, "skipped": f"failed: {type(err).__name__}: {err}"}
+    return {**base, **result, "gate_precision": precision, "skipped": None}
+
+
 def score_backends(backends: Sequence[Backend], reference_backend: Backend, data, *, image_size: int,
-                   batch_size: int = 8, threshold: float = MASK_THRESHOLD, progress=None) -> list[dict]:
+                   batch_size: int = 8, threshold: float = MASK_THRESHOLD, progress=None,
+                   on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """One parity row per backend (``export.parity.ParityResult`` as a dict, or a skip/failure row).
 
     ``data`` is an ``export.parity.ParitySet``; ``reference_backend`` is FP32 PyTorch eager.
+    ``on_row(row)`` is called as each row is made (bench.gpu_check reports rows as they come).
     """
-    from export.parity import DEFAULT_GATES, reference, score
+    from export.parity import reference
 
     ref = reference(as_runner(reference_backend, image_size), data, image_size=image_size,
                     batch_size=batch_size, threshold=threshold)
     rows = []
     for backend in backends:
-        ok, reason = backend.available()
-        base = {"backend": backend.name, "precision": backend.precision, "device": backend.device}
-        if not ok:
-            rows.append({**base, "skipped": reason})
-            continue
-        precision = GATE_PRECISION.get(backend.precision, "fp32")
-        gate = DEFAULT_GATES[precision]
-        try:
-            if backend.end_to_end:
-                result = _score_end_to_end(backend, data, ref, gate=gate, precision=precision,
-                                           batch_size=batch_size, threshold=threshold)
-            else:
-                result = score(as_runner(backend, image_size), data, ref, artifact=backend.name,
-                               precision=precision, image_size=image_size, gate=gate,
-                               batch_size=batch_size, threshold=threshold).to_dict()
-        except Exception as err:  # noqa: BLE001 - report the failure, keep scoring the others
-            log.warning("parity of %s failed: %s", backend.name, err)
-            rows.append({**base, "skipped": f"failed: {type(err).__name__}: {err}"})
-            continue
-        rows.append({**base, **result, "gate_precision": precision, "skipped": None})
-        if progress is not None:
+        row = _score_one(backend, data, ref, image_size=image_size, batch_size=batch_size, threshold=threshold)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+        if progress is not None and row["skipped"] is None:
             progress(1)
     return rows

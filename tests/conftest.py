@@ -1,23 +1,31 @@
 """Shared fixtures, markers, and the rule that CI cannot go green by skipping.
 
-Nothing here touches CUDA at import time.
+Nothing here touches CUDA at import time (the capability probes run once, at collection).
 
-Two kinds of markers turn into skips with a reason:
+Markers that turn into skips with a reason:
 
-- What CI's machine cannot have (it has no GPU), so a skip there is honest, CI included:
-  ``needs_cuda``, ``needs_tensorrt`` (data-center TensorRT or Torch-TensorRT, and a GPU), and
-  ``slow`` (run with ``--run-slow``). These are ``CI_MAY_SKIP``.
+- What a host may or may not have, in pairs: ``needs_cuda`` / ``needs_no_cuda``, ``needs_tensorrt`` /
+  ``needs_no_tensorrt`` (the data-center TensorRT and a GPU), ``needs_torch_tensorrt`` /
+  ``needs_no_torch_tensorrt`` (Torch-TensorRT and a GPU). A ``needs_no_*`` test covers the path taken
+  where the capability is absent (a CUDA-only backend that says why it cannot run, a CLI that
+  prints trtexec commands instead of building); where the capability is present it skips, and its
+  ``needs_*`` counterpart runs instead. Every host runs exactly one side of each pair, so a skip
+  for either side is honest, CI included. ``slow`` (run with ``--run-slow``) belongs here too.
+  These are ``CI_MAY_SKIP``; the capability probes are ``CAPABILITIES``.
 - What CI must have: ``needs_data`` (the real datasets in ``../shared/data`` or ``$BANET_DATA``),
   ``needs_triton`` (a tritonserver binary), ``needs_perf_analyzer`` (Triton's load generator, set up
   by ``python -m bench.perf_analyzer --setup``), ``needs_trt_builder`` (the TensorRT-RTX builder,
-  which installs from PyPI and builds on a CPU). On a user's machine a missing one is a skip with
-  its reason; under CI it is a failure with the same reason. A new requirement is one entry in
-  ``REQUIREMENTS`` (and its line in pyproject.toml's markers).
+  which installs from PyPI and builds on a CPU), ``needs_dali``. On a user's machine a missing one
+  is a skip with its reason; under CI it is a failure with the same reason. A new requirement is one
+  entry in ``REQUIREMENTS`` (and its line in pyproject.toml's markers).
 
-Under CI (the ``CI`` environment variable set, e.g. ``CI=true``) every skip of a test without a
-``CI_MAY_SKIP`` marker is reported as a failure with its reason, wherever it came from: a
-requirement marker, ``pytest.skip`` in a fixture such as ``data_root`` or in a test,
-``pytest.importorskip``, a skipped module. xfail stays xfail.
+Under CI (the ``CI`` environment variable set, e.g. ``CI=true``) a skip is allowed only when it is
+the skip this file applied for a ``CI_MAY_SKIP`` marker, with that marker's reason. Every other
+skip is reported as a failure with its reason, wherever it came from: a requirement marker,
+``pytest.skip`` in a fixture such as ``data_root`` or in a test (also inside a ``needs_cuda`` test
+that runs on a GPU host), ``pytest.importorskip``, a skipped module. So a test written for "no GPU
+here" must say so with ``needs_no_cuda`` rather than call ``pytest.skip`` when it finds one: on a GPU
+CI host the bare skip is a failure. xfail stays xfail.
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ("pytester",)  # tests/test_conftest_rule.py runs this file's rule on small test files
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("BANET_DATA", REPO_ROOT.parent / "shared" / "data"))
 DATASETS = ("kvasir-seg", "isic2017")
 
 CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
-CI_MAY_SKIP = frozenset({"needs_cuda", "needs_tensorrt", "slow"})
 
 
 def pytest_addoption(parser):
@@ -48,6 +57,34 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+def _installed(module: str) -> Callable[[], bool]:
+    return lambda: importlib.util.find_spec(module) is not None
+
+
+# capability -> a probe (True: present), asked at collection only for the capabilities that the
+# collected tests' markers name. tests/test_conftest_rule.py simulates a GPU host by faking what
+# these probes look at (torch.cuda, a tensorrt package), not the probes themselves.
+CAPABILITIES: dict[str, Callable[[], bool]] = {
+    "cuda": _cuda_available,
+    "tensorrt": _installed("tensorrt"),  # the data-center TensorRT (Triton plans), not TensorRT-RTX
+    "torch_tensorrt": _installed("torch_tensorrt"),
+}
+
+# marker -> (the capabilities it needs, why it skips where one is missing). Each has a needs_no_*
+# twin (ABSENT) that skips exactly where it runs.
+PAIRED: dict[str, tuple[tuple[str, ...], str]] = {
+    "needs_cuda": (("cuda",), "no CUDA GPU on this machine"),
+    "needs_tensorrt": (("tensorrt", "cuda"), "the data-center tensorrt is not installed (its PyPI wheels cannot "
+                                             "be fetched here) or no CUDA GPU"),
+    "needs_torch_tensorrt": (("torch_tensorrt", "cuda"), "torch_tensorrt is not installed (not installable "
+                                                         "here) or no CUDA GPU"),
+}
+ABSENT: dict[str, str] = {f"needs_no_{m.removeprefix('needs_')}": m for m in PAIRED}
+"""``needs_no_cuda`` -> ``needs_cuda``, ...: a test of the path taken without the capability."""
+CI_MAY_SKIP = frozenset({*PAIRED, *ABSENT, "slow"})
+_ALLOWED_SKIP = pytest.StashKey[str]()  # the one skip reason CI accepts for an item
 
 
 def missing_data() -> str | None:
@@ -107,23 +144,42 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
 }
 
 
-def pytest_collection_modifyitems(config, items):
+def capability_reasons(markers: set[str]) -> dict[str, str]:
+    """Paired marker -> why it skips on this host, for those of ``markers`` that skip here."""
+    needed = {cap for marker in markers for cap in PAIRED[ABSENT.get(marker, marker)][0]}
+    present = {cap: CAPABILITIES[cap]() for cap in sorted(needed)}
     reasons = {}
+    for marker in sorted(markers):
+        twin = ABSENT.get(marker)
+        caps, missing = PAIRED[twin or marker]
+        have = all(present[c] for c in caps)
+        if twin is None and not have:
+            reasons[marker] = missing
+        elif twin is not None and have:
+            reasons[marker] = (f"{' and '.join(caps)} present here: this test covers the path without "
+                               f"{'them' if len(caps) > 1 else 'it'}; the {twin} tests run instead")
+    return reasons
+
+
+def pytest_collection_modifyitems(config, items):
+    used = {m for item in items for m in (*PAIRED, *ABSENT, *REQUIREMENTS) if m in item.keywords}
+    reasons = capability_reasons({m for m in used if m in PAIRED or m in ABSENT})
     if not config.getoption("--run-slow"):
         reasons["slow"] = "slow test: run with --run-slow"
-    if not _cuda_available():
-        reasons["needs_cuda"] = "no CUDA GPU on this machine"
-    if importlib.util.find_spec("tensorrt") is None or not _cuda_available():
-        reasons["needs_tensorrt"] = "tensorrt is not installed (its PyPI wheels cannot be fetched here) or no GPU"
-    used = {marker for item in items for marker in REQUIREMENTS if marker in item.keywords}
-    for marker in sorted(used):
+    for marker in sorted(m for m in used if m in REQUIREMENTS):
         reason = REQUIREMENTS[marker]()
         if reason is not None:
             reasons[marker] = reason
     for item in items:
-        for marker, reason in reasons.items():
-            if marker in item.keywords:
-                item.add_marker(pytest.mark.skip(reason=reason))
+        mine = [(marker, reason) for marker, reason in reasons.items() if marker in item.keywords]
+        if not mine:
+            continue
+        # a test that may skip here skips with that reason, remembered as the one CI accepts for it;
+        # otherwise with its first missing requirement (a failure under CI)
+        allowed = [reason for marker, reason in mine if marker in CI_MAY_SKIP]
+        if allowed:
+            item.stash[_ALLOWED_SKIP] = allowed[0]
+        item.add_marker(pytest.mark.skip(reason=allowed[0] if allowed else mine[0][1]))
 
 
 def _skip_reason(report) -> str:
@@ -135,7 +191,7 @@ def _skip_reason(report) -> str:
 
 def _ci_failure(reason: str) -> str:
     return (f"skipped under CI (CI={os.environ.get('CI')}), which must run this test: {reason}\n"
-            f"(only tests marked {', '.join(sorted(CI_MAY_SKIP))} may skip there; see tests/conftest.py)")
+            f"(only the skips that tests/conftest.py applies for {', '.join(sorted(CI_MAY_SKIP))} are allowed there)")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -143,7 +199,7 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     if CI and report.skipped and not hasattr(report, "wasxfail") \
-            and not any(marker in item.keywords for marker in CI_MAY_SKIP):
+            and _skip_reason(report) != item.stash.get(_ALLOWED_SKIP, None):
         report.longrepr = _ci_failure(_skip_reason(report))
         report.outcome = "failed"
 

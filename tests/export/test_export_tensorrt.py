@@ -190,11 +190,11 @@ def test_export_keeps_every_artifact_when_tensorrt_rejects_one(real_tiny_checkpo
 
 
 @pytest.mark.needs_trt_builder
+@pytest.mark.needs_no_tensorrt  # the data-center TensorRT builds for the visible GPU: no --rtx-targets there
 def test_unknown_rtx_target_is_refused_up_front(tiny_checkpoint, trt_builder, tmp_path, capsys):
     from export.cli import main
 
-    if trt_builder.for_triton:
-        pytest.skip("data-center TensorRT builds for the visible GPU; --rtx-targets is TensorRT-RTX's")
+    assert not trt_builder.for_triton, trt_builder.label
     rc = main(["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "x"), "--rtx-targets", "SM90", "-q"])
     assert rc == 2 and "--rtx-targets SM90" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -217,9 +217,8 @@ def test_export_error_keeps_what_was_written(tiny_checkpoint, tmp_path, monkeypa
     assert not (tmp_path / "1").exists()
 
 
-@pytest.mark.needs_tensorrt
+@pytest.mark.needs_torch_tensorrt
 def test_torch_tensorrt_refuses_int8_route():
-    pytest.importorskip("torch_tensorrt", reason="torch_tensorrt is not installed (not installable here)")
     from export.torch_tensorrt import _prepare
 
     with pytest.raises(ValueError, match="INT8 engines come from the ONNX Q/DQ route"):
@@ -247,10 +246,9 @@ def test_engines_pass_the_mask_gate_on_a_gpu(exported):
             run(np.zeros((MAX_BATCH_SIZE + 1, *tensor_in.shape), tensor_in.dtype))
 
 
-@pytest.mark.needs_tensorrt
+@pytest.mark.needs_torch_tensorrt
 def test_torch_tensorrt_route(tiny_checkpoint, tmp_path):
     """GPU hosts: the plan written is the one scored; the caller's module stays FP32 on the CPU."""
-    pytest.importorskip("torch_tensorrt")
     import torch
 
     from banet.checkpoint import model_from_checkpoint
