@@ -297,9 +297,17 @@ def ort_backend(path: str | Path, precision: str, device: str = "cpu", threads: 
     return RunnerBackend(name, precision, device, factory, check)
 
 
-def tensorrt_backend(engine_path: str | Path | None, precision: str) -> Backend:
-    """A TensorRT engine through ``export.tensorrt.engine_runner`` (GPU hosts only)."""
+def tensorrt_backend(engine_path: str | Path | None, precision: str,
+                     engine: dict[str, Any] | None = None) -> Backend:
+    """A TensorRT engine through ``export.tensorrt.engine_runner`` (GPU hosts only).
+
+    ``engine``: the export manifest's record of it (``banet-export`` writes one per engine): its compute
+    targets and version compatibility decide, through the export's own runtime gate
+    (``export.tensorrt.engine_runnable``), whether the visible GPU can run it (a TensorRT-RTX engine cannot
+    run on an H100/H200: it has no SM 9.0 target), and its ``io`` says how to feed it (uint8 serving engines).
+    """
     name = f"tensorrt-{precision}@cuda"
+    record = engine or {}
 
     def check() -> tuple[bool, str]:
         from export import tensorrt
@@ -311,12 +319,17 @@ def tensorrt_backend(engine_path: str | Path | None, precision: str) -> Backend:
             return False, f"running a tensorrt engine needs a CUDA GPU and none is visible ({builder.label} is installed)"
         if engine_path is None or not Path(engine_path).is_file():
             return False, f"no {precision} TensorRT engine in the artifacts ({engine_path})"
+        if record.get("targets") is not None:
+            runnable, why = tensorrt.engine_runnable(builder, targets=list(record["targets"]),
+                                                     version_compatible=bool(record.get("version_compatible")))
+            if not runnable:
+                return False, why
         return True, ""
 
     def factory():
         from export.tensorrt import engine_runner
 
-        return engine_runner(engine_path)
+        return engine_runner(engine_path, io=record.get("io", "float32"))
 
     return RunnerBackend(name, precision, "cuda", factory, check)
 

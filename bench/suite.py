@@ -86,7 +86,7 @@ def artifact_backends(manifest: dict | None, folder: Path | None, *, device: str
     for precision in ("fp16", "int8"):
         engine = engines.get(f"tensorrt_{precision}")
         path = folder / engine["path"] if engine and folder else None
-        backend = tensorrt_backend(path, precision)
+        backend = tensorrt_backend(path, precision, engine)
         ok, reason = backend.available()
         if not ok and engine and str(engine.get("status", "")).startswith("not built"):
             reason = f"{reason}; manifest: {engine['status']}"

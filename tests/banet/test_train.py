@@ -70,7 +70,7 @@ def _run_args(data, out) -> list[str]:
     # 10 training images, batch 2: 5 steps per epoch; poly decay over all 10 steps; 32 px keeps it cheap
     return ["--data", str(data), "--out", str(out), "--preset", "tiny", "--size", "32", "--batch-size", "2",
             "--val-batch-size", "8", "--epochs", "2", "--schedule", "poly", "--lr", "1e-3", "--workers", "1",
-            "--seed", "0", "--amp", "none"]  # one precision for both runs: the CPU probe may choose either
+            "--seed", "0", "--amp", "none", "--device", "cpu"]  # one precision (the probe may choose either), CPU on GPU hosts too
 
 
 def test_sigkilled_mid_epoch_then_resumed_is_bit_identical(synth, tmp_path):

@@ -184,3 +184,23 @@ def test_cuda_latency_rows_report_gpu_memory(model, pool):
     for row, size in zip(rows, [1, 2]):
         assert row.skipped is None and row.stats.count == 3 and row.stats.batch_size == size
         assert row.stats.p50_ms > 0 and row.peak_memory_mib > 0 and row.memory_kind.startswith("cuda")
+
+
+def test_tensorrt_backend_uses_the_exports_runtime_gate(tmp_path, monkeypatch):
+    """On a simulated H200 (TensorRT importable, a GPU visible) the bench does not try to run a TensorRT-RTX
+    engine built for RTX targets: the export's runtime gate, read from the manifest record, says why."""
+    import types
+
+    from export import tensorrt as trt_route
+
+    builder = trt_route.Builder("tensorrt_rtx", types.SimpleNamespace(), "tensorrt_rtx_bindings", "1.7")
+    monkeypatch.setattr(trt_route, "load_builder", lambda kind=None: builder)
+    monkeypatch.setattr(trt_route.Builder, "can_run", lambda self: True)
+    monkeypatch.setattr(trt_route, "gpu", lambda: {"name": "NVIDIA H200", "compute_capability": "9.0", "sm": "SM90"})
+    plan = tmp_path / "model_fp16_rtx.plan"
+    plan.write_bytes(b"engine")
+    record = {"targets": list(trt_route.RTX_DEFAULT_TARGETS), "version_compatible": False, "io": "float32"}
+    ok, why = tensorrt_backend(plan, "fp16", record).available()
+    assert not ok and "no SM90 target" in why
+    ok, _ = tensorrt_backend(plan, "fp16", {**record, "targets": ["SM90"]}).available()
+    assert ok  # a plan built for this GPU would be run
