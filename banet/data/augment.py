@@ -44,8 +44,9 @@ class AugmentConfig:
     crop_side: tuple[float, float] = (0.5, 1.0)
     """Range of a centred crop's side as a fraction of the image side; (1, 1) disables cropping."""
     crop_p: float = 1.0
+    """Probability of a crop, of all samples (zoom and crop exclude each other: ``zoom_p + crop_p <= 1``)."""
     zoom: tuple[float, float] = (1.0, 1.0)
-    """Range of a centred zoom-in factor (a crop of side 1/zoom), tried before the crop."""
+    """Range of a centred zoom-in factor (a crop of side 1/zoom)."""
     zoom_p: float = 0.0
     rotate_degrees: float = 10.0
     rotate_p: float = 1.0
@@ -54,6 +55,9 @@ class AugmentConfig:
         for name in ("crop_p", "zoom_p", "rotate_p"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
+        if self.zoom_p + self.crop_p > 1.0 + 1e-9:
+            raise ValueError(f"zoom_p + crop_p must be <= 1 (zoom and crop exclude each other), got "
+                             f"{self.zoom_p} + {self.crop_p}")
         lo, hi = self.crop_side
         if not 0.0 < lo <= hi <= 1.0:
             raise ValueError(f"crop_side must satisfy 0 < low <= high <= 1, got {self.crop_side}")
@@ -95,9 +99,11 @@ def random_affine(batch: int, config: AugmentConfig, *, generator: torch.Generat
         """(chosen, the uniform value rescaled to [0, 1) for the chosen samples)."""
         return values < p, (values / max(p, 1e-12)).clamp(max=1.0)
 
+    # one draw decides: [0, zoom_p) zoom, [zoom_p, zoom_p + crop_p) crop, the rest neither; so crop_p is the
+    # probability of a crop among all samples, as in the authors' code (0.25 / 0.25 / 0.5)
     zoomed, t_zoom = pick(u[0], config.zoom_p)
-    rest = (u[0] - config.zoom_p) / max(1.0 - config.zoom_p, 1e-12)
-    cropped, t_crop = pick(rest, config.crop_p)
+    cropped, t_crop = pick((u[0] - config.zoom_p).clamp(min=0.0), config.crop_p)
+    cropped &= ~zoomed
     zoom = config.zoom[0] + (config.zoom[1] - config.zoom[0]) * t_zoom
     side = config.crop_side[0] + (config.crop_side[1] - config.crop_side[0]) * t_crop
     scale = torch.where(zoomed, 1.0 / zoom, torch.where(cropped, side, torch.ones(batch)))
