@@ -6,9 +6,11 @@ eq. 1-2): the skip ``x_l`` and the gating signal ``g`` (the coarser decoder feat
 1x1 convolution (``W_g``); ``q = psi(ReLU(W_x x_l + W_g g + b_g)) + b_psi`` and the attention
 coefficients ``alpha = sigmoid(q)`` are resampled bilinearly to ``x_l``'s grid, and the gate returns
 ``alpha * x_l`` (followed by a 1x1 convolution + BatchNorm, as in the authors' code
-ozan-oktay/Attention-Gated-Networks, ``GridAttentionBlock2D``). ``F_int`` is half the skip's channels
-(the authors' code). As in that code, the gating signal of the deepest skip is a 1x1 convolution +
-BatchNorm + ReLU of the bottleneck, the finest skip is not gated, and the decoder up-samples
+ozan-oktay/Attention-Gated-Networks, ``GridAttentionBlock2D``). As in that code's ``MultiAttentionBlock``
+(models/networks/unet_CT_multi_att_dsv_3D.py), every gated skip has two such gates side by side, each with
+``F_int`` equal to the skip's full width (``inter_size=filters[i]``), and a 1x1 convolution + BatchNorm +
+ReLU combines their two outputs (``combine_gates``). The gating signal of the deepest skip is a 1x1
+convolution + BatchNorm + ReLU of the bottleneck, the finest skip is not gated, and the decoder up-samples
 bilinearly before its two 3x3 convolutions.
 
 Deviations (docs/architecture.md): 2D instead of the paper's 3D CT network; the paper's deep
@@ -75,6 +77,20 @@ class AttentionGate(nn.Module):
         return self.out(self.coefficients(x, g) * x)
 
 
+class MultiAttentionGate(nn.Module):
+    """Two :class:`AttentionGate` s on one skip, their outputs combined by a 1x1 convolution + BatchNorm + ReLU
+    (the authors' ``MultiAttentionBlock``). ``forward(x (B, Cx, h, w), g) -> (B, Cx, h, w)``."""
+
+    def __init__(self, x_channels: int, g_channels: int, inter_channels: int, *, align_corners: bool = False) -> None:
+        super().__init__()
+        self.gate1 = AttentionGate(x_channels, g_channels, inter_channels, align_corners=align_corners)
+        self.gate2 = AttentionGate(x_channels, g_channels, inter_channels, align_corners=align_corners)
+        self.combine = ConvBNReLU(2 * x_channels, x_channels, 1)
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return self.combine(torch.cat([self.gate1(x, g), self.gate2(x, g)], dim=1))
+
+
 class AttentionUNet(nn.Module):
     """Attention U-Net: ``forward(image (B, 3, H, W)) -> logits (B, 1, H, W)``, H, W >= 2 ** (depth + 1)."""
 
@@ -91,7 +107,7 @@ class AttentionUNet(nn.Module):
         # up-sample the level below and merge; the finest skip (i = 0) is not gated
         levels = list(reversed(range(config.depth)))
         self.gates = nn.ModuleList(
-            AttentionGate(widths[i], widths[i + 1], widths[i] // 2, align_corners=ac) if i > 0 else nn.Identity()
+            MultiAttentionGate(widths[i], widths[i + 1], widths[i], align_corners=ac) if i > 0 else nn.Identity()
             for i in levels)
         self.merge = nn.ModuleList(DoubleConv(widths[i] + widths[i + 1], widths[i]) for i in levels)
         self.head = nn.Conv2d(widths[0], 1, 1)
@@ -105,7 +121,7 @@ class AttentionUNet(nn.Module):
         g = self.gating(u)                                       # gating signal of the deepest skip
         for gate, merge in zip(self.gates, self.merge):
             skip = skips.pop()
-            gated = gate(skip, g) if isinstance(gate, AttentionGate) else skip
+            gated = gate(skip, g) if isinstance(gate, MultiAttentionGate) else skip
             up = resize_to(u, skip.shape[-2:], align_corners=self.config.align_corners)
             u = merge(torch.cat([gated, up], dim=1))
             g = u                                                # the next gate is gated by this level

@@ -379,3 +379,11 @@ def test_cpu_run_records_the_probe_and_a_resume_keeps_its_choice(synth, tmp_path
     forced = tmp_path / "forced"
     fit(_config(synth, forced, epochs=1, max_steps=1, amp="none"))
     assert json.loads((forced / "train_config.json").read_text())["precision"]["choice"] == "configured"
+
+
+def test_train_config_defaults_are_the_default_recipe():
+    from banet.train import DEFAULT_RECIPE, TrainConfig
+
+    config = TrainConfig(data="d", out="o")
+    assert config.recipe == DEFAULT_RECIPE == "official"
+    assert {k: getattr(config, k) for k in RECIPES[DEFAULT_RECIPE]} == RECIPES[DEFAULT_RECIPE]

@@ -180,3 +180,20 @@ def test_cenet_and_fcn_counts_are_their_parts():
     # FCN-8s on ResNet-101: torchvision's resnet101 (44,549,160) less fc, plus three 1-class score layers
     fcn = _paper("fcn")
     assert _params(fcn) == 44_549_160 - 2_049_000 + (512 + 1) + (1024 + 1) + (2048 + 1)
+
+
+def test_attention_unet_gates_each_skip_twice_at_full_width():
+    """The authors' MultiAttentionBlock: two gates with F_int = the skip's width, a 1x1 conv + BN + ReLU combiner.
+    Parameters counted by hand for one gated skip of Cx channels gated by Cg channels."""
+    from banet.model.attention_unet import AttentionUNet, AttentionUNetConfig, MultiAttentionGate
+
+    net = AttentionUNet(AttentionUNetConfig(base_channels=4, depth=3))
+    gates = [g for g in net.gates if isinstance(g, MultiAttentionGate)]
+    assert len(gates) == 2  # every skip but the finest
+    for gate, (cx, cg) in zip(gates, [(16, 32), (8, 16)]):
+        assert gate.gate1.theta_x.out_channels == gate.gate2.theta_x.out_channels == cx
+        one = (cx * cx * 4) + (cg * cx + cx) + (cx + 1) + (cx * cx + 2 * cx)  # W_x, W_g + b_g, psi + b_psi, out
+        combine = 2 * cx * cx + 2 * cx
+        assert sum(p.numel() for p in gate.parameters()) == 2 * one + combine
+    x = torch.randn(2, 3, 32, 32)
+    assert net(x).shape == (2, 1, 32, 32)
