@@ -46,8 +46,8 @@ from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, graph_opset, simplify_onnx
 from export.onnxruntime import ort_runner
-from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, quantize_int8,
-                              select_calibration_images)
+from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, int8_placement_record,
+                              quantize_int8, select_calibration_images)
 
 log = logging.getLogger(__name__)
 
@@ -324,13 +324,14 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         source = str(config.calib_data)
         with _bar(len(calib), f"calibrate INT8 ({config.calib_method})", show) as bar:
             path = quantize_int8(onnx_path, folder / ARTIFACT_FILES["int8"], calib, image_size=size,
-                                 method=config.calib_method, progress=bar.update)
+                                 method=config.calib_method, gate=config.gate("int8"), progress=bar.update)
         info = check_onnx(path, opset=int8_opset(config.opset))
         artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
                           "target": "tensorrt", "opset": info["opset"],
-                          "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
-                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8, "
-                          "float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
+                          "nodes": info["nodes"], **_io(info), "quantizer": "export.precision.quantize_int8 "
+                          "(ORT calibration; Q/DQ placed by TensorRT's rules: conv inputs and per-channel weights, "
+                          "fused residual inputs, float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
+                          **int8_placement_record(path),
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
         from export.quantize_cpu import TARGET as CPU_TARGET
