@@ -26,8 +26,9 @@ inference-library/quantized-types-explicit-quantization.html):
 - Q/DQ fusion: a QuantizeLinear right after an INT8 conv's fused chain (conv, BatchNorm, fused Add,
   ReLU; through MaxPool, which commutes with Q) makes the conv write INT8; a DequantizeLinear whose
   consumers are all INT8 consumers (INT8 conv data inputs, fused residual inputs, quantizable ops
-  whose outputs are quantized) is absorbed. Every other activation Q or DQ is a standalone
-  FP16 -> INT8 or INT8 -> FP16 conversion: ``reformats``.
+  whose outputs are quantized) is absorbed; a Q after, or a DQ before, an element-wise op is taken
+  into TensorRT's pointwise kernel (``pointwise_boundaries``: the kernel reads or writes INT8). Every
+  other activation Q or DQ is a standalone FP16 -> INT8 or INT8 -> FP16 conversion kernel: ``reformats``.
 
 A static reading, not the builder: it follows the documented rules and cannot see kernel choices
 (TensorRT may still pick an FP16 kernel for a tiny conv, or fuse more than listed here).
@@ -49,6 +50,10 @@ COMMUTING = ("MaxPool",)
 """Ops a QuantizeLinear is moved backwards through (they commute with quantization)."""
 QUANTIZABLE = ("MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Add", "Resize")
 """Non-weighted ops that run in INT8 when every input comes from a DQ and every output goes to a Q."""
+POINTWISE = ("Add", "Sub", "Mul", "Div", "Sigmoid", "Relu", "Clip", "Tanh", "Neg", "Abs", "Sqrt", "Exp")
+"""Element-wise ops: TensorRT fuses adjacent ones into one pointwise kernel, which also takes in a DQ at its
+inputs and a Q at its output (its reads or writes are INT8; the math stays FP16). Such a Q or DQ is an
+INT8/FP16 boundary but no kernel of its own: counted as ``pointwise_boundaries``, not as a reformat."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Int8Fusion:
     reformats: int
     quantize_standalone: int
     dequantize_standalone: int
+    pointwise_boundaries: int
     int8_outputs: int
     """INT8 convs whose (fused) output is quantized in the same kernel (they write INT8)."""
     float_convs: list[str] = field(default_factory=list)
@@ -83,7 +89,8 @@ class Int8Fusion:
                 f"weight-only), {self.residual_adds_fused}/{self.residual_adds} residual adds fused into their conv "
                 f"(+{self.residual_adds_int8} INT8 element-wise), {self.qdq_between_conv_and_relu} Q/DQ between conv "
                 f"and ReLU, {self.reformats} INT8<->FP16 reformats ({self.quantize_standalone} Q, "
-                f"{self.dequantize_standalone} DQ standalone)")
+                f"{self.dequantize_standalone} DQ standalone; {self.pointwise_boundaries} more absorbed by "
+                f"FP16 pointwise kernels)")
 
 
 class _Graph:
@@ -197,7 +204,7 @@ def check_int8_fusion(model_or_path) -> Int8Fusion:
                     and not any(o in g.outputs for o in node.output))
         return False
 
-    quantize_standalone, dequantize_standalone, boundary = 0, 0, []
+    quantize_standalone, dequantize_standalone, pointwise, boundary = 0, 0, 0, []
     for node in g.nodes:
         if node.op_type == "QuantizeLinear" and not g.is_weight(node.input[0]):
             src = g.producer.get(node.input[0])
@@ -205,19 +212,25 @@ def check_int8_fusion(model_or_path) -> Int8Fusion:
                 continue
             if src is not None and src.op_type in QUANTIZABLE and int8_consumer(src, src.input[0]):
                 continue  # the output quantization of an INT8 pooling/concat/add kernel
+            if src is not None and src.op_type in POINTWISE:
+                pointwise += 1
+                continue
             quantize_standalone += 1
             boundary.append(node.input[0])
         elif node.op_type == "DequantizeLinear" and not g.is_weight(node.input[0]):
             out = node.output[0]
-            if out in g.outputs or not all(int8_consumer(c, out) for c in g.consumers.get(out, [])):
+            rest = [c for c in g.consumers.get(out, []) if not int8_consumer(c, out)]
+            if out in g.outputs or any(c.op_type not in POINTWISE for c in rest):
                 dequantize_standalone += 1
                 boundary.append(out)
+            elif rest:
+                pointwise += 1
     return Int8Fusion(
         convs=len(convs), convs_int8=len(int8), convs_weight_only=len(weight_q - int8),
         convs_float=len(convs) - len(weight_q), residual_adds=sum(map(len, res.values())),
         residual_adds_fused=len(res["fused"]), residual_adds_int8=len(res["int8"]),
         residual_adds_float=len(res["float"]), other_adds=others, qdq_between_conv_and_relu=qdq_relu,
         reformats=quantize_standalone + dequantize_standalone, quantize_standalone=quantize_standalone,
-        dequantize_standalone=dequantize_standalone, int8_outputs=int8_outputs,
+        dequantize_standalone=dequantize_standalone, pointwise_boundaries=pointwise, int8_outputs=int8_outputs,
         float_convs=[c.name for c in convs if c.name not in int8], float_residual_adds=res["float"],
         reformat_tensors=boundary)

@@ -58,9 +58,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
                   "int8_cpu": "model_int8_cpu.onnx"}
 """File of each artifact; ``int8`` is the TensorRT INT8 graph, ``int8_cpu`` the ONNX Runtime CPU one."""
-INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "onnxruntime_onnx": "onnx_int8_cpu",
-                            "python_onnxruntime": "onnx_int8_cpu"}
-"""Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves."""
+INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "python_onnxruntime": "onnx_int8_cpu"}
+"""Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves;
+``onnxruntime_onnx`` (KIND_GPU) serves none: the CPU INT8 graph would run as float ops there."""
 MANIFEST = "manifest.json"
 CONFIG_FILE = "export_config.json"
 
@@ -136,6 +136,11 @@ class ExportConfig:
         if self.repository and self.promote is not None and self.promote not in self.precisions:
             raise ValueError(f"--promote {self.promote}: no {self.promote} artifact would be exported "
                              f"(add --{self.promote})")
+        if self.repository and self.promote == "int8" and self.backend == "onnxruntime_onnx":
+            # export.repository refuses it too (the CPU INT8 graph on KIND_GPU): say so before exporting
+            raise ValueError("--promote int8 --backend onnxruntime_onnx would serve the x86 CPU INT8 graph on "
+                             "KIND_GPU, where ONNX Runtime's CUDA provider runs its Q/DQ as float ops (slower than "
+                             "FP16); use --backend python_onnxruntime (KIND_CPU) or --backend tensorrt_plan")
         if self.int8 and not self.calib_data:
             raise ValueError("--int8 needs --calib-data (a folder of images or ROOT:SPLIT, "
                              "e.g. ../shared/data/kvasir-seg:train)")
