@@ -177,16 +177,21 @@ def check_int8_fusion(model_or_path) -> Int8Fusion:
     fused_q: set[str] = set()
     int8_outputs = 0
     fused_add_names = {a for a, _ in fused_inputs}
-    for conv in (c for c in convs if c.name in int8):
+    chain_tensors: set[str] = set()  # written by a conv kernel (its fused epilogue included), not a pointwise kernel
+    for conv in convs:
         tensor = conv.output[0]
+        chain_tensors.add(tensor)
         while True:
             nxt = g.only_consumer(tensor)
             if nxt is None:
                 break
             if nxt.op_type in CONV_CHAIN or nxt.op_type in COMMUTING or (nxt.op_type == "Add" and nxt.name in fused_add_names):
                 tensor = nxt.output[0]
+                chain_tensors.add(tensor)
                 continue
             break
+        if conv.name not in int8:
+            continue
         after = g.consumers.get(tensor, [])
         if after and tensor not in g.outputs and all(n.op_type == "QuantizeLinear" for n in after):
             fused_q.update(n.name for n in after)
@@ -212,7 +217,7 @@ def check_int8_fusion(model_or_path) -> Int8Fusion:
                 continue
             if src is not None and src.op_type in QUANTIZABLE and int8_consumer(src, src.input[0]):
                 continue  # the output quantization of an INT8 pooling/concat/add kernel
-            if src is not None and src.op_type in POINTWISE:
+            if src is not None and src.op_type in POINTWISE and node.input[0] not in chain_tensors:
                 pointwise += 1
                 continue
             quantize_standalone += 1

@@ -6,20 +6,17 @@ consumer (ONNX Runtime, TensorRT, Triton) runs exactly that graph.
 
 - FP16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with ``keep_io_types=True``
   (I/O stay float32, so clients and Triton configs do not change).
-- INT8 for TensorRT (:func:`quantize_int8`, the ``int8`` artifact for ``tensorrt_plan``): ONNX
-  Runtime's ``quantize_static`` in QDQ format with the settings TensorRT's ONNX parser accepts and
-  fuses: symmetric int8 activations and per-channel weights, **float biases** (``QuantizeBias``
-  off: TensorRT rejects int32 bias DequantizeLinear), Q/DQ on the conv input and weight and none on
-  conv outputs (nothing sits between a conv and its ReLU, or between a conv and the residual Add
-  that TensorRT fuses into it); the residual (identity) input of those Adds reads the DequantizeLinear
-  that the next block's quantized conv shares, which is the placement TensorRT fuses into an INT8
-  conv + add (and the one NVIDIA ModelOpt makes). Then the whole graph is converted to **FP16
-  outside the Q/DQ pairs**
-  (opset 19: DequantizeLinear with float16 scales outputs float16), because in a strongly typed
-  network everything between Q/DQ pairs runs in the scale's type. Only the compute-heavy
-  convolutions get Q/DQ (the largest ones that together hold ``mac_coverage`` of the graph's
-  convolution multiply-accumulates, never the stem conv on the image or the final conv).
-  Calibrated on real images. docs/export.md says why this and not NVIDIA ModelOpt, with numbers.
+- INT8 for TensorRT (:func:`quantize_int8`, the ``int8`` artifact for ``tensorrt_plan``): activation
+  ranges from ONNX Runtime's calibrators, Q/DQ placed here by TensorRT's "Q/DQ Layer-Placement
+  Recommendations" (developer guide, Explicit Quantization; export/int8_fusion.py checks the result):
+  symmetric int8 activations and per-channel weights, **float biases** (TensorRT rejects an int32
+  bias DequantizeLinear), Q/DQ on every quantized conv's input and weight and none on conv outputs
+  (nothing between a conv and its ReLU), the residual input of each ResNet Add through a
+  DequantizeLinear (TensorRT fuses the Add into the conv writing the other input). Every conv from
+  stem to head unless the INT8 gate forbids it (:data:`INT8_PLACEMENTS`). Then the whole graph is
+  converted to **FP16 outside the Q/DQ pairs** (opset 19: DequantizeLinear with float16 scales
+  outputs float16), because in a strongly typed network everything between Q/DQ pairs runs in the
+  scale's type. Calibrated on real images. docs/export.md compares it with NVIDIA ModelOpt's placement.
 
 The INT8 artifact for ONNX Runtime's CPU kernels (U8 activations, the ``int8_cpu`` artifact) is a
 different recipe in export/quantize_cpu.py; :data:`INT8_TARGETS` names the targets so the manifest
