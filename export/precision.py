@@ -351,7 +351,7 @@ def insert_qdq(model, convs: Sequence[str], amax: dict[str, float]):
 
 def calibrate_amax(path: str | Path, images: np.ndarray, *, method: str = DEFAULT_CALIBRATION_METHOD,
                    chunk: int = 4) -> dict[str, float]:
-    """``max |x|`` of every input and output of the Conv and Add nodes of the FP32 graph ``path``.
+    """``max |x|`` of every input and output of the Conv, Add and pooling nodes of the FP32 graph ``path``.
 
     ONNX Runtime's calibrators (``create_calibrator``, symmetric; ``percentile`` at :data:`PERCENTILE`),
     fed ``chunk`` images at a time so that the histograms, not every intermediate tensor, stay in memory.
@@ -367,7 +367,7 @@ def calibrate_amax(path: str | Path, images: np.ndarray, *, method: str = DEFAUL
     options = {"symmetric": True, **({"percentile": PERCENTILE} if method == "percentile" else {})}
     # ORT's calibrators print their progress; library code logs instead
     with tempfile.TemporaryDirectory(prefix="banet-calib-") as tmp, contextlib.redirect_stdout(io.StringIO()):
-        calibrator = create_calibrator(Path(path), ["Conv", "Add"], augmented_model_path=str(Path(tmp) / "aug.onnx"),
+        calibrator = create_calibrator(Path(path), ["Conv", "Add", *INT8_PASS_THROUGH], augmented_model_path=str(Path(tmp) / "aug.onnx"),
                                        calibrate_method=calibration_method(method), providers=["CPUExecutionProvider"],
                                        extra_options=options)
         for start in range(0, len(images), chunk):
