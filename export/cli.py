@@ -127,6 +127,13 @@ def main(argv: list[str] | None = None) -> int:
         if built:
             print(f"\nTensorRT-RTX {builder['version']} built {len(built)} engine(s) ahead of time for "
                   f"{', '.join(built[0]['targets'])} (RTX / A100-class GPUs; not loadable by Triton's tensorrt_plan).")
+    for item in manifest["artifacts"]:
+        if item.get("int8_fusion"):
+            from export.int8_fusion import Int8Fusion
+
+            fields = {k: v for k, v in item["int8_fusion"].items() if k != "rules"}
+            print(f"\n{item['name']} (placement {item.get('placement')}), TensorRT INT8 fusibility (static check): "
+                  f"{Int8Fusion(**fields).summary()}")
     print(f"\nwritten: {manifest['directory']} (manifest.json, export_config.json)")
     print(f"parity: {manifest['parity_data']['images']} images from {manifest['parity_data']['source']}")
     failed = [a["name"] for a in [*manifest["artifacts"], *manifest["engines"]] if a.get("gate") == "fail"]

@@ -46,8 +46,8 @@ from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, graph_opset, simplify_onnx
 from export.onnxruntime import ort_runner
-from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, quantize_int8,
-                              select_calibration_images)
+from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, int8_opset, int8_placement_record,
+                              quantize_int8, select_calibration_images)
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
                   "int8_cpu": "model_int8_cpu.onnx"}
 """File of each artifact; ``int8`` is the TensorRT INT8 graph, ``int8_cpu`` the ONNX Runtime CPU one."""
-INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "onnxruntime_onnx": "onnx_int8_cpu",
-                            "python_onnxruntime": "onnx_int8_cpu"}
-"""Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves."""
+INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "python_onnxruntime": "onnx_int8_cpu"}
+"""Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves;
+``onnxruntime_onnx`` (KIND_GPU) serves none: the CPU INT8 graph would run as float ops there."""
 MANIFEST = "manifest.json"
 CONFIG_FILE = "export_config.json"
 
@@ -136,6 +136,11 @@ class ExportConfig:
         if self.repository and self.promote is not None and self.promote not in self.precisions:
             raise ValueError(f"--promote {self.promote}: no {self.promote} artifact would be exported "
                              f"(add --{self.promote})")
+        if self.repository and self.promote == "int8" and self.backend == "onnxruntime_onnx":
+            # export.repository refuses it too (the CPU INT8 graph on KIND_GPU): say so before exporting
+            raise ValueError("--promote int8 --backend onnxruntime_onnx would serve the x86 CPU INT8 graph on "
+                             "KIND_GPU, where ONNX Runtime's CUDA provider runs its Q/DQ as float ops (slower than "
+                             "FP16); use --backend python_onnxruntime (KIND_CPU) or --backend tensorrt_plan")
         if self.int8 and not self.calib_data:
             raise ValueError("--int8 needs --calib-data (a folder of images or ROOT:SPLIT, "
                              "e.g. ../shared/data/kvasir-seg:train)")
@@ -324,13 +329,14 @@ def _export_into(folder: Path, config: ExportConfig, model, size: int, calib: li
         source = str(config.calib_data)
         with _bar(len(calib), f"calibrate INT8 ({config.calib_method})", show) as bar:
             path = quantize_int8(onnx_path, folder / ARTIFACT_FILES["int8"], calib, image_size=size,
-                                 method=config.calib_method, progress=bar.update)
+                                 method=config.calib_method, gate=config.gate("int8"), progress=bar.update)
         info = check_onnx(path, opset=int8_opset(config.opset))
         artifacts.append({"name": "onnx_int8", "precision": "int8", "format": "onnx", "path": path.name,
                           "target": "tensorrt", "opset": info["opset"],
-                          "nodes": info["nodes"], **_io(info), "quantizer": "onnxruntime.quantization.quantize_static "
-                          "(QDQ on the compute-heavy convs, per-channel, symmetric int8, "
-                          "float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
+                          "nodes": info["nodes"], **_io(info), "quantizer": "export.precision.quantize_int8 "
+                          "(ORT calibration; Q/DQ placed by TensorRT's rules: conv inputs and per-channel weights, "
+                          "fused residual inputs, float biases, FP16 outside Q/DQ; metadata banet.int8_nodes)",
+                          **int8_placement_record(path),
                           "calibration": {"data": source, "images": len(calib), "method": config.calib_method},
                           "export_seconds": time.perf_counter() - started})
         from export.quantize_cpu import TARGET as CPU_TARGET

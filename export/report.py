@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         # the float32-I/O graphs that ONNX Runtime serves (INT8: the CPU recipe, export/quantize_cpu.py); the
         # serving variants (uint8 in) are timed through the served path (bench.hotpath)
         by_name = {a["name"]: a for a in manifest["artifacts"]}
-        names = {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": INT8_ARTIFACT_BY_BACKEND["onnxruntime_onnx"]}
+        names = {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": INT8_ARTIFACT_BY_BACKEND["python_onnxruntime"]}
         paths = {precision: folder / by_name[name]["path"] for precision, name in names.items() if name in by_name}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
         sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None

@@ -274,6 +274,45 @@ def onnx_image_size(path: str | Path) -> int | None:
                           f"(inputs: {[t.name for t in model.graph.input]})")
 
 
+def onnx_int8_target(path: str | Path) -> str | None:
+    """The INT8 recipe of an ONNX graph: ``"onnxruntime"`` (the x86 CPU one, export/quantize_cpu.py: U8
+    activations, int32 biases), ``"tensorrt"`` (symmetric S8 Q/DQ only), or None (no Q/DQ).
+
+    Read from the graph itself (the serving variants carry no ``banet.int8_target`` metadata): a
+    QuantizeLinear with a uint8 zero point or a DequantizeLinear of an int32 tensor is the CPU recipe.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta = {p.key: p.value for p in model.metadata_props}
+    inits = {i.name: i.data_type for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if not qdq:
+        return meta.get("banet.int8_target")
+    for node in qdq:
+        zero_point = node.input[2] if len(node.input) > 2 else None
+        if node.op_type == "QuantizeLinear" and inits.get(zero_point) == onnx.TensorProto.UINT8:
+            return "onnxruntime"
+        if node.op_type == "DequantizeLinear" and inits.get(node.input[0]) == onnx.TensorProto.INT32:
+            return "onnxruntime"
+    return meta.get("banet.int8_target", "tensorrt")
+
+
+def _refuse_cpu_int8_on_gpu(source: Path, backend: str) -> None:
+    """The CPU INT8 graph is for ONNX Runtime's x86 kernels; ``onnxruntime_onnx`` runs on ``KIND_GPU``.
+
+    There the CUDA execution provider has no kernels that fuse its DequantizeLinear -> Conv -> QuantizeLinear
+    groups (U8 activations, int32 biases), so it runs the Q/DQ as separate float ops around float convs:
+    slower than the FP16 graph, and nothing would say so.
+    """
+    if backend == "onnxruntime_onnx" and onnx_int8_target(source) == "onnxruntime":
+        raise RepositoryError(
+            f"{source} is the INT8 graph for ONNX Runtime's x86 CPU kernels (U8 activations, int32 biases); "
+            "the onnxruntime_onnx backend serves it on KIND_GPU, where the CUDA provider runs its Q/DQ as float "
+            "ops (slower than FP16). Serve it with --backend python_onnxruntime (KIND_CPU), or serve INT8 on the "
+            "GPU with --backend tensorrt_plan (an engine built from model_int8.onnx), or FP16 with onnxruntime_onnx")
+
+
 def _stage_model(source: Path, target: Path, *, backend: str, network_io: str) -> None:
     """Copy (or, for a float graph served with uint8 I/O, wrap) the model file into the version folder."""
     from export.serving_graph import add_uint8_io
@@ -433,6 +472,7 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         raise RepositoryError(f"{repo} exists and is not a directory")
     if backend != "tensorrt_plan":
         _graph_io(source, network_io)  # refuse a graph that cannot serve this I/O before writing anything
+        _refuse_cpu_int8_on_gpu(source, backend)
 
     if cfg.preprocess == "dali":
         from export import dali

@@ -65,10 +65,17 @@ def test_int8_graph_is_what_tensorrt_accepts_and_fuses(exported):
         assert conv.input[2] in inits and inits[conv.input[2]].data_type == onnx.TensorProto.FLOAT16, \
             f"{conv.name}: TensorRT needs a float bias"
     chosen = set(meta["banet.int8_nodes"].split(","))
+    fused_adds = set(meta["banet.int8_adds"].split(","))
+    readers = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
     for q in (n for n in model.graph.node if n.op_type == "QuantizeLinear"):
-        assert getattr(producer.get(q.input[0]), "op_type", None) != "Conv", \
-            f"{q.name}: no Q/DQ on a conv output (it splits conv + ReLU and conv + residual add)"
-    adds = [n for n in model.graph.node if n.name in meta["banet.int8_adds"].split(",")]
+        if getattr(producer.get(q.input[0]), "op_type", None) == "Conv":  # only a downsample branch's output
+            after = [r for dq in readers[q.output[0]] for r in readers[dq.output[0]]]
+            assert after and all(r.name in fused_adds for r in after), \
+                f"{q.name}: Q/DQ on a conv output only as the residual of a fused add (else it splits conv + ReLU)"
+    adds = [n for n in model.graph.node if n.name in fused_adds]
     assert adds, "some residual adds follow a quantized conv"
     for add in adds:  # TensorRT's fusible pattern: conv output straight in, residual through a DQ
         kinds = sorted(getattr(producer.get(i), "op_type", None) for i in add.input)
@@ -128,11 +135,13 @@ def test_too_little_calibration_data_is_a_clear_error(kvasir):
     assert len(set(picked)) == 10 and picked[0] == paths[0] and picked[-1] == paths[-1]
 
 
-def test_int8_quantizes_only_the_heavy_convs(exported):
-    """Q/DQ only in front of the chosen convs; stem, head and the attention element-wise ops stay float."""
-    from export.precision import DEFAULT_MAC_COVERAGE, conv_macs, select_int8_convs
+def test_int8_quantizes_the_convs_of_its_placement(exported):
+    """Q/DQ in front of exactly the convs of the placement kept (every conv unless the gate forbade it); the
+    attention element-wise ops, Resize and Concat stay FP16."""
+    from export.precision import DEFAULT_MAC_COVERAGE, conv_macs, placement_convs, select_int8_convs
 
-    model = onnx.load(str(_artifact(exported, "onnx_int8")[0]))
+    path, item = _artifact(exported, "onnx_int8")
+    model = onnx.load(str(path))
     meta = {p.key: p.value for p in model.metadata_props}
     chosen = set(meta["banet.int8_nodes"].split(","))
     assert chosen and "calibration" in meta["banet.int8_recipe"]
@@ -143,14 +152,17 @@ def test_int8_quantizes_only_the_heavy_convs(exported):
 
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert {n.name for n in convs if dequantized(n.input[1])} == chosen, "exactly the chosen convs have int8 weights"
-    assert convs[0].name not in chosen and convs[-1].name not in chosen, "stem and head stay float"
+    assert {n.name for n in convs if dequantized(n.input[0])} == chosen, "and int8 inputs"
+    fp32 = onnx.shape_inference.infer_shapes(onnx.load(str(_artifact(exported, "onnx_fp32")[0])))
+    assert chosen == set(placement_convs(fp32, item["placement"]))
+    assert (convs[0].name in chosen) == (convs[-1].name in chosen) == (item["placement"] == "all")
     # Sigmoid/Mul of the attention blocks, Resize and Concat never read an int8 tensor
     reading_int8 = {n.op_type for n in model.graph.node if any(dequantized(i) for i in n.input)}
     assert not reading_int8 & {"Sigmoid", "Mul", "Resize", "Concat"}, reading_int8
 
-    fp32 = onnx.shape_inference.infer_shapes(onnx.load(str(_artifact(exported, "onnx_fp32")[0])))
     macs = conv_macs(fp32)
-    assert sum(macs[n] for n in chosen) >= DEFAULT_MAC_COVERAGE * sum(macs.values())
-    assert len(select_int8_convs(fp32, 0.3)) < len(chosen) < len(select_int8_convs(fp32, 1.0)) < len(macs)
+    heavy = select_int8_convs(fp32, DEFAULT_MAC_COVERAGE)
+    assert sum(macs[n] for n in heavy) >= DEFAULT_MAC_COVERAGE * sum(macs.values())
+    assert len(select_int8_convs(fp32, 0.3)) < len(heavy) < len(select_int8_convs(fp32, 1.0)) < len(macs)
     with pytest.raises(ValueError, match="coverage"):
         select_int8_convs(fp32, 0.0)

@@ -182,10 +182,10 @@ def test_export_keeps_every_artifact_when_tensorrt_rejects_one(real_tiny_checkpo
     with pytest.raises(ExportError, match="no data-center TensorRT int8 plan"):
         promote(out / "1", manifest, config)
     assert not (tmp_path / "repo").exists()
-    # ONNX Runtime serves the CPU INT8 artifact (export/quantize_cpu.py), which the rejection does not touch
+    # ONNX Runtime on the CPU serves the CPU INT8 artifact (export/quantize_cpu.py), which the rejection does not touch
     cpu = next(a for a in manifest["artifacts"] if a["name"] == "onnx_int8_cpu_serving")
     assert "tensorrt_check" not in cpu  # TensorRT never parses it; its own gate decides
-    config = replace(config, backend="onnxruntime_onnx", force_promote=True)
+    config = replace(config, backend="python_onnxruntime", force_promote=True)  # KIND_CPU: issue 19 defect 8
     assert promote(out / "1", manifest, config)["artifact"] == "onnx_int8_cpu_serving"
 
 

@@ -119,9 +119,8 @@ def test_cpu_int8_gate_is_scored_like_the_others(exported):
     assert _artifact(exported, "onnx_int8_cpu")[1]["parity"]["max_abs_logit_diff"] > 5 * fp16["max_abs_logit_diff"]
 
 
-@pytest.mark.parametrize("backend, artifact", [("onnxruntime_onnx", "onnx_int8_cpu_serving"),
-                                               ("python_onnxruntime", "onnx_int8_cpu_serving")])
-def test_repository_serves_the_cpu_artifact_on_onnx_runtime_backends(exported, tmp_path, backend, artifact):
+@pytest.mark.parametrize("backend, artifact", [("python_onnxruntime", "onnx_int8_cpu_serving")])
+def test_repository_serves_the_cpu_artifact_on_the_cpu_backend(exported, tmp_path, backend, artifact):
     from banet.spec import NETWORK_MODEL
     from export.pipeline import ExportConfig, promote
 

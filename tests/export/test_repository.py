@@ -195,3 +195,39 @@ def test_image_size_flows_into_the_configs(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"not an onnx model")
     with pytest.raises(RepositoryError, match="not a readable ONNX model"):
         write_repository(tmp_path / "other", onnx_path=tmp_path / "junk.onnx")
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("name", ["onnx_int8_cpu", "onnx_int8_cpu_serving"])
+def test_cpu_int8_graph_is_refused_on_kind_gpu(exported, tmp_path, name):
+    """issue 19 defect 8: onnxruntime_onnx (KIND_GPU) would run the x86 CPU INT8 graph's Q/DQ as float ops.
+
+    The writer refuses it (found from the graph: the serving variant has no metadata) and writes nothing;
+    the same file is served by python_onnxruntime (KIND_CPU), and the TensorRT INT8 graph is not refused.
+    """
+    from pathlib import Path
+
+    from export.repository import onnx_int8_target
+
+    folder = Path(exported["directory"])
+    by_name = {a["name"]: a for a in exported["artifacts"]}
+    cpu = folder / by_name[name]["path"]
+    assert onnx_int8_target(cpu) == "onnxruntime"
+    assert onnx_int8_target(folder / by_name["onnx_int8_serving"]["path"]) == "tensorrt"
+    assert onnx_int8_target(folder / by_name["onnx_fp32"]["path"]) is None
+    with pytest.raises(RepositoryError, match="KIND_GPU.*python_onnxruntime"):
+        write_repository(tmp_path / "gpu", onnx_path=cpu, backend="onnxruntime_onnx")
+    assert not (tmp_path / "gpu").exists(), "nothing written"
+    assert write_repository(tmp_path / "cpu", onnx_path=cpu, backend="python_onnxruntime").is_dir()
+    assert "KIND_CPU" in (tmp_path / "cpu" / spec.NETWORK_MODEL / "config.pbtxt").read_text()
+
+
+def test_export_refuses_to_promote_cpu_int8_to_onnxruntime_onnx(tmp_path):
+    """The export says so before it starts (the repository writer would refuse after the whole export)."""
+    from export.pipeline import ExportConfig
+
+    with pytest.raises(ValueError, match="KIND_GPU"):
+        ExportConfig(checkpoint="x.pt", out=str(tmp_path), int8=True, calib_data="x", repository=str(tmp_path / "r"),
+                     backend="onnxruntime_onnx", promote="int8")
+    ExportConfig(checkpoint="x.pt", out=str(tmp_path), int8=True, calib_data="x", repository=str(tmp_path / "r"),
+                 backend="python_onnxruntime", promote="int8")
