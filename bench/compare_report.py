@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from banet.metrics import METRIC_NAMES
+from bench.compare_table import plot_curves, table_markdown
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,17 @@ def markdown(result: dict[str, Any]) -> str:
         f"{s['size']}x{s['size']} px, {s['epochs']} epoch(s)" + (f" (at most {s['max_steps']} steps)" if s.get("max_steps") else "")
         + f", batch {s['batch_size']}, seed {s['seed']}",
         "",
-        "**" + CAVEAT.format(preset=s["preset"], epochs=s["epochs"], size=s["size"]) + "**",
+        "**" + CAVEAT.format(preset=s["preset"], epochs=s["epochs"] if not s.get("patience") else
+                             f"at most {s['epochs']} (early stopping after {s['patience']} epochs without a gain in "
+                             "validation JA)", size=s["size"]).replace("once, with one seed", "with the seeds shown")
+        + "**",
         "",
-        "## Table I columns (mean over test images, %) and deployment columns",
+        "## The paper's tables",
+        "",
+        *table_markdown(entries, size=s["size"], data_name=Path(s["data"]).name),
+        "",
+        "## Every run: Table I columns scored at each image's original size (mean over test images, %), and "
+        "deployment columns",
         "",
         "| network | ablation | " + " | ".join(METRIC_NAMES) + " | params (M) | GFLOPs | FP32 time vs BA-Net | "
         "FP16 / FP32 time | INT8 / FP32 time | FP16 agreement (mean / worst) | INT8 agreement (mean / worst) |",
@@ -169,7 +178,10 @@ def write_results(result: dict[str, Any], out_dir: str | Path, *, stem: str, for
     """Write ``STEM.json``, ``STEM.md`` and ``STEM.png`` into ``out_dir``; return their paths."""
     paths = planned_paths(out_dir, stem, force=force)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    result["plots"] = {"comparison": str(plot(result, paths["plot"]))}
+    curves = paths["plot"].with_name(paths["plot"].stem + "_curves.png")
+    if curves.exists() and not force:
+        raise FileExistsError(f"{curves} exists; pass --force to replace it or choose another --name")
+    result["plots"] = {"comparison": str(plot(result, paths["plot"])), "curves": str(plot_curves(result["entries"], curves))}
     paths["json"].write_text(json.dumps(result, indent=2) + "\n")
     paths["md"].write_text(markdown(result))
     log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
