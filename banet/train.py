@@ -530,13 +530,13 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
         # AVX2-only EPYC (docs/training.md): measure on this machine rather than guess. A resumed run keeps
         # the choice it started with, so one run never mixes precisions.
         stored = load_checkpoint(resume).get("precision") if resume is not None else None
-        if stored is None:
+        if stored is None and d.main:
             idx = torch.arange(min(config.batch_size, len(train_ds)))
             probe_batch = prepare_batch(train_ds.images[idx], train_ds.masks[idx], None)
             stored = probe_cpu_precision(model, loss_fn, probe_batch)
             log.info("CPU precision probe: %s (seconds per step %s)", stored["choice"],
                      {k: round(v, 4) for k, v in stored["seconds_per_step"].items()})
-        precision = stored
+        precision = _from_rank0(stored, d)  # every DDP process trains in the precision rank 0 measured
         autocast = None if precision["autocast"] is None else getattr(torch, precision["autocast"])
         use_channels_last = bool(precision["channels_last"]) and config.channels_last
     if use_channels_last:
@@ -642,16 +642,27 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
                     plot_history(history, out / "curves.png")
                 except ImportError as err:  # matplotlib is optional for the library
                     log.warning("no training-curve plot: %s", err)
-        else:
-            _gather_generator_states(generator, d)
+        else:  # the same collectives in the same order as rank 0: the early-stop broadcast, then the RNG gather
             history.append(record)
             stopped = _should_stop(history, config.patience, d)
+            _gather_generator_states(generator, d)
         _barrier(d)
     if d.world > 1:
         import torch.distributed as dist
 
         dist.destroy_process_group()
     return {**{k: str(v) for k, v in paths.items()}, "history": history, "rank": d.rank}
+
+
+def _from_rank0(value: Any, d: Dist) -> Any:
+    """Rank 0's ``value`` on every rank (collective in DDP)."""
+    if d.world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def _should_stop(history: list[dict[str, Any]], patience: int | None, d: Dist) -> bool:
