@@ -69,7 +69,7 @@ def artifact_backends(manifest: dict | None, folder: Path | None, *, device: str
                       threads: int | None = None) -> list[Backend]:
     """ONNX Runtime (CPU, and CUDA where chosen) for each ONNX artifact; TensorRT for each engine."""
     # the float32-I/O graphs: these backends take (B, 3, S, S) tensors (the uint8 *_serving graphs run in
-    # the Triton backend, which serves the hot path, and in bench.hotpath)
+    # the Triton backend, which serves the hot path, and in references.serving.hotpath)
     float_io = [a for a in (manifest or {}).get("artifacts", [])
                 if a.get("format") == "onnx" and a.get("io", "float32") == "float32"]
     engines = {e["name"]: e for e in (manifest or {}).get("engines", [])}

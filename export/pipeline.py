@@ -42,6 +42,7 @@ from banet.inference import torch_runner
 from banet.spec import (IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_IO, NETWORK_OUTPUT, ONNX_OPSET,
                         OPT_BATCH_SIZE, network_tensors)
 from export import parity, serving_graph
+from banet.data import kvasir_split
 from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, graph_opset, simplify_onnx
@@ -51,8 +52,6 @@ from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, i
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_ROOT = Path(os.environ.get("BANET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-DEFAULT_PARITY_DATA = f"{DEFAULT_DATA_ROOT / 'kvasir-seg'}:test"
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
@@ -224,7 +223,7 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
 
     model, payload = model_from_checkpoint(config.checkpoint)
     config = replace(config, image_size=_image_size(config, payload),
-                     parity_data=config.parity_data or DEFAULT_PARITY_DATA)
+                     parity_data=config.parity_data or kvasir_split("test"))
     size = int(config.image_size or IMAGE_SIZE)
     # bad data fails here, before anything is written
     calib = (select_calibration_images(parity.image_paths(str(config.calib_data)), config.calib_count,

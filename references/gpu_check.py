@@ -1,16 +1,16 @@
 """The prepared GPU check: every CUDA path of the project in one command, under 10 minutes.
 
 NOT RUN ON A GPU YET: no GPU was lent to the issues that wrote it (14, 19). Its CPU rehearsal
-(``--dry-run``: tiny model, 64 px, a few steps, on the CPU) runs in ``tests/bench/test_gpu_check.py``;
+(``--dry-run``: tiny model, 64 px, a few steps, on the CPU) runs in ``tests/references/test_gpu_check.py``;
 the CUDA paths (bf16 autocast, channels_last, torch.compile, CUDA graphs, TensorRT) are written to be
 ready, not verified.
 
     # here: a 256 px copy of Kvasir-SEG (about 25 MB) in the git-ignored devdata/, to carry along
-    python -m bench.gpu_check prepare-data --data ../shared/data/kvasir-seg --out devdata/kvasir-seg-256
+    python -m references.gpu_check prepare-data --data ../shared/data/kvasir-seg --out devdata/kvasir-seg-256
     # on the GPU machine (carry devdata/kvasir-seg-256), every step, results into $OUT:
-    python -m bench.gpu_check run --data devdata/kvasir-seg-256 --out $OUT
+    python -m references.gpu_check run --data devdata/kvasir-seg-256 --out $OUT
     # the CPU rehearsal (what the test runs)
-    python -m bench.gpu_check run --data DATA --out OUT --dry-run
+    python -m references.gpu_check run --data DATA --out OUT --dry-run
 
 Steps (``--steps``, in this order), each in its own process with a time budget (``BUDGET_S``,
 ``--budget STEP=SECONDS``; 560 s in all): a step that raises is recorded as ``failed`` with its error
@@ -34,7 +34,7 @@ each gets a fresh process and CUDA context).
   eager, channels_last, CUDA graph, torch.compile) at batch 1 and 32.
 - ``parity``: ``banet-export`` of FP32 and FP16 ONNX (its own ONNX Runtime gates), then every CUDA
   PyTorch path and ONNX Runtime's FP32/FP16 graphs scored against FP32 PyTorch on the CPU with the
-  export's mask gates (:func:`bench.parity.score_backends`). ONNX Runtime's CUDA provider is listed
+  export's mask gates (:func:`bench.backend_parity.score_backends`). ONNX Runtime's CUDA provider is listed
   and skipped with the reason where the installed build has none.
 - ``tensorrt``: where the data-center ``tensorrt`` is importable and a GPU visible, ``banet-export``
   builds and gates the FP16 engines and their latency and parity rows are measured; likewise
@@ -70,7 +70,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("bench.gpu_check")
+log = logging.getLogger("references.gpu_check")
 
 STEPS = ("environment", "throughput", "train", "bench", "parity", "tensorrt")
 BUDGET_S = {"environment": 20.0, "throughput": 90.0, "train": 225.0, "bench": 90.0, "parity": 90.0,
@@ -148,7 +148,7 @@ def prepare_data(src: str | Path, out: str | Path, *, size: int = 256, quality: 
     for csv_file in sorted(src.glob("splits*.csv")):
         shutil.copyfile(csv_file, tmp / csv_file.name)
     (tmp / "SOURCE.txt").write_text(
-        f"Derived from {src.resolve()} by `python -m bench.gpu_check prepare-data` (shorter side {size} px, "
+        f"Derived from {src.resolve()} by `python -m references.gpu_check prepare-data` (shorter side {size} px, "
         f"JPEG quality {quality}, masks nearest-resized PNG). Same terms as the source dataset.\n")
     if out.exists():
         shutil.rmtree(out)
@@ -459,7 +459,7 @@ def step_parity(ctx: dict, scale: Scale, device, emit: Emit) -> dict:
     against FP32 PyTorch on the CPU, with the export's mask gates."""
     from banet.checkpoint import model_from_checkpoint
     from bench.backends import Backend, TorchBackend, TorchVariant, torch_variants
-    from bench.parity import score_backends
+    from bench.backend_parity import score_backends
     from bench.suite import artifact_backends
     from export.parity import load_parity_set
 
@@ -520,7 +520,7 @@ def step_tensorrt(ctx: dict, scale: Scale, device, emit: Emit) -> dict:
     from bench.backends import TorchBackend, TorchVariant
     from bench.inputs import load_pool
     from bench.latency import measure_latency
-    from bench.parity import score_backends
+    from bench.backend_parity import score_backends
     from bench.suite import artifact_backends
     from export.parity import load_parity_set
 
@@ -607,7 +607,7 @@ def run_step(name: str, *, context: Path, result_path: Path, log_path: Path, bud
     root = str(Path(__file__).resolve().parents[1])  # this checkout's packages, wherever the cwd is
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
            "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "bench.gpu_check", "step", name, "--context", str(context),
+    cmd = [sys.executable, "-m", "references.gpu_check", "step", name, "--context", str(context),
            "--result", str(result_path)]
     started = time.monotonic()
     with open(log_path, "w") as log_file:
@@ -752,8 +752,8 @@ def _goals(result: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.machine import machine_info
-    from bench.report import result_stem
+    from banet.machine import machine_info
+    from bench.results import result_stem
 
     device = "cpu" if args.dry_run else args.device
     if not args.dry_run and _device(device).type != "cuda":
@@ -779,7 +779,7 @@ def run(args: argparse.Namespace) -> int:
            "train_modes": args.train_modes, "train_minutes": args.train_minutes, "train_epochs": args.train_epochs,
            "checkpoint": checkpoint, "checkpoint_source": f"--checkpoint {checkpoint}" if checkpoint else None,
            "throughput": None}
-    result: dict = {"command": "python -m bench.gpu_check " + shlex.join(args.argv), "date": machine["date"],
+    result: dict = {"command": "python -m references.gpu_check " + shlex.join(args.argv), "date": machine["date"],
                     "machine": machine, "dry_run": args.dry_run, "data": data,
                     "scale": asdict(DRY_RUN if args.dry_run else FULL), "device": device,
                     "budgets_s": budgets, "steps": {}, "errors": {}}
@@ -822,7 +822,7 @@ def _budget(text: str) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m references.gpu_check", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="write a resized copy of a dataset (shorter side --size)")

@@ -21,7 +21,7 @@ test images, all timed calls interleaved (:func:`bench.latency.measure_interleav
 one network / BA-Net's) is reported as the median and the range over those repeats.
 
 Results (``--results``/``--name``: JSON, Markdown, one plot) carry the command line, the machine, the date
-and the load average; :mod:`bench.compare_report` writes them. ``--reuse`` takes the finished entries
+and the load average; :mod:`references.training.compare_tables` writes them. ``--reuse`` takes the finished entries
 already in ``--out`` (same settings) instead of training them again.
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 ENTRY_FILE = "entry.json"
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
+from bench.results import RESULTS_DIR as DEFAULT_RESULTS  # noqa: E402
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -329,7 +329,7 @@ def measure_ratios(records: list[dict[str, Any]], settings: Settings, *, referen
 # --- the command --------------------------------------------------------------------------------------
 def compare(settings: Settings, entries: list[Entry], *, reuse: bool = False, say=print) -> dict[str, Any]:
     """Run every entry, then the latency block; returns the result (what the results files hold)."""
-    from bench.machine import machine_info
+    from banet.machine import machine_info
 
     machine_start = machine_info()
     started = time.perf_counter()
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     from banet.checkpoint import CheckpointError
     from banet.data.pairs import DatasetError
     from banet.train import TrainError
-    from bench.compare_report import planned_paths, write_results
+    from references.training.compare_tables import planned_paths, write_results
     from export.pipeline import ExportError
 
     args = build_parser().parse_args(argv)

@@ -28,8 +28,8 @@ def _data_root():
 
 
 def test_short_soak(triton_server, tmp_path):
-    from bench.machine import machine_info
-    from bench.soak import run_soak, soak_images, write_results
+    from banet.machine import machine_info
+    from references.serving.soak import run_soak, soak_images, write_results
 
     result = run_soak(triton_server.grpc_url, soak_images(_data_root(), 6), clients=3, duration_s=20,
                       rss=triton_server.rss_bytes)
@@ -45,7 +45,7 @@ def test_short_soak(triton_server, tmp_path):
 
 @pytest.mark.slow
 def test_long_soak(triton_server):
-    from bench.soak import run_soak, soak_images
+    from references.serving.soak import run_soak, soak_images
 
     result = run_soak(triton_server.grpc_url, soak_images(_data_root(), 12), clients=8, duration_s=600,
                       rss=triton_server.rss_bytes)
@@ -57,7 +57,7 @@ def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
     # a soak can run for minutes: an existing result file must stop it up front, not after the load
     from datetime import datetime, timedelta, timezone
 
-    from bench.soak import main
+    from references.serving.soak import main
 
     out = tmp_path / "results"
     out.mkdir()
@@ -72,15 +72,15 @@ def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
 
 
 def test_soak_command_serves_an_onnx_and_writes_passing_results(tiny_onnx, tmp_path, capsys):
-    """``python -m bench.soak --onnx ...``: its own server, a short load, JSON + Markdown that pass."""
-    from bench.soak import main
+    """``python -m references.serving.soak --onnx ...``: its own server, a short load, JSON + Markdown that pass."""
+    from references.serving.soak import main
 
     out = tmp_path / "results"
     argv = ["--onnx", str(tiny_onnx), "--clients", "2", "--duration", "3", "--images", "2", "--out", str(out)]
     assert main(argv) == 0
     (json_path,) = out.glob("soak_*.json")
     result = json.loads(json_path.read_text())
-    assert result["command"] == "python -m bench.soak " + " ".join(argv)
+    assert result["command"] == "python -m references.serving.soak " + " ".join(argv)
     assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_average"]) == 3
     soak = result["soak"]
     assert soak["clients"] == 2 and soak["requests_sent"] > 2 and all(soak["checks"].values()), soak
@@ -97,7 +97,7 @@ def test_preset_model_is_centred_on_the_soak_images():
     import torch
 
     from banet import processing
-    from bench.soak import _model, soak_images
+    from references.serving.soak import _model, soak_images
 
     images = soak_images(None, 3)
     net = _model(None, "tiny", images, 64)

@@ -14,10 +14,13 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+"""Where every command writes by default (``--out``); the README and docs cite files in it."""
+
 
 def result_stem(machine: dict, tag: str = "bench") -> str:
     """``2026-11-26T1830Z_intel-xeon-2c_bench``: date and machine in every file name."""
-    from bench.machine import machine_slug
+    from banet.machine import machine_slug
 
     date = machine["date"][:16].replace(":", "").replace("+", "") + "Z"
     return f"{date}_{machine_slug(machine)}_{tag}"
@@ -242,7 +245,7 @@ def _json_default(value):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bench.report --replot RESULT.json``: redraw the latency and load plots from a result."""
+    """``python -m bench.results --replot RESULT.json``: redraw the latency and load plots from a result."""
     import argparse
     import sys
 

@@ -5,7 +5,7 @@ the tiny model within an hour. This command reads banet-bench result files (thei
 the bench computed them) and writes min / median / max of each ratio over the runs, with every
 run's file, command, model and artifacts, so a figure can be quoted as a spread and traced:
 
-    python -m bench.spread --name spread_tiny128 bench/results/2026-11-26T18*_tiny128*.json ...
+    python -m references.precision.spread --name spread_tiny128 bench/results/2026-11-26T18*_tiny128*.json ...
 
 Writes ``<results>/<name>.json`` and ``.md`` (refuses to replace them without ``--force``).
 """
@@ -18,6 +18,8 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
+
+from bench.results import RESULTS_DIR
 
 from banet.atomic import write_text
 
@@ -81,10 +83,10 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.spread", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m references.precision.spread", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path, help="banet-bench result JSON files")
     p.add_argument("--name", required=True, help="results file stem")
-    p.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--results", type=Path, default=RESULTS_DIR)
     p.add_argument("--note", help="a line of context written into the Markdown")
     p.add_argument("--force", action="store_true", help="replace existing results files")
     args = p.parse_args(argv)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     from datetime import datetime, timezone
 
-    report = {"name": args.name, "command": shlex.join(["python", "-m", "bench.spread", *(argv or sys.argv[1:])]),
+    report = {"name": args.name, "command": shlex.join(["python", "-m", "references.precision.spread", *(argv or sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": args.note,
               "spread": spread(runs), "runs": runs}
     args.results.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""bench/serving_latency.py on the tiny model: both paths give the same mask, figures are consistent."""
+"""references/serving/serving_latency.py on the tiny model: both paths give the same mask, figures are consistent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ pytestmark = [pytest.mark.needs_triton, pytest.mark.needs_data]
 
 def test_measure_compares_the_same_masks_and_splits_the_time(tiny_onnx, data_root):
     from banet import spec
-    from bench.serving_latency import markdown, measure, pick_images
+    from references.serving.serving_latency import markdown, measure, pick_images
 
     images = pick_images(data_root)
     assert set(images) == {"kvasir_1920x1072", "isic_256x192"}
@@ -32,7 +32,7 @@ def test_pick_images_names_the_missing_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from bench.serving_latency import pick_images
+    from references.serving.serving_latency import pick_images
 
     images = tmp_path / "kvasir-seg" / "images"
     images.mkdir(parents=True)
@@ -42,10 +42,10 @@ def test_pick_images_names_the_missing_folder(tmp_path):
 
 
 def test_command_measures_an_onnx_and_writes_results(tiny_onnx, data_root, tmp_path):
-    """``python -m bench.serving_latency --onnx ...``: JSON + Markdown with the split for both images."""
+    """``python -m references.serving.serving_latency --onnx ...``: JSON + Markdown with the split for both images."""
     import json
 
-    from bench.serving_latency import main
+    from references.serving.serving_latency import main
 
     out = tmp_path / "results"
     assert main(["--data", str(data_root), "--onnx", str(tiny_onnx), "--reps", "1", "--warmup", "0",

@@ -1,4 +1,4 @@
-"""The results files of ``banet-compare`` (:mod:`bench.compare`): JSON, Markdown and one plot.
+"""The results files of ``banet-compare`` (:mod:`references.training.compare`): JSON, Markdown and one plot.
 
 The Markdown's first table is the paper's Table I layout (AC, DI, JA, SE, SP: mean over the test images,
 in %), with parameters, GFLOPs, ONNX Runtime latency ratios and FP16/INT8 mask agreement beside it.

@@ -1,4 +1,4 @@
-"""bench.demo (`make demo`): every step end to end at its smallest (``--smoke``), and a server step
+"""references.demo (`make demo`): every step end to end at its smallest (``--smoke``), and a server step
 that talks to the server it started, never to one already there."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class _Ready(http.server.BaseHTTPRequestHandler):
 
 def test_server_step_refuses_a_port_already_answering(tmp_path):
     from banet.server import free_port
-    from bench.demo import StepFailed, _start_server
+    from references.demo import StepFailed, _start_server
 
     other = http.server.HTTPServer(("127.0.0.1", 0), _Ready)  # some other server, ready on the HTTP port
     thread = threading.Thread(target=other.serve_forever, daemon=True)
@@ -44,7 +44,7 @@ def test_smoke_demo_runs_every_step_and_stops_the_server(tmp_path, capsys):
     import json
 
     from banet.server import free_port, port_free
-    from bench.demo import main
+    from references.demo import main
 
     out = tmp_path / "demo"
     ports = [free_port() for _ in range(3)]

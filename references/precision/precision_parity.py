@@ -1,7 +1,7 @@
 """Export numbers into ``bench/results/``: export time, file size and parity per artifact, and ONNX
 Runtime CPU latency of FP32 vs FP16 vs INT8 as ratios measured side by side in one run.
 
-    python -m export.report --checkpoint runs/kvasir_tiny_128/best.pt \\
+    python -m references.precision.precision_parity --checkpoint runs/kvasir_tiny_128/best.pt \\
         --calib-data ../shared/data/kvasir-seg:train --name export_kvasir_tiny_128
 
 Writes ``<results>/<name>.json`` and ``<name>.md`` with the command line, the machine and the date.
@@ -136,7 +136,7 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m references.precision.precision_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--calib-data", required=True)
     p.add_argument("--calib-count", type=int, default=256)
@@ -167,13 +167,13 @@ def main(argv: list[str] | None = None) -> int:
         manifest = run_export(config, show_progress=True)
         folder = Path(manifest["directory"])
         # the float32-I/O graphs that ONNX Runtime serves (INT8: the CPU recipe, export/quantize_cpu.py); the
-        # serving variants (uint8 in) are timed through the served path (bench.hotpath)
+        # serving variants (uint8 in) are timed through the served path (references.serving.hotpath)
         by_name = {a["name"]: a for a in manifest["artifacts"]}
         names = {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": INT8_ARTIFACT_BY_BACKEND["onnxruntime_onnx"]}
         paths = {precision: folder / by_name[name]["path"] for precision, name in names.items() if name in by_name}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
         sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None
-    report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "export.report",
+    report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "references.precision.precision_parity",
                                                         *(argv if argv is not None else sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds,

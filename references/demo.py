@@ -5,7 +5,7 @@ Each step runs one console script (``banet-synth``, ``banet-train``, ``banet-eva
 it; the demo adds nothing but the order. A failing step stops the demo with that step's own
 error output and a non-zero exit status, and the Triton server is always stopped.
 
-    python -m bench.demo --out demo_out [--data ../shared/data/kvasir-seg]
+    python -m references.demo --out demo_out [--data ../shared/data/kvasir-seg]
 """
 
 from __future__ import annotations

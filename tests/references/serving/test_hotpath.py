@@ -1,4 +1,4 @@
-"""bench/hotpath.py: its parts run and its report says what it measured (timings are not tested)."""
+"""references/serving/hotpath.py: its parts run and its report says what it measured (timings are not tested)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _jpeg(h: int, w: int) -> bytes:
 
 
 def test_steps_report_and_verdicts():
-    from bench.hotpath import STEPS, markdown, measure_steps, verdicts
+    from references.serving.hotpath import STEPS, markdown, measure_steps, verdicts
 
     sets = {"kvasir test split": [_jpeg(300, 400), _jpeg(200, 210)], "1920x1072": [_jpeg(1072, 1920)]}
     steps = measure_steps(sets, 64, reps=1)
@@ -37,7 +37,7 @@ def test_steps_report_and_verdicts():
 def test_pass_through_network_serves_the_constant_map(tmp_path):
     pytest.importorskip("onnxruntime")
     from banet import processing, spec
-    from bench.hotpath import constant_logits, constant_onnx
+    from references.serving.hotpath import constant_logits, constant_onnx
     from export.onnxruntime import ort_runner
     from export.serving_graph import add_uint8_io
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.backends import RunnerBackend, TorchBackend, TorchVariant, Unavailable, ort_backend
-from bench.parity import score_backends
+from bench.backend_parity import score_backends
 
 BENCH_SIZE = 64  # the size of the bench_artifacts export (tests/bench/conftest.py)
 

@@ -12,7 +12,7 @@ run, then one Triton request, repeated) so that load from other jobs hits both a
   and the per-model split from Triton's statistics extension (compute input+infer+output and
   queue time of banet_preprocess, banet_model, banet_postprocess).
 
-    python -m bench.serving_latency --data ../shared/data --preset paper tiny --reps 5
+    python -m references.serving.serving_latency --data ../shared/data --preset paper tiny --reps 5
 
 Writes ``bench/results/serving_latency_<date>.json`` and ``.md`` (refuses to overwrite unless --force).
 """
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 GOALS = {"server_overhead_max": 0.15, "tiny_server_overhead_max": 0.30, "pre_post_share_max": 0.10}
 """Triton over in-process: <= 15 % for the paper model, <= 30 % for the tiny one (whose ~17 ms network
 cannot hide the Python-backend hops and copies; issue 12)."""
@@ -198,7 +198,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.serving_latency", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m references.serving.serving_latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
     src = p.add_mutually_exclusive_group()
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
-    from bench.machine import machine_info
+    from banet.machine import machine_info
 
     machine = machine_info()
     stamp = machine["date"][:16].replace(":", "")
@@ -243,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, onnx_path in targets.items():
             log.info("measuring %s", label)
             models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)
-    result = {"title": "serving latency", "command": shlex.join(["python", "-m", "bench.serving_latency",
+    result = {"title": "serving latency", "command": shlex.join(["python", "-m", "references.serving.serving_latency",
                                                                    *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine, "goals": GOALS, "ort_spinning": args.spinning, "models": models}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""bench.gpu_check: the data copy, the epoch plan, the whole check as its CPU rehearsal (--dry-run), and
+"""references.gpu_check: the data copy, the epoch plan, the whole check as its CPU rehearsal (--dry-run), and
 the per-step budget and failure recording."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from banet.data.synthetic import SynthConfig, write_dataset
-from bench.gpu_check import DRY_RUN_BUDGET_S, STEPS, main, plan_epochs, prepare_data
+from references.gpu_check import DRY_RUN_BUDGET_S, STEPS, main, plan_epochs, prepare_data
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_dry_run_runs_every_step_and_writes_the_results(copy, tmp_path, capsys):
 def test_a_failed_or_overrunning_step_is_recorded_and_the_next_runs(copy, tmp_path, monkeypatch):
     """A step over its budget is stopped (``timeout``), one that raises is ``failed`` with its error and
     log, the steps after them run, and the results file is rewritten after every step."""
-    import bench.gpu_check as gpu_check
+    import references.gpu_check as gpu_check
 
     _, data, _, _ = copy
     out = tmp_path / "out"
@@ -156,7 +156,7 @@ def test_tensorrt_step_on_a_gpu_host_without_tensorrt_records_absent(monkeypatch
     import importlib.util
     from types import SimpleNamespace
 
-    from bench.gpu_check import DRY_RUN, step_tensorrt
+    from references.gpu_check import DRY_RUN, step_tensorrt
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",

@@ -20,7 +20,7 @@ With ``--checkpoint`` (a trained BA-Net), mask parity of each candidate against 
 scored on the Kvasir-SEG test split (mean / worst Jaccard), and uint8 vs float16 probabilities are
 compared (the reason the serving graph returns float16).
 
-    python -m bench.hotpath --data ../shared/data --checkpoint runs/kvasir_tiny_128/best.pt --reps 5
+    python -m references.serving.hotpath --data ../shared/data --checkpoint runs/kvasir_tiny_128/best.pt --reps 5
 
 Writes ``bench/results/hotpath_<date>.json``, ``.md`` and ``_throughput.png`` (refuses to overwrite
 unless --force).
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 GOALS = {"speedup_test_split": 4.0, "speedup_1920": 3.0, "parity_mean": 0.999, "parity_worst": 0.99}
 STEPS = ("decode", "preprocess", "postprocess", "boundary_area")
 
@@ -361,7 +361,7 @@ def image_sets(data_root: Path) -> tuple[dict[str, list[bytes]], list[bytes]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m references.serving.hotpath", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/")
     p.add_argument("--checkpoint", type=Path, help="a trained BA-Net checkpoint for the mask-parity table")
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    from bench.machine import machine_info
+    from banet.machine import machine_info
 
     torch.set_num_threads(1)
     machine = machine_info()
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"{path} exists; pass --force to replace it")
     size = args.size
     sets, test = image_sets(args.data)
-    result = {"title": "serving hot path ceiling", "command": shlex.join(["python", "-m", "bench.hotpath",
+    result = {"title": "serving hot path ceiling", "command": shlex.join(["python", "-m", "references.serving.hotpath",
                                                                         *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine, "size": size, "reps": args.reps, "goals": GOALS,
               "steps": measure_steps(sets, size, args.reps)}

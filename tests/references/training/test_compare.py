@@ -10,8 +10,8 @@ import pytest
 from banet.data.synthetic import SynthConfig, write_dataset
 from banet.evaluate import evaluate
 from banet.metrics import METRIC_NAMES
-from bench.compare import ENTRY_FILE, entries_for
-from bench.compare import main as compare_main
+from references.training.compare import ENTRY_FILE, entries_for
+from references.training.compare import main as compare_main
 
 ARGS = ["--arch", "unet", "banet", "--ablation", "--size", "64", "--epochs", "1", "--max-steps", "1",
         "--batch-size", "4", "--workers", "1", "--calib-count", "8", "--parity-count", "3", "--latency-images", "3",

@@ -97,7 +97,7 @@ def score_backends(backends: Sequence[Backend], reference_backend: Backend, data
     """One parity row per backend (``export.parity.ParityResult`` as a dict, or a skip/failure row).
 
     ``data`` is an ``export.parity.ParitySet``; ``reference_backend`` is FP32 PyTorch eager.
-    ``on_row(row)`` is called as each row is made (bench.gpu_check reports rows as they come).
+    ``on_row(row)`` is called as each row is made (references.gpu_check reports rows as they come).
     """
     from export.parity import reference
 

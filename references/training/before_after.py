@@ -1,6 +1,6 @@
 """Retrain one configuration with an older commit's code and with this tree: val/test JA per epoch.
 
-    python -m bench.before_after --data ../shared/data/kvasir-seg --before 1b897c6 --epochs 5 \\
+    python -m references.training.before_after --data ../shared/data/kvasir-seg --before 1b897c6 --epochs 5 \\
         --work runs/gate_fix --tag gate_fix_tiny128
 
 Both runs use the same seed, data, split and flags (``TRAIN_FLAGS`` plus ``--epochs``): a
@@ -33,10 +33,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-log = logging.getLogger("bench.before_after")
+log = logging.getLogger("references.training.before_after")
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_OUT = REPO / "bench" / "results"
+REPO = Path(__file__).resolve().parents[2]
+from bench.results import RESULTS_DIR as DEFAULT_OUT  # noqa: E402
 TRAIN_FLAGS = ("--recipe", "paper", "--preset", "tiny", "--size", "128", "--optimizer", "adam", "--lr", "1e-3",
                "--schedule", "constant", "--batch-size", "8", "--augment", "flips", "--deep-supervision", "1",
                "--seed", "0", "--workers", "2")
@@ -159,7 +159,7 @@ def plot(result: dict, path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.before_after", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m references.training.before_after", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (images/, masks/, a split file)")
     p.add_argument("--before", required=True, help="commit whose banet/ is the 'before' code")
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace existing result files")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from bench.machine import machine_info
+    from banet.machine import machine_info
 
     paths = {k: args.out / f"{args.tag}{suffix}" for k, suffix in (("json", ".json"), ("md", ".md"),
                                                                    ("png", "_curves.png"))}
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result = {
         "title": args.title, "tag": args.tag,
-        "command": "python -m bench.before_after " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m references.training.before_after " + shlex.join(argv if argv is not None else sys.argv[1:]),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(), "loadavg_start": loadavg_start,
         "loadavg_end": [round(v, 2) for v in os.getloadavg()],

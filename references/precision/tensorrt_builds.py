@@ -1,7 +1,7 @@
 """TensorRT numbers into ``bench/results/``: what the TensorRT builder makes of every artifact, and
 INT8 vs FP16 vs FP32 mask parity.
 
-    python -m export.trt_report --checkpoint runs/kvasir_tiny_128/best.pt \\
+    python -m references.precision.tensorrt_builds --checkpoint runs/kvasir_tiny_128/best.pt \\
         --calib-data ../shared/data/kvasir-seg:train --name trt_kvasir_tiny_128 [--modelopt] [--torch-fp16]
 
 One ``run_export`` (FP32, FP16, INT8 for TensorRT; the engines built by the installed builder, on
@@ -257,7 +257,7 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.trt_report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m references.precision.tensorrt_builds", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--calib-data", required=True)
     p.add_argument("--calib-count", type=int, default=256)
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                               trt_builder=args.trt_builder)
         collected = collect(config, Path(tmp), modelopt=args.modelopt, torch_fp16=args.torch_fp16)
     report = {"name": args.name,
-              "command": shlex.join(["python", "-m", "export.trt_report", *(argv if argv is not None else sys.argv[1:])]),
+              "command": shlex.join(["python", "-m", "references.precision.tensorrt_builds", *(argv if argv is not None else sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "machine": {"cpu": cpu_model(), "cores": cpu_cores()}, "loadavg": loadavg, "gpu": trt_route.gpu(),
               "note": args.note, "gates": {k: vars(config.gate(k)) for k in ("fp32", "fp16", "int8")}, **collected}

@@ -4,9 +4,9 @@ Checks while it loads the server: every request gets exactly one response (clien
 Triton's own success+failure count for the ensemble), every mask equals the single-request
 mask of the same image, server RSS at start and end; reports latency percentiles and throughput.
 
-    python -m bench.soak --onnx model.onnx --data ../shared/data --clients 4 --duration 45
-    python -m bench.soak --preset tiny --data ../shared/data --clients 4 --duration 120  # random weights
-    python -m bench.soak --repository model_repository --duration 600      # the long version
+    python -m references.serving.soak --onnx model.onnx --data ../shared/data --clients 4 --duration 45
+    python -m references.serving.soak --preset tiny --data ../shared/data --clients 4 --duration 120  # random weights
+    python -m references.serving.soak --repository model_repository --duration 600      # the long version
 
 Writes ``bench/results/soak_<date>.json`` and ``.md`` (refuses to overwrite unless ``--force``).
 """
@@ -28,7 +28,7 @@ import numpy as np
 from banet.atomic import write_text
 
 log = logging.getLogger(__name__)
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 
 
 def soak_images(data_root: Path | None, count: int = 8, seed: int = 0) -> list[tuple[str, bytes]]:
@@ -219,7 +219,7 @@ def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, 
     try:
         config = registry.preset(arch, preset)
     except ValueError as err:
-        raise SystemExit(f"python -m bench.soak: unknown --preset {preset!r} for --arch {arch}: {err}") from None
+        raise SystemExit(f"python -m references.serving.soak: unknown --preset {preset!r} for --arch {arch}: {err}") from None
     torch.manual_seed(0)
     net = registry.build(arch, config).eval()
     batch = np.stack([processing.preprocess(processing.decode_image(data), size) for _, data in images])
@@ -229,7 +229,7 @@ def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m references.serving.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--repository", type=Path, help="model repository to serve")
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
     import tempfile
 
-    from bench.machine import machine_info
+    from banet.machine import machine_info
     from banet.server import TritonServer, free_port
 
     machine = machine_info()  # the result files are named by the start time: refuse before minutes of load
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             write_repository(repo, onnx_path=onnx)
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
-    result = {"title": "soak", "command": shlex.join(["python", "-m", "bench.soak", *(argv or sys.argv[1:])]),
+    result = {"title": "soak", "command": shlex.join(["python", "-m", "references.serving.soak", *(argv or sys.argv[1:])]),
               "machine": machine, "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
               "soak": soak}
     json_path, md_path = write_results(result, args.out, force=args.force)

@@ -1,4 +1,4 @@
-"""``python -m export.report``: a real export of the tiny checkpoint, its parity and ONNX Runtime
+"""``python -m references.precision.precision_parity``: a real export of the tiny checkpoint, its parity and ONNX Runtime
 latency ratios, written as JSON + Markdown, never over an existing result."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.needs_data
 
 
 def test_report_writes_export_parity_and_latency_ratios(centred_checkpoint, data_root, tmp_path, capsys):
-    from export.report import main
+    from references.precision.precision_parity import main
 
     kvasir = data_root / "kvasir-seg"
     argv = ["--checkpoint", str(centred_checkpoint(64)), "--image-size", "64", "--calib-data", f"{kvasir}:train",
@@ -21,7 +21,7 @@ def test_report_writes_export_parity_and_latency_ratios(centred_checkpoint, data
             "--name", "tiny", "--results", str(tmp_path)]
     assert main(argv) == 0
     report = json.loads((tmp_path / "tiny.json").read_text())
-    assert report["command"].endswith("-m export.report " + " ".join(argv))
+    assert report["command"].endswith("-m references.precision.precision_parity " + " ".join(argv))
     assert report["machine"]["cores"] >= 1 and len(report["machine"]["load_average"]) == 3
     artifacts = {(a["precision"], a.get("io", "float32")) for a in report["manifest"]["artifacts"]}
     assert artifacts == {(p, io) for p in ("fp32", "fp16", "int8") for io in ("float32", "uint8")}

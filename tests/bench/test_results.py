@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from bench.machine import machine_info
-from bench.report import markdown, result_stem, write_results
+from banet.machine import machine_info
+from bench.results import markdown, result_stem, write_results
 
 
 def _result():

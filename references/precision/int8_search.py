@@ -7,7 +7,7 @@ process, at each batch size. With ``--parity-count`` (a trained checkpoint) each
 are also scored against the FP32 PyTorch masks (mean and worst image). The fused-node counts of
 ORT's optimized graph say whether the quantized convs really ran in int8::
 
-    python -m bench.int8_search --checkpoint runs/random_r50_256.pt --calib-data ../shared/data/kvasir-seg:train
+    python -m references.precision.int8_search --checkpoint runs/random_r50_256.pt --calib-data ../shared/data/kvasir-seg:train
 
 Writes ``<out>/int8_search_<date>_<machine>_<tag>.{json,md}`` (refuses to replace them without ``--force``).
 Only the ratios inside one run mean something on shared CPUs.
@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.results import RESULTS_DIR
 
 from banet.atomic import write_text
 
@@ -85,7 +87,7 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.int8_search", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m references.precision.int8_search", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="BA-Net checkpoint (banet-train, or banet-info --random-checkpoint)")
     p.add_argument("--calib-data", required=True, help="calibration images: folder or ROOT:SPLIT")
     p.add_argument("--calib-count", type=int, default=8)
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--data", default=None, help="images the timed batches come from (default: Kvasir-SEG test)")
     p.add_argument("--parity-count", type=int, default=0, help="score each candidate on this many test images (0: no)")
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--tag", default="search")
     p.add_argument("--note", help="a line of context written into the Markdown")
     p.add_argument("--force", action="store_true")
@@ -112,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     from banet.checkpoint import model_from_checkpoint
     from banet.inference import torch_runner
     from banet.spec import IMAGE_SIZE
-    from bench.cli import DEFAULT_DATA
+    from banet.data import kvasir_split
     from bench.inputs import load_pool
-    from bench.machine import machine_info, machine_slug
+    from banet.machine import machine_info, machine_slug
     from export import parity
     from export.onnx import export_onnx, simplify_onnx
     from export.onnxruntime import ort_runner
@@ -130,11 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     model, payload = model_from_checkpoint(args.checkpoint)
     size = args.image_size or int((payload.get("train_config") or {}).get("size") or IMAGE_SIZE)
     calib = select_calibration_images(parity.image_paths(args.calib_data), args.calib_count, source=args.calib_data)
-    data = args.data or f"{DEFAULT_DATA}:test"
+    data = args.data or kvasir_split("test")
     root, _, split = data.rpartition(":")
     pool = load_pool(root, split=split, limit=16, size=size)
     random_weights = bool((payload.get("train_config") or {}).get("random_weights"))
-    report = {"command": shlex.join(["python", "-m", "bench.int8_search", *(argv if argv is not None else sys.argv[1:])]),
+    report = {"command": shlex.join(["python", "-m", "references.precision.int8_search", *(argv if argv is not None else sys.argv[1:])]),
               "machine": machine, "model": f"{args.checkpoint} ({payload['model_config']['backbone']}, {size} px"
               f"{', random weights' if random_weights else ''})",
               "calibration": f"{args.calib_method} on {len(calib)} images of {args.calib_data}",

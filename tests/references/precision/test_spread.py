@@ -1,4 +1,4 @@
-"""python -m bench.spread: min / median / max of the bench's ratios over recorded runs."""
+"""python -m references.precision.spread: min / median / max of the bench's ratios over recorded runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench.spread import main
+from references.precision.spread import main
 
 
 def _run(path, date, ort_vs_torch, int8):
