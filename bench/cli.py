@@ -158,6 +158,7 @@ def _load_model(cfg: BenchConfig):
                 if train.get("random_weights") else "")
         info = {"checkpoint": cfg.checkpoint, "sha256": file_sha256(cfg.checkpoint),
                 "arch": payload["arch"], "model_config": payload["model_config"],
+                "trained": not train.get("random_weights"),
                 "description": f"{cfg.checkpoint} ({_model_label(payload['arch'], payload['model_config'])}{made})"}
         return model, size, info
     try:
@@ -166,7 +167,7 @@ def _load_model(cfg: BenchConfig):
         raise SystemExit(f"banet-bench: unknown --preset {cfg.preset!r} for --arch {cfg.arch}: {err}") from None
     torch.manual_seed(0)
     model = registry.build(cfg.arch, config).eval()
-    return model, None, {"arch": cfg.arch, "preset": cfg.preset, "model_config": registry.config_to_dict(config),
+    return model, None, {"arch": cfg.arch, "preset": cfg.preset, "trained": False, "model_config": registry.config_to_dict(config),
                          "description": f"{cfg.arch} preset {cfg.preset!r}, random weights (speed ratios only)"}
 
 
@@ -257,7 +258,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
             backend.close()
         if server_ctx is not None:
             server_ctx.__exit__(None, None, None)
-    result["goals"] = goals.evaluate(result["latency"], result["parity"], reference=reference.name)
+    result["goals"] = goals.evaluate(result["latency"], result["parity"], reference=reference.name,
+                                     trained=model_info["trained"])
     return report.write_results(result, cfg.out, stem=stem, examples=examples, force=cfg.force)
 
 

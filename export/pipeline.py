@@ -57,8 +57,30 @@ PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
                   "int8_cpu": "model_int8_cpu.onnx"}
 """File of each artifact; ``int8`` is the TensorRT INT8 graph, ``int8_cpu`` the ONNX Runtime CPU one."""
-INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "onnxruntime_onnx": "onnx_int8_cpu",
-                            "python_onnxruntime": "onnx_int8_cpu"}
+ARTIFACT_BY_RUNTIME: dict[str, dict[str, str]] = {
+    "onnxruntime-cpu": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8_cpu"},
+    "onnxruntime-cuda": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8"},
+    "tensorrt": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8"},
+}
+"""The one mapping of which ONNX artifact (manifest ``name``) each runtime runs at each precision: ONNX
+Runtime's CPU kernels run the CPU INT8 graph (U8 activations, export/quantize_cpu.py), TensorRT and ORT's
+CUDA provider the TensorRT INT8 graph. The bench's backends (bench.suite), banet-compare and the
+reference commands pick artifacts only through :func:`runtime_artifact`."""
+RUNTIME_BY_TRITON_BACKEND = {"tensorrt_plan": "tensorrt", "onnxruntime_onnx": "onnxruntime-cpu",
+                             "python_onnxruntime": "onnxruntime-cpu"}
+"""The runtime behind each Triton backend (Triton's ONNX Runtime models here run on the CPU)."""
+INT8_ARTIFACT_BY_BACKEND = {backend: ARTIFACT_BY_RUNTIME[runtime]["int8"]
+                            for backend, runtime in RUNTIME_BY_TRITON_BACKEND.items()}
+
+
+def runtime_artifact(artifacts: list[dict[str, Any]], precision: str, runtime: str) -> dict[str, Any] | None:
+    """The manifest entry that ``runtime`` runs at ``precision`` (:data:`ARTIFACT_BY_RUNTIME`), or None.
+
+    No fallback to another artifact of the same precision: an export without the CPU INT8 graph has no
+    ``onnxruntime-cpu`` INT8 artifact (timing the TensorRT graph in its place measured the wrong thing).
+    """
+    name = ARTIFACT_BY_RUNTIME[runtime][precision]
+    return next((a for a in artifacts if a.get("name") == name), None)
 """Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves."""
 MANIFEST = "manifest.json"
 CONFIG_FILE = "export_config.json"

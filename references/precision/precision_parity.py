@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.pipeline import INT8_ARTIFACT_BY_BACKEND, ExportConfig, run_export
+from export.pipeline import ExportConfig, run_export, runtime_artifact
 from export.precision import DEFAULT_CALIBRATION_METHOD
 
 
@@ -168,9 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(manifest["directory"])
         # the float32-I/O graphs that ONNX Runtime serves (INT8: the CPU recipe, export/quantize_cpu.py); the
         # serving variants (uint8 in) are timed through the served path (references.serving.hotpath)
-        by_name = {a["name"]: a for a in manifest["artifacts"]}
-        names = {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": INT8_ARTIFACT_BY_BACKEND["onnxruntime_onnx"]}
-        paths = {precision: folder / by_name[name]["path"] for precision, name in names.items() if name in by_name}
+        found = {p: runtime_artifact(manifest["artifacts"], p, "onnxruntime-cpu") for p in ("fp32", "fp16", "int8")}
+        paths = {precision: folder / art["path"] for precision, art in found.items() if art is not None}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
         sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None
     report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "references.precision.precision_parity",

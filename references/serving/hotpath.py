@@ -242,11 +242,23 @@ def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int,
                     rows[name].append(row)
                     log.info("triton %s round %d: %s", name, rep + 1, row.get("throughput", row.get("skipped")))
     ok = {k: [r["throughput"] for r in v if not r.get("skipped")] for k, v in rows.items()}
-    ratios = [h / t for t, h in zip(ok["today"], ok["hotpath"])] if ok["today"] and ok["hotpath"] else []
+    ratios = paired_ratios(rows["hotpath"], rows["today"])
     return {"concurrency": concurrency, "rows": rows,
             "throughput": {k: {"min": min(v), "median": float(np.median(v)), "max": max(v)} if v else None
                            for k, v in ok.items()},
             "speedup": {"min": min(ratios), "median": float(np.median(ratios)), "max": max(ratios)} if ratios else None}
+
+
+def paired_ratios(numerator: list[dict], denominator: list[dict], key: str = "throughput") -> list[float]:
+    """``numerator[i][key] / denominator[i][key]`` for each round ``i`` in which both rows were measured.
+
+    The rows are lists in round order (one row per round and candidate); a round in which either side was
+    skipped gives no ratio, so a ratio never pairs one round's row with another round's (load differs).
+    """
+    if len(numerator) != len(denominator):
+        raise ValueError(f"{len(numerator)} vs {len(denominator)} rounds: rows must be one per round")
+    return [n[key] / d[key] for n, d in zip(numerator, denominator)
+            if not n.get("skipped") and not d.get("skipped") and d.get(key)]
 
 
 # --- report ------------------------------------------------------------------------------------------

@@ -211,12 +211,17 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
         threads=settings.threads, engine=False, force=True), show_progress=True)
     timings["export_s"] = time.perf_counter() - started
     export_dir = Path(manifest["directory"])
+    from export.pipeline import runtime_artifact
+
     artifacts = {}
-    for item in manifest["artifacts"]:
-        if item["format"] == "onnx" and item["name"] == f"onnx_{item['precision']}":
+    for precision in PRECISIONS:
+        # the artifact ONNX Runtime's CPU provider runs (INT8: model_int8_cpu.onnx, not the TensorRT graph), from
+        # the one mapping bench.suite uses too; its gate and agreement are that artifact's, scored in this export
+        item = runtime_artifact(manifest["artifacts"], precision, "onnxruntime-cpu")
+        if item is not None:
             p = item.get("parity", {})
-            artifacts[item["precision"]] = {
-                "path": str(export_dir / item["path"]), "gate": item.get("gate"),
+            artifacts[precision] = {
+                "name": item["name"], "path": str(export_dir / item["path"]), "gate": item.get("gate"),
                 "mean_agreement": p.get("mean_agreement"), "worst_agreement": p.get("worst_agreement"),
                 "ja_change": (None if p.get("artifact_ja") is None or p.get("reference_ja") is None
                               else p["artifact_ja"] - p["reference_ja"]),
@@ -279,6 +284,7 @@ def measure_ratios(records: list[dict[str, Any]], settings: Settings, *, referen
     Returns ``{"repeats": [{backend: p50_ms}], "ratios": {label: {"fp16_vs_fp32": {median, min, max}, ...}}}``.
     """
     from bench.backends import ort_backend
+    from export.pipeline import ARTIFACT_BY_RUNTIME
     from bench.inputs import load_pool
     from bench.latency import measure_interleaved
 
@@ -287,8 +293,9 @@ def measure_ratios(records: list[dict[str, Any]], settings: Settings, *, referen
     for record in records:
         for precision in PRECISIONS:
             art = record["artifacts"].get(precision)
-            if art is None:
-                continue
+            if art is None or art.get("name", ARTIFACT_BY_RUNTIME["onnxruntime-cpu"][precision]) != \
+                    ARTIFACT_BY_RUNTIME["onnxruntime-cpu"][precision] or (precision == "int8" and "name" not in art):
+                continue  # a record from before the one mapping (its INT8 was the TensorRT graph): not timed
             backend = ort_backend(art["path"], precision, threads=settings.threads)
             backend.name = f"{record['label']}/{precision}"
             backends.append(backend)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from banet.machine import machine_info
+from banet.machine import machine_info, machine_slug
 from bench.results import markdown, result_stem, write_results
 
 
@@ -30,8 +30,16 @@ def _result():
 def test_stem_has_date_and_machine():
     info = machine_info()
     stem = result_stem(info, "x")
-    assert stem.startswith(info["date"][:10]) and stem.endswith("_x")
-    assert (info.get("gpu") is not None) or f"-{info['cores']}c_" in stem
+    date = info["date"][:16].replace(":", "").replace("+", "") + "Z"
+    assert stem == f"{date}_{machine_slug(info)}_x"
+
+
+def test_machine_slug_names_the_gpu_or_the_cpu_and_its_cores():
+    # fixed records, not this host: a CPU machine is named by its model and cores, a GPU one by the GPU
+    cpu = {"cpu": "AMD EPYC Processor", "cores": 2, "gpu": None}  # as /proc/cpuinfo names the dev machine
+    assert machine_slug(cpu) == "amd-epyc-2c"
+    assert machine_slug(dict(cpu, cpu="Intel(R) Xeon(R) CPU @ 2.20GHz")) == "intel-xeon-2c"
+    assert machine_slug(dict(cpu, gpu="NVIDIA H200")) == "nvidia-h200"
 
 
 def test_markdown_lists_skips_with_reasons():
@@ -67,7 +75,7 @@ def test_goals_from_rows_of_the_same_run():
     assert "batch 8" in b8["goal"] and b8["target"] == ">= 1.8x" and b8["achieved"] is None  # no batch-8 rows
     assert evaluate(latency, [dict(parity[0], passed=True)], reference="torch-fp32@cpu")[0]["met"] is True
     no_parity = evaluate(latency, [], reference="torch-fp32@cpu")[0]
-    assert no_parity["met"] is True and "not scored in this run" in no_parity["note"]
+    assert no_parity["met"] is None and "not scored in this run" in no_parity["note"]
     assert goals["ORT FP32 vs "]["achieved"] == "1.50x" and goals["ORT FP32 vs "]["met"] is True
     assert all(g["met"] is None and "no CUDA GPU" in g["note"] for g in goals.values() if "TensorRT" in g["goal"])
 
@@ -91,7 +99,8 @@ def test_int8_goal_is_the_median_of_the_repeats_ratios():
 
     # ratios per repeat at batch 8: 2.0, 1.7, 1.9 -> median 1.9 (>= 1.8), not all >= 1.8
     latency = [row("ort-fp32@cpu", 8, [200.0, 170.0, 190.0]), row("ort-int8@cpu", 8, [100.0, 100.0, 100.0])]
-    goal = evaluate(latency, [], reference="torch-fp32@cpu")[1]
+    passed = [{"backend": "ort-int8@cpu", "passed": True, "skipped": None}]
+    goal = evaluate(latency, passed, reference="torch-fp32@cpu")[1]
     assert goal["ratios"] == pytest.approx([2.0, 1.7, 1.9]) and goal["achieved"] == "1.90x" and goal["met"] is True
     assert "median of 3 repeats, min-max 1.70x-2.00x (not all >= 1.8x)" in goal["note"]
 
@@ -111,3 +120,28 @@ def test_merge_repeats_pools_calls_and_keeps_each_repeats_p50():
     assert a.stats.count == 6 and a.stats.p50_ms == pytest.approx(350.0)
     assert a.extra["repeat_p50_ms"] == pytest.approx([200.0, 500.0]) and a.extra["repeats"] == 2
     assert b.stats is None and b.skipped == "failed: boom"
+
+
+@pytest.mark.parametrize("parity, trained, why", [
+    ([], True, "no parity in the run"),
+    ([{"backend": "ort-int8@cpu", "passed": True, "skipped": None}], False, "random weights"),
+    ([{"backend": "ort-int8@cpu", "passed": None, "skipped": "no INT8 artifact"}], True, "gate row skipped"),
+])
+def test_a_goal_row_cannot_read_pass_with_a_condition_unmeasured(parity, trained, why):
+    """The speed condition is met (2.0x >= 1.5x) but the gate was not measured in this run: no PASS."""
+    from bench.goals import evaluate
+
+    latency = [{"backend": "ort-fp32@cpu", "batch_size": 1, "device": "cpu", "p50_ms": 20.0, "throughput": 50.0,
+                "skipped": None},
+               {"backend": "ort-int8@cpu", "batch_size": 1, "device": "cpu", "p50_ms": 10.0, "throughput": 100.0,
+                "skipped": None}]
+    goals = evaluate(latency, parity, reference="torch-fp32@cpu", trained=trained)
+    b1 = goals[0]
+    assert b1["achieved"] == "2.00x" and b1["conditions"] == {"speed": True, "int8_gate": None}, why
+    assert b1["met"] is None, why
+    md = markdown({**_result(), "goals": goals})
+    row = next(line for line in md.splitlines() if line.startswith(f"| {b1['goal']} |"))
+    assert "PASS" not in row.split("|")[4], row  # the "met" cell
+    # every goal row of the run: PASS only where every condition it names was measured and holds
+    for g in goals:
+        assert (g["met"] is True) == (bool(g["conditions"]) and all(v is True for v in g["conditions"].values()))

@@ -1,4 +1,5 @@
-"""references/serving/hotpath.py: its parts run and its report says what it measured (timings are not tested)."""
+"""references/serving/hotpath.py: its candidates compute the right masks, rounds pair within a round, and its
+report says what it measured (timings are not tested)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,42 @@ def test_pass_through_network_serves_the_constant_map(tmp_path):
     mask = processing.mask_from_probability(out[0], (120, 90))
     assert 0 < processing.mask_area(mask) < mask.size  # a blob with a contour
     assert spec.SERVING_OUTPUT.name == "probability"
+
+
+def _disc_mask(size: int, shape: tuple[int, int]) -> np.ndarray:
+    """Independent reference: the constant network's disc (logit > 0 where the radius < 0.3 S in the S x S map,
+    centre (0.45 S, 0.55 S)) sampled at the centres of an ``(H, W)`` image's pixels."""
+    h, w = shape
+    yy = (np.arange(h) + 0.5) * size / h - 0.5
+    xx = (np.arange(w) + 0.5) * size / w - 0.5
+    radius = np.hypot(yy[:, None] - 0.45 * size, xx[None, :] - 0.55 * size)
+    return radius < 0.3 * size
+
+
+def test_every_candidate_route_gives_the_constant_networks_mask_at_the_original_size():
+    """Not today's route against itself: each route's decode and mask against numpy references."""
+    from banet import processing
+    from banet.metrics import jaccard
+    from references.serving.hotpath import candidates
+
+    data = _jpeg(300, 400)
+    full = processing.decode_image(data)
+    want = _disc_mask(64, full.shape[:2])
+    for name, (decode, pre, post) in candidates(64).items():
+        state = pre(decode(data))
+        mask = post(state) > 0
+        assert mask.shape == full.shape[:2], name
+        assert jaccard(mask, want) > 0.98, (name, jaccard(mask, want))
+        resized = state[0]
+        assert resized.shape[-2:] == (64, 64) or resized.shape[:2] == (64, 64), name
+
+
+def test_same_round_ratios_never_pair_rows_of_different_rounds():
+    from references.serving.hotpath import paired_ratios
+
+    today = [{"throughput": 10.0}, {"skipped": "perf_analyzer timed out"}, {"throughput": 40.0}]
+    hotpath = [{"throughput": 20.0}, {"throughput": 30.0}, {"throughput": 80.0}]
+    # round 2 of today was skipped: its hot path row is dropped with it, rounds 1 and 3 pair with themselves
+    assert paired_ratios(hotpath, today) == [2.0, 2.0]
+    with pytest.raises(ValueError, match="rounds"):
+        paired_ratios(hotpath, today[:2])

@@ -4,7 +4,9 @@ synthetic set (tiny configurations, 64 px, one training step each), and its resu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from banet.data.synthetic import SynthConfig, write_dataset
@@ -38,14 +40,30 @@ def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
         assert entry["metrics"] == pytest.approx(again) and set(METRIC_NAMES) <= set(entry["metrics"])
         assert 0 < entry["params"] and 0 < entry["gflops"]
         assert entry["training"]["steps"] == 1
+        # the artifact ONNX Runtime's CPU provider runs (export.pipeline.ARTIFACT_BY_RUNTIME): for INT8 the CPU
+        # graph, not the TensorRT one; its agreement is the export's parity of that same file, over the images asked
+        assert entry["artifacts"]["int8"]["path"].endswith("model_int8_cpu.onnx")
+        manifest = json.loads((Path(entry["artifacts"]["fp32"]["path"]).parent / "manifest.json").read_text())
+        by_path = {a["path"]: a for a in manifest["artifacts"]}
         for precision in ("fp32", "fp16", "int8"):
             art = entry["artifacts"][precision]
-            assert 0.0 <= art["mean_agreement"] <= 1.0 and art["worst_agreement"] <= art["mean_agreement"]
+            parity = by_path[Path(art["path"]).name]["parity"]
+            assert art["mean_agreement"] == parity["mean_agreement"] and art["images"] == 3, precision
+            assert art["worst_agreement"] == parity["worst_agreement"] <= art["mean_agreement"], precision
+        assert entry["artifacts"]["fp32"]["mean_agreement"] == pytest.approx(1.0, abs=1e-6)  # FP32 ONNX = PyTorch
         ratios = result["latency"]["ratios"][entry["label"]]
         for key in ("fp16_vs_fp32", "int8_vs_fp32", "fp32_vs_reference"):
             r = ratios[key]
             assert r["n"] == 2 and 0 < r["min"] <= r["median"] <= r["max"], key
-    assert result["latency"]["ratios"]["banet"]["fp32_vs_reference"]["median"] == 1.0
+    # the ratios are the recorded p50s of each repeat divided within that repeat: recomputed independently
+    # from the repeats for U-Net against BA-Net (two different networks' times, not BA-Net's with itself)
+    reps = result["latency"]["repeats"]
+    for key, (num, den) in {"fp32_vs_reference": ("unet/fp32", "banet/fp32"),
+                            "int8_vs_fp32": ("unet/int8", "unet/fp32")}.items():
+        want = sorted(rep[num] / rep[den] for rep in reps)
+        got = result["latency"]["ratios"]["unet"][key]
+        assert got["min"] == pytest.approx(want[0]) and got["max"] == pytest.approx(want[-1]), key
+        assert got["median"] == pytest.approx(float(np.median(want))), key
     unet, banet = result["entries"]
     assert unet["params"] != banet["params"]  # two different networks were built
     # every repeat timed all six artifacts
