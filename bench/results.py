@@ -1,16 +1,26 @@
-"""Write a bench result: JSON with every number, a Markdown summary and PNG plots.
+"""The one results writer of every measuring command, and banet-bench's Markdown and plots.
 
-Nothing is overwritten silently: existing files raise :class:`FileExistsError` unless ``force``.
+Every command (banet-bench, banet-compare, the ``references`` commands) writes through :class:`ResultFiles`:
+a dated file name (``<kind>_<date>_<machine>_<tag>`` or a ``--name``), a refusal before any measuring if one of
+its files exists (unless ``--force``), JSON + Markdown + plots, and a record of the command line, the machine
+(CPU, cores, GPU, library versions, load average; :func:`banet.machine.machine_info`) and the date. Typed
+results (dataclasses) are written through :func:`to_jsonable`, their one JSON encoding.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from banet.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -18,12 +28,79 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 """Where every command writes by default (``--out``); the README and docs cite files in it."""
 
 
-def result_stem(machine: dict, tag: str = "bench") -> str:
-    """``2026-11-26T1830Z_intel-xeon-2c_bench``: date and machine in every file name."""
+def result_stem(machine: dict, tag: str = "bench", kind: str | None = None) -> str:
+    """``2026-11-26T1830Z_intel-xeon-2c_bench`` (``kind_`` in front when given): date and machine in every name."""
     from banet.machine import machine_slug
 
     date = machine["date"][:16].replace(":", "").replace("+", "") + "Z"
-    return f"{date}_{machine_slug(machine)}_{tag}"
+    return "_".join(([kind] if kind else []) + [date, machine_slug(machine)] + ([tag] if tag else []))
+
+
+def command_line(prog: str, argv: Sequence[str] | None) -> str:
+    """The command as typed (``prog`` then ``argv``, else this process's arguments), shell-quoted."""
+    return shlex.join([*prog.split(), *(sys.argv[1:] if argv is None else argv)])
+
+
+def to_jsonable(value):
+    """The one JSON encoding: dataclasses (their ``to_dict`` where they have one), numpy scalars and arrays, paths."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+class ResultFiles:
+    """The files of one result: claimed (refused if present, unless ``force``) before measuring, written after.
+
+    ``stem`` is a ``--name`` or :func:`result_stem`; ``plots`` the suffixes of the PNGs it may write
+    (``STEM_<plot>.png``). :meth:`write` adds ``command`` and ``machine`` to the result when it lacks them.
+    """
+
+    def __init__(self, out_dir: str | Path, stem: str, *, force: bool = False, plots: Sequence[str] = (),
+                 command: str | None = None, machine: dict | None = None):
+        from banet.machine import machine_info
+
+        self.out_dir, self.stem, self.force = Path(out_dir), stem, force
+        self.command, self.machine = command, machine or machine_info()
+        self.paths = {"json": self.out_dir / f"{stem}.json", "md": self.out_dir / f"{stem}.md",
+                      **{name: self.out_dir / f"{stem}_{name}.png" for name in plots}}
+        existing = [p for p in self.paths.values() if p.exists()]
+        if existing and not force:
+            raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out/--tag/--name")
+
+    @classmethod
+    def dated(cls, out_dir: str | Path, kind: str | None, tag: str | None, **kwargs) -> ResultFiles:
+        """``<kind>_<date>_<machine>_<tag>`` named by this machine and the start time."""
+        from banet.machine import machine_info
+
+        machine = kwargs.pop("machine", None) or machine_info()
+        return cls(out_dir, result_stem(machine, tag or "", kind), machine=machine, **kwargs)
+
+    def write(self, result: dict, markdown: str | Callable[[dict], str],
+              plots: Mapping[str, Callable[[Path], Path | None]] | None = None) -> dict[str, Path]:
+        """Draw ``plots`` (each given its path, returning it or None), then write JSON and Markdown atomically."""
+        if self.command is not None:
+            result.setdefault("command", self.command)
+        result.setdefault("machine", self.machine)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, draw in (plots or {}).items():
+            if name not in self.paths:
+                raise ValueError(f"plot {name!r} was not claimed (plots={list(self.paths)[2:]})")
+            path = draw(self.paths[name])
+            if path is not None:
+                written[name] = path
+        if written:
+            result["plots"] = {k: str(v) for k, v in written.items()}
+        write_text(self.paths["json"], json.dumps(result, indent=2, default=to_jsonable) + "\n")
+        write_text(self.paths["md"], markdown(result) if callable(markdown) else markdown)
+        log.info("wrote %s", ", ".join(str(p) for p in [self.paths["json"], self.paths["md"], *written.values()]))
+        return {"json": self.paths["json"], "md": self.paths["md"], **written}
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -203,45 +280,23 @@ def plot_examples(examples: list[dict], path: Path) -> Path | None:
     return path
 
 
+BENCH_PLOTS = ("latency", "load", "examples")
+
+
 def planned_paths(out_dir: str | Path, stem: str, *, force: bool = False) -> dict[str, Path]:
-    """The files a result named ``stem`` will occupy; :class:`FileExistsError` if one exists (unless ``force``)."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md",
-             "latency": out_dir / f"{stem}_latency.png", "load": out_dir / f"{stem}_load.png",
-             "examples": out_dir / f"{stem}_examples.png"}
-    existing = [p for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out/--tag")
-    return paths
+    """The files a banet-bench result named ``stem`` will occupy; :class:`FileExistsError` if one exists (unless ``force``)."""
+    return ResultFiles(out_dir, stem, force=force, plots=BENCH_PLOTS, machine={}).paths
 
 
 def write_results(result: dict, out_dir: str | Path, *, stem: str | None = None, examples=None,
                   force: bool = False) -> dict[str, Path]:
-    """Write ``STEM.json``, ``STEM.md`` and ``STEM_*.png`` into ``out_dir``; return their paths."""
-    out_dir = Path(out_dir)
+    """banet-bench's ``STEM.json``, ``STEM.md`` and ``STEM_*.png`` in ``out_dir`` (through :class:`ResultFiles`)."""
     stem = stem or result_stem(result["machine"], result.get("tag", "bench"))
-    planned = planned_paths(out_dir, stem, force=force)
-    paths = {"json": planned.pop("json"), "md": planned.pop("md")}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    plots = {
-        "latency": plot_latency(result.get("latency", []), planned["latency"]),
-        "load": plot_load(result.get("load", []), planned["load"]),
-        "examples": plot_examples(examples or [], planned["examples"]),
-    }
-    result["plots"] = {k: str(v) for k, v in plots.items() if v is not None}
-    paths.update({k: v for k, v in plots.items() if v is not None})
-    paths["json"].write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    paths["md"].write_text(markdown(result))
-    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    return paths
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    files = ResultFiles(out_dir, stem, force=force, plots=BENCH_PLOTS, machine=result["machine"])
+    return files.write(result, markdown, {
+        "latency": lambda path: plot_latency(result.get("latency", []), path),
+        "load": lambda path: plot_load(result.get("load", []), path),
+        "examples": lambda path: plot_examples(examples or [], path)})
 
 
 def main(argv: list[str] | None = None) -> int:

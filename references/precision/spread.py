@@ -14,40 +14,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import statistics
 import sys
 from pathlib import Path
 
-from bench.results import RESULTS_DIR
 
-from banet.atomic import write_text
 
 RATIOS = ("ORT FP32 vs PyTorch FP32 eager", "ORT INT8 vs ORT FP32")
 """Goal names (up to their first comma) in banet-bench results whose ``achieved`` is a ratio."""
 
 
-def _ratio(text: str | None) -> float | None:
-    if not text or not text.endswith("x"):
-        return None
-    try:
-        return float(text[:-1])
-    except ValueError:
-        return None
-
-
 def read_run(path: Path) -> dict:
-    """One banet-bench result file -> its ratios and where its inputs came from."""
+    """One banet-bench result file -> its ratios (numbers from its latency rows) and where its inputs came from.
+
+    The ratios are recomputed with :mod:`bench.goals` from the typed latency rows (``p50_ms``, per-repeat
+    ``repeat_p50_ms``), never parsed back from the display strings ("3.49x") of the goals table.
+    """
+    from bench.goals import goals_of_run
+
     result = json.loads(path.read_text())
     if "goals" not in result or "latency" not in result:
         raise ValueError(f"{path}: not a banet-bench result (no goals/latency)")
-    achieved = {g["goal"].split(",")[0]: g.get("achieved") for g in result["goals"]}
+    reference = result.get("reference") or "torch-fp32@cpu"
+    found = {g.goal.split(",")[0]: g.value for g in goals_of_run(result["latency"], result.get("parity") or [],
+                                                                  reference=reference)}
     return {
         "file": str(path), "date": result["machine"].get("date"), "command": result.get("command"),
         "load_average": result["machine"].get("load_average"),
         "model": result.get("model", {}).get("description"), "image_size": result.get("image_size"),
         "artifacts": result.get("artifacts"),
-        "ratios": {name: _ratio(achieved.get(name)) for name in RATIOS},
+        "ratios": {name: found.get(name) for name in RATIOS},
     }
 
 
@@ -83,29 +79,23 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.precision.spread", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path, help="banet-bench result JSON files")
-    p.add_argument("--name", required=True, help="results file stem")
-    p.add_argument("--results", type=Path, default=RESULTS_DIR)
+    options.add_output(p, name=True, out_flag="--results")
     p.add_argument("--note", help="a line of context written into the Markdown")
-    p.add_argument("--force", action="store_true", help="replace existing results files")
     args = p.parse_args(argv)
-    targets = [args.results / f"{args.name}.json", args.results / f"{args.name}.md"]
-    for path in targets:
-        if path.exists() and not args.force:
-            p.error(f"{path} exists; pass --force to replace it")
+    files = options.result_files(args, kind="spread", command=command_line("python -m references.precision.spread",
+                                                                            argv), parser=p)
     try:
         runs = sorted((read_run(f) for f in args.files), key=lambda r: r["date"] or "")
     except (OSError, ValueError, KeyError) as err:
         p.error(str(err))
-    from datetime import datetime, timezone
-
-    report = {"name": args.name, "command": shlex.join(["python", "-m", "references.precision.spread", *(argv or sys.argv[1:])]),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "note": args.note,
+    report = {"name": args.name, "date": files.machine["date"], "note": args.note,
               "spread": spread(runs), "runs": runs}
-    args.results.mkdir(parents=True, exist_ok=True)
-    write_text(targets[0], json.dumps(report, indent=2) + "\n")
-    write_text(targets[1], markdown(report))
+    files.write(report, markdown)
     print(markdown(report))
     return 0
 

@@ -14,7 +14,7 @@ run, then one Triton request, repeated) so that load from other jobs hits both a
 
     python -m references.serving.serving_latency --data ../shared/data --preset paper tiny --reps 5
 
-Writes ``bench/results/serving_latency_<date>.json`` and ``.md`` (refuses to overwrite unless --force).
+Writes ``bench/results/serving_latency_<date>_<machine>[_<tag>].json`` and ``.md`` (bench.results.ResultFiles: refuses to overwrite unless --force).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 import tempfile
 import time
@@ -31,7 +30,6 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 GOALS = {"server_overhead_max": 0.15, "tiny_server_overhead_max": 0.30, "pre_post_share_max": 0.10}
 """Triton over in-process: <= 15 % for the paper model, <= 30 % for the tiny one (whose ~17 ms network
 cannot hide the Python-backend hops and copies; issue 12)."""
@@ -198,6 +196,9 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.serving.serving_latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
@@ -209,19 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spinning", action="store_true",
                    help="let ONNX Runtime's idle threads spin (its default) in both paths; off by default, as in the server")
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--force", action="store_true")
+    options.add_output(p, tag=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
-    from banet.machine import machine_info
-
-    machine = machine_info()
-    stamp = machine["date"][:16].replace(":", "")
-    paths = [args.out / f"serving_latency_{stamp}Z.{ext}" for ext in ("json", "md")]
-    for path in paths:
-        if path.exists() and not args.force:
-            p.error(f"{path} exists; pass --force to replace it")
+    files = options.result_files(args, kind="serving_latency", parser=p,
+                                 command=command_line("python -m references.serving.serving_latency", argv))
     images = pick_images(args.data)
     models = {}
     with tempfile.TemporaryDirectory(prefix="banet-onnx-") as tmp:
@@ -243,14 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, onnx_path in targets.items():
             log.info("measuring %s", label)
             models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)
-    result = {"title": "serving latency", "command": shlex.join(["python", "-m", "references.serving.serving_latency",
-                                                                   *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine, "goals": GOALS, "ort_spinning": args.spinning, "models": models}
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths[0].write_text(json.dumps(result, indent=2) + "\n")
-    paths[1].write_text(markdown(result))
+    result = {"title": "serving latency", "goals": GOALS, "ort_spinning": args.spinning, "models": models}
+    paths = files.write(result, markdown)
     print(markdown(result))
-    print(f"wrote {paths[0]} and {paths[1]}")
+    print(f"wrote {paths['json']} and {paths['md']}")
     return 0
 
 

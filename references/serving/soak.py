@@ -8,7 +8,7 @@ mask of the same image, server RSS at start and end; reports latency percentiles
     python -m references.serving.soak --preset tiny --data ../shared/data --clients 4 --duration 120  # random weights
     python -m references.serving.soak --repository model_repository --duration 600      # the long version
 
-Writes ``bench/results/soak_<date>.json`` and ``.md`` (refuses to overwrite unless ``--force``).
+Writes ``bench/results/soak_<date>_<machine>[_<tag>].json`` and ``.md`` (bench.results.ResultFiles: refuses to overwrite unless ``--force``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import hashlib
 import json
 import logging
-import shlex
 import sys
 import threading
 import time
@@ -25,10 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from banet.atomic import write_text
 
 log = logging.getLogger(__name__)
-from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 
 
 def soak_images(data_root: Path | None, count: int = 8, seed: int = 0) -> list[tuple[str, bytes]]:
@@ -185,23 +182,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _result_paths(machine: dict, out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
-    stamp = machine["date"][:16].replace(":", "")
-    json_path, md_path = out_dir / f"soak_{stamp}Z.json", out_dir / f"soak_{stamp}Z.md"
-    for path in (json_path, md_path):
-        if path.exists() and not force:
-            raise FileExistsError(f"{path} exists; pass --force to replace it")
-    return json_path, md_path
-
-
-def write_results(result: dict, out_dir: Path, *, force: bool = False) -> tuple[Path, Path]:
-    json_path, md_path = _result_paths(result["machine"], out_dir, force=force)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path, text in ((json_path, json.dumps(result, indent=2) + "\n"), (md_path, markdown(result))):
-        write_text(path, text)
-    return json_path, md_path
-
-
 def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, bytes]], size: int,
            arch: str = "banet"):
     """The checkpoint's model, or a random-weight ``preset`` (seed 0) with its head bias shifted so that
@@ -229,6 +209,9 @@ def _model(checkpoint: Path | None, preset: str | None, images: list[tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.serving.soak", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
@@ -242,21 +225,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=45.0, help="seconds of load")
     p.add_argument("--images", type=int, default=8, help="distinct images cycled through")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--force", action="store_true")
+    options.add_output(p, tag=None)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
     import tempfile
 
-    from banet.machine import machine_info
     from banet.server import TritonServer, free_port
 
-    machine = machine_info()  # the result files are named by the start time: refuse before minutes of load
-    try:
-        _result_paths(machine, args.out, force=args.force)
-    except FileExistsError as err:
-        p.error(str(err))
+    # the result files are named by the start time: refused here, before minutes of load
+    files = options.result_files(args, kind="soak", command=command_line("python -m references.serving.soak", argv),
+                                 parser=p)
     with tempfile.TemporaryDirectory(prefix="banet-soak-") as tmp:
         images = soak_images(args.data, args.images)
         repo = args.repository
@@ -276,12 +255,11 @@ def main(argv: list[str] | None = None) -> int:
             write_repository(repo, onnx_path=onnx)
         with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None) as server:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
-    result = {"title": "soak", "command": shlex.join(["python", "-m", "references.serving.soak", *(argv or sys.argv[1:])]),
-              "machine": machine, "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
+    result = {"title": "soak", "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
               "soak": soak}
-    json_path, md_path = write_results(result, args.out, force=args.force)
+    paths = files.write(result, markdown)
     print(markdown(result))
-    print(f"wrote {json_path} and {md_path}")
+    print(f"wrote {paths['json']} and {paths['md']}")
     return 0 if all(soak["checks"].values()) else 1
 
 

@@ -28,19 +28,18 @@ def _data_root():
 
 
 def test_short_soak(triton_server, tmp_path):
-    from banet.machine import machine_info
-    from references.serving.soak import run_soak, soak_images, write_results
+    from bench.results import ResultFiles
+    from references.serving.soak import markdown, run_soak, soak_images
 
     result = run_soak(triton_server.grpc_url, soak_images(_data_root(), 6), clients=3, duration_s=20,
                       rss=triton_server.rss_bytes)
     _check(result)
-    json_path, md_path = write_results({"command": "pytest", "machine": machine_info(), "model": "tiny",
-                                        "server": "test", "soak": result}, tmp_path)
-    assert json.loads(json_path.read_text())["soak"]["requests_sent"] == result["requests_sent"]
-    assert "PASS" in md_path.read_text()
+    paths = ResultFiles.dated(tmp_path, "soak", None, command="pytest").write(
+        {"model": "tiny", "server": "test", "soak": result}, markdown)
+    assert json.loads(paths["json"].read_text())["soak"]["requests_sent"] == result["requests_sent"]
+    assert "PASS" in paths["md"].read_text()
     with pytest.raises(FileExistsError):
-        write_results({"command": "pytest", "machine": json.loads(json_path.read_text())["machine"],
-                       "model": "tiny", "server": "test", "soak": result}, tmp_path)
+        ResultFiles(tmp_path, paths["json"].stem)
 
 
 @pytest.mark.slow
@@ -50,7 +49,11 @@ def test_long_soak(triton_server):
     result = run_soak(triton_server.grpc_url, soak_images(_data_root(), 12), clients=8, duration_s=600,
                       rss=triton_server.rss_bytes)
     _check(result)
-    assert result["rss_mb"]["end"] < 1.5 * result["rss_mb"]["start"] + 200  # no unbounded growth
+    # no unbounded growth: after the warm-up (the first quarter, where the Python backend stubs and ORT's
+    # arenas grow; README's soak: 303 -> 430 MB in 48 s, then 430-463 MB) the RSS stays on its plateau
+    samples = result["rss_mb"]["samples_s_mb"]
+    warm = [mb for t, mb in samples if t >= 0.25 * samples[-1][0]]
+    assert warm and max(warm) <= 1.10 * warm[0] + 20, samples
 
 
 def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
@@ -62,8 +65,13 @@ def test_existing_results_are_refused_before_the_soak_runs(tmp_path, capsys):
     out = tmp_path / "results"
     out.mkdir()
     now = datetime.now(timezone.utc)
+    from banet.machine import machine_info
+    from bench.results import result_stem
+
+    machine = machine_info()
     for moment in (now, now + timedelta(minutes=1)):  # this minute and the next (the run may cross one)
-        (out / f"soak_{moment.isoformat(timespec='seconds')[:16].replace(':', '')}Z.json").write_text("{}")
+        stem = result_stem(dict(machine, date=moment.isoformat(timespec="seconds")), "", "soak")
+        (out / f"{stem}.json").write_text("{}")
     with pytest.raises(SystemExit) as exc:
         main(["--repository", str(tmp_path / "no_repository_here"), "--out", str(out), "--duration", "1"])
     assert exc.value.code == 2
