@@ -16,18 +16,13 @@ Only the ratios inside one run mean something on shared CPUs.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.results import RESULTS_DIR
-
-from banet.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +82,9 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.precision.int8_search", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="BA-Net checkpoint (banet-train, or banet-info --random-checkpoint)")
     p.add_argument("--calib-data", required=True, help="calibration images: folder or ROOT:SPLIT")
@@ -100,10 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--data", default=None, help="images the timed batches come from (default: Kvasir-SEG test)")
     p.add_argument("--parity-count", type=int, default=0, help="score each candidate on this many test images (0: no)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR)
-    p.add_argument("--tag", default="search")
+    options.add_output(p, tag="search")
     p.add_argument("--note", help="a line of context written into the Markdown")
-    p.add_argument("--force", action="store_true")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.calib_count < 1:
         p.error("--rounds and --calib-count must be >= 1")
@@ -116,19 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     from banet.spec import IMAGE_SIZE
     from banet.data import kvasir_split
     from bench.inputs import load_pool
-    from banet.machine import machine_info, machine_slug
     from export import parity
     from export.onnx import export_onnx, simplify_onnx
     from export.onnxruntime import ort_runner
     from export.precision import select_calibration_images
     from export.quantize_cpu import fused_node_counts, quantize_int8_cpu
 
-    machine = machine_info()
-    stem = f"int8_search_{machine['date'][:16].replace(':', '')}Z_{machine_slug(machine)}_{args.tag}"
-    targets = [args.out / f"{stem}.json", args.out / f"{stem}.md"]
-    for path in targets:
-        if path.exists() and not args.force:
-            p.error(f"{path} exists; pass --force to replace it")
+    files = options.result_files(args, kind="int8_search", parser=p,
+                                 command=command_line("python -m references.precision.int8_search", argv))
+    machine = files.machine
     model, payload = model_from_checkpoint(args.checkpoint)
     size = args.image_size or int((payload.get("train_config") or {}).get("size") or IMAGE_SIZE)
     calib = select_calibration_images(parity.image_paths(args.calib_data), args.calib_count, source=args.calib_data)
@@ -136,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     root, _, split = data.rpartition(":")
     pool = load_pool(root, split=split, limit=16, size=size)
     random_weights = bool((payload.get("train_config") or {}).get("random_weights"))
-    report = {"command": shlex.join(["python", "-m", "references.precision.int8_search", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine, "model": f"{args.checkpoint} ({payload['model_config']['backbone']}, {size} px"
+    report = {"machine": machine, "model": f"{args.checkpoint} ({payload['model_config']['backbone']}, {size} px"
               f"{', random weights' if random_weights else ''})",
               "calibration": f"{args.calib_method} on {len(calib)} images of {args.calib_data}",
               "batch_sizes": list(args.batch_sizes), "rounds": args.rounds, "note": args.note, "candidates": []}
@@ -176,11 +167,9 @@ def main(argv: list[str] | None = None) -> int:
                 entries[name]["parity"] = {k: result.to_dict()[k] for k in ("mean_agreement", "worst_agreement",
                                                                             "worst_image", "passed")}
     report["candidates"] = list(entries.values())
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(targets[0], json.dumps(report, indent=2) + "\n")
-    write_text(targets[1], markdown(report))
+    paths = files.write(report, markdown)
     print(markdown(report))
-    print(f"wrote {targets[0]} and {targets[1]}")
+    print(f"wrote {paths['json']} and {paths['md']}")
     return 0
 
 

@@ -12,28 +12,15 @@ processes falls on all of them alike; absolute CPU times are for the ratios only
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import shlex
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from export.pipeline import ExportConfig, run_export, runtime_artifact
 from export.precision import DEFAULT_CALIBRATION_METHOD
-
-
-def machine() -> dict:
-    from banet.machine import cpu_cores, cpu_model
-
-    import os
-
-    return {"cpu": cpu_model(), "cores": cpu_cores(), "python": platform.python_version(), "system": platform.platform(),
-            "load_average": [round(v, 2) for v in os.getloadavg()]}  # other jobs on shared cores move the times
 
 
 def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), rounds: int = 10, warmup: int = 2,
@@ -136,6 +123,9 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.precision.precision_parity", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--calib-data", required=True)
@@ -144,20 +134,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parity-data")
     p.add_argument("--parity-count", type=int)
     p.add_argument("--image-size", type=int)
-    p.add_argument("--name", required=True, help="results file stem")
-    p.add_argument("--results", default="bench/results")
+    options.add_output(p, name=True, out_flag="--results")
     p.add_argument("--work", help="export directory to keep (default: a temporary one)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--threads", type=int)
     p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
-    p.add_argument("--force", action="store_true", help="replace existing results files")
     p.add_argument("--calib-sweep", help="comma-separated calibration methods to compare for INT8 (e.g. minmax,percentile)")
     args = p.parse_args(argv)
 
-    results = Path(args.results)
-    targets = [results / f"{args.name}.json", results / f"{args.name}.md"]
-    if any(t.exists() for t in targets) and not args.force:
-        print(f"error: {targets[0]} or .md exists; pass --force to replace", file=sys.stderr)
+    try:
+        files = options.result_files(args, kind=None,
+                                     command=command_line("python -m references.precision.precision_parity", argv))
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="banet-export-report-") as tmp:
         config = ExportConfig(checkpoint=args.checkpoint, out=args.work or tmp, image_size=args.image_size,
@@ -172,14 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = {precision: folder / art["path"] for precision, art in found.items() if art is not None}
         latency = ort_latency(paths, image_size=manifest["image_size"], rounds=args.rounds, threads=args.threads)
         sweep = calibration_sweep(manifest, config, args.calib_sweep.split(",")) if args.calib_sweep else None
-    report = {"name": args.name, "command": shlex.join([sys.executable.rsplit("/", 1)[-1], "-m", "references.precision.precision_parity",
-                                                        *(argv if argv is not None else sys.argv[1:])]),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+    report = {"name": args.name, "date": files.machine["date"],
               "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds,
               "calibration_sweep": sweep}
-    results.mkdir(parents=True, exist_ok=True)
-    targets[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
-    targets[1].write_text(to_markdown(report))
+    files.write(report, to_markdown)
     print(to_markdown(report))
     return 0
 

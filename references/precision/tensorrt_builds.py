@@ -25,13 +25,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import os
-import shlex
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +253,9 @@ def to_markdown(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.precision.tensorrt_builds", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--calib-data", required=True)
@@ -265,37 +264,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parity-count", type=int)
     p.add_argument("--image-size", type=int)
     p.add_argument("--trt-builder", choices=trt_route.BUILDERS)
-    p.add_argument("--name", required=True, help="results file stem")
-    p.add_argument("--results", default="bench/results")
+    options.add_output(p, name=True, out_flag="--results")
     p.add_argument("--threads", type=int)
     p.add_argument("--modelopt", action="store_true", help="also quantize with NVIDIA ModelOpt (if installed)")
     p.add_argument("--torch-fp16", action="store_true", help="also score PyTorch's CPU float16 forward pass")
     p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
-    p.add_argument("--force", action="store_true", help="replace existing results files")
     args = p.parse_args(argv)
 
-    results = Path(args.results)
-    targets = [results / f"{args.name}.json", results / f"{args.name}.md"]
-    if any(t.exists() for t in targets) and not args.force:
-        print(f"error: {targets[0]} or .md exists; pass --force to replace", file=sys.stderr)
+    try:
+        files = options.result_files(args, kind=None,
+                                     command=command_line("python -m references.precision.tensorrt_builds", argv))
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
-    from banet.machine import cpu_cores, cpu_model
-
-    loadavg = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="banet-trt-report-") as tmp:
         config = ExportConfig(checkpoint=args.checkpoint, out=str(Path(tmp) / "export"), image_size=args.image_size,
                               fp16=True, int8=True, calib_data=args.calib_data, calib_count=args.calib_count,
                               parity_data=args.parity_data, parity_count=args.parity_count, threads=args.threads,
                               trt_builder=args.trt_builder)
         collected = collect(config, Path(tmp), modelopt=args.modelopt, torch_fp16=args.torch_fp16)
-    report = {"name": args.name,
-              "command": shlex.join(["python", "-m", "references.precision.tensorrt_builds", *(argv if argv is not None else sys.argv[1:])]),
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"cpu": cpu_model(), "cores": cpu_cores()}, "loadavg": loadavg, "gpu": trt_route.gpu(),
+    report = {"name": args.name, "date": files.machine["date"], "gpu": trt_route.gpu(),
               "note": args.note, "gates": {k: vars(config.gate(k)) for k in ("fp32", "fp16", "int8")}, **collected}
-    results.mkdir(parents=True, exist_ok=True)
-    targets[0].write_text(json.dumps(report, indent=2, default=str) + "\n")
-    targets[1].write_text(to_markdown(report))
+    files.write(report, to_markdown)
     print(to_markdown(report))
     return 0
 

@@ -22,17 +22,15 @@ compared (the reason the serving graph returns float16).
 
     python -m references.serving.hotpath --data ../shared/data --checkpoint runs/kvasir_tiny_128/best.pt --reps 5
 
-Writes ``bench/results/hotpath_<date>.json``, ``.md`` and ``_throughput.png`` (refuses to overwrite
+Writes ``bench/results/hotpath_<date>_<machine>.json``, ``.md`` and ``_throughput.png`` (bench.results; refuses to overwrite
 unless --force).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -41,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 log = logging.getLogger(__name__)
-from bench.results import RESULTS_DIR as RESULTS  # noqa: E402
 GOALS = {"speedup_test_split": 4.0, "speedup_1920": 3.0, "parity_mean": 0.999, "parity_worst": 0.99}
 STEPS = ("decode", "preprocess", "postprocess", "boundary_area")
 
@@ -373,6 +370,9 @@ def image_sets(data_root: Path) -> tuple[dict[str, list[bytes]], list[bytes]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench import options
+    from bench.results import command_line
+
     p = argparse.ArgumentParser(prog="python -m references.serving.hotpath", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/")
@@ -382,28 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-triton", action="store_true", help="skip the perf_analyzer part")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--seconds", type=float, default=4.0, help="perf_analyzer measurement window per round")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--force", action="store_true")
+    options.add_output(p, tag=None)
     args = p.parse_args(argv)
     if args.reps < 3:
         p.error("--reps must be >= 3 (a spread needs repeats)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    from banet.machine import machine_info
-
     torch.set_num_threads(1)
-    machine = machine_info()
-    stamp = machine["date"][:16].replace(":", "")
-    paths = [args.out / f"hotpath_{stamp}Z{ext}" for ext in (".json", ".md", "_throughput.png")]
-    for path in paths:
-        if path.exists() and not args.force:
-            p.error(f"{path} exists; pass --force to replace it")
+    files = options.result_files(args, kind="hotpath", plots=("throughput",), parser=p,
+                                 command=command_line("python -m references.serving.hotpath", argv))
     size = args.size
     sets, test = image_sets(args.data)
-    result = {"title": "serving hot path ceiling", "command": shlex.join(["python", "-m", "references.serving.hotpath",
-                                                                        *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine, "size": size, "reps": args.reps, "goals": GOALS,
+    result = {"title": "serving hot path ceiling", "machine": files.machine, "size": size, "reps": args.reps, "goals": GOALS,
               "steps": measure_steps(sets, size, args.reps)}
     if args.checkpoint:  # at the size the checkpoint was trained at
         from export.pipeline import _image_size
@@ -412,12 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         result["parity"] = {**measure_parity(args.checkpoint, test, trained), "size": trained}
     result["triton"] = None if args.no_triton else measure_triton(test, size, args.reps, args.concurrency, args.seconds)
     result["verdicts"] = verdicts(result)
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths[0].write_text(json.dumps(result, indent=2) + "\n")
-    paths[1].write_text(markdown(result))
-    plot(result, paths[2])
+    paths = files.write(result, markdown, {"throughput": lambda path: plot(result, path)})
     print(markdown(result))
-    print(f"wrote {', '.join(map(str, paths))}")
+    print(f"wrote {', '.join(map(str, paths.values()))}")
     return 0
 
 

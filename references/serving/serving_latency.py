@@ -20,7 +20,6 @@ Writes ``bench/results/serving_latency_<date>_<machine>[_<tag>].json`` and ``.md
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import tempfile
