@@ -34,7 +34,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 demo: $(VENV)/.installed
-	$(PY) -m bench.demo --out $(OUT) $(if $(DATA),--data $(DATA),)
+	$(PY) -m references.demo --out $(OUT) $(if $(DATA),--data $(DATA),)
 
 clean-demo:
 	rm -rf $(OUT)

@@ -118,7 +118,7 @@ the image is at least twice that, so the DCT scaling drops >= 3/4 of the decodin
 resize after it then still averages >= 3 decoded pixels per network pixel. Chosen by mask parity:
 with a tiny BA-Net trained one epoch on Kvasir-SEG at 128 px, served masks against today's full
 decode on the Kvasir-SEG test split (mean / worst Jaccard) were 0.972 / 0.799 at 1x, 0.992 / 0.943 at
-2x, 0.9997 / 0.993 at 3x and 0.9998 / 0.9986 without reduction (bench/hotpath.py re-measures it).
+2x, 0.9997 / 0.993 at 3x and 0.9998 / 0.9986 without reduction (references/serving/hotpath.py re-measures it).
 Models whose masks tolerate more may be served with less (the repository's ``decode_oversample``)."""
 
 

@@ -103,7 +103,7 @@ The probability (not the mask) so that a per-request threshold and the bilinear 
 original size still work; float16 because it is half the bytes of float32 and keeps the masks, where
 uint8 levels (a quarter) did not: against today's float32 path on the Kvasir-SEG test split, uint8
 probabilities agreed at mean Jaccard 0.998 (worst 0.988), float16 at 0.9998 (worst 0.9986) with the
-trained tiny model (bench/hotpath.py measures both, side by side)."""
+trained tiny model (references/serving/hotpath.py measures both, side by side)."""
 
 PROBABILITY_SCALE = 255
 """uint8 probability levels ``v`` stand for ``v / PROBABILITY_SCALE`` (the bench's uint8 candidate)."""

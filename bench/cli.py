@@ -18,12 +18,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from banet.data import kvasir_split
 from banet.spec import DEFAULT_HOST, GRPC_PORT, IMAGE_SIZE
+from bench.results import RESULTS_DIR
 
 log = logging.getLogger("bench")
 
-DEFAULT_DATA = Path(os.environ.get("BANET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "kvasir-seg"
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     tri = p.add_mutually_exclusive_group()
     tri.add_argument("--url", help=f"running Triton gRPC endpoint, e.g. {DEFAULT_HOST}:{GRPC_PORT}")
     tri.add_argument("--serve", type=Path, help="start Triton on this model repository for the run")
-    p.add_argument("--data", default=f"{DEFAULT_DATA}:test", help="dataset folder or ROOT:SPLIT (default: Kvasir-SEG test)")
+    p.add_argument("--data", default=kvasir_split("test"), help="dataset folder or ROOT:SPLIT (default: Kvasir-SEG test)")
     p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
@@ -108,7 +108,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--no-parity", action="store_true")
     p.add_argument("--no-perf-analyzer", action="store_true")
     p.add_argument("--image-size", type=int, default=None, help="default: the manifest's, else the checkpoint's, else 256")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
     p.add_argument("--tag", default="bench", help="file name suffix")
     p.add_argument("--force", action="store_true", help="replace existing result files")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -158,6 +158,7 @@ def _load_model(cfg: BenchConfig):
                 if train.get("random_weights") else "")
         info = {"checkpoint": cfg.checkpoint, "sha256": file_sha256(cfg.checkpoint),
                 "arch": payload["arch"], "model_config": payload["model_config"],
+                "trained": not train.get("random_weights"),
                 "description": f"{cfg.checkpoint} ({_model_label(payload['arch'], payload['model_config'])}{made})"}
         return model, size, info
     try:
@@ -166,7 +167,7 @@ def _load_model(cfg: BenchConfig):
         raise SystemExit(f"banet-bench: unknown --preset {cfg.preset!r} for --arch {cfg.arch}: {err}") from None
     torch.manual_seed(0)
     model = registry.build(cfg.arch, config).eval()
-    return model, None, {"arch": cfg.arch, "preset": cfg.preset, "model_config": registry.config_to_dict(config),
+    return model, None, {"arch": cfg.arch, "preset": cfg.preset, "trained": False, "model_config": registry.config_to_dict(config),
                          "description": f"{cfg.arch} preset {cfg.preset!r}, random weights (speed ratios only)"}
 
 
@@ -178,10 +179,10 @@ def _model_label(arch: str, model_config: dict) -> str:
 def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
     from tqdm.auto import tqdm
 
-    from bench import goals, report, suite
+    from bench import goals, results as report, suite
     from bench.inputs import load_pool
     from bench.latency import measure_interleaved, measure_latency, merge_repeats
-    from bench.machine import machine_info
+    from banet.machine import machine_info
 
     machine = machine_info()
     stem = report.result_stem(machine, cfg.tag)
@@ -257,7 +258,8 @@ def run(cfg: BenchConfig, command: str) -> dict[str, Path]:
             backend.close()
         if server_ctx is not None:
             server_ctx.__exit__(None, None, None)
-    result["goals"] = goals.evaluate(result["latency"], result["parity"], reference=reference.name)
+    result["goals"] = goals.evaluate(result["latency"], result["parity"], reference=reference.name,
+                                     trained=model_info["trained"])
     return report.write_results(result, cfg.out, stem=stem, examples=examples, force=cfg.force)
 
 
@@ -265,7 +267,7 @@ def _parity(cfg: BenchConfig, reference, backends, size: int):
     from tqdm.auto import tqdm
 
     from banet.inference import predict_masks
-    from bench.parity import as_runner, score_backends
+    from bench.backend_parity import as_runner, score_backends
     from export.parity import load_parity_set
 
     with tqdm(total=cfg.parity_images, desc="parity images", unit="img") as bar:

@@ -10,6 +10,8 @@ import json
 import logging
 from pathlib import Path
 
+from export.pipeline import ARTIFACT_BY_RUNTIME, runtime_artifact
+
 from bench.backends import (
     Backend,
     TorchBackend,
@@ -24,8 +26,6 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 PRECISIONS = ("fp32", "fp16", "int8")
-INT8_TARGET_BY_DEVICE = {"cpu": "onnxruntime", "cuda": "tensorrt"}
-"""The INT8 artifact (manifest ``target``) each ONNX Runtime device runs: the CPU one on the CPU provider."""
 
 
 class ArtifactsError(ValueError):
@@ -56,20 +56,11 @@ def load_manifest(artifacts: str | Path) -> tuple[dict, Path]:
     return manifest, path.parent
 
 
-def _artifact_for(artifacts: list[dict], precision: str, int8_target: str) -> dict | None:
-    """The artifact of ``precision``; for INT8 the one whose target is ``int8_target``, else any INT8 one
-    (an export from before the CPU INT8 artifact holds only the TensorRT graph)."""
-    found = [a for a in artifacts if a["precision"] == precision]
-    if precision == "int8":
-        found.sort(key=lambda a: a.get("target") != int8_target)
-    return found[0] if found else None
-
-
 def artifact_backends(manifest: dict | None, folder: Path | None, *, device: str,
                       threads: int | None = None) -> list[Backend]:
     """ONNX Runtime (CPU, and CUDA where chosen) for each ONNX artifact; TensorRT for each engine."""
     # the float32-I/O graphs: these backends take (B, 3, S, S) tensors (the uint8 *_serving graphs run in
-    # the Triton backend, which serves the hot path, and in bench.hotpath)
+    # the Triton backend, which serves the hot path, and in references.serving.hotpath)
     float_io = [a for a in (manifest or {}).get("artifacts", [])
                 if a.get("format") == "onnx" and a.get("io", "float32") == "float32"]
     engines = {e["name"]: e for e in (manifest or {}).get("engines", [])}
@@ -77,9 +68,11 @@ def artifact_backends(manifest: dict | None, folder: Path | None, *, device: str
     out: list[Backend] = []
     for precision in PRECISIONS:
         for dev in devices:
-            art = _artifact_for(float_io, precision, INT8_TARGET_BY_DEVICE[dev])
+            art = runtime_artifact(float_io, precision, f"onnxruntime-{dev}")  # the one mapping (export.pipeline)
             if art is None:
-                why = "no --artifacts given" if manifest is None else f"no {precision} ONNX artifact in the manifest"
+                name = ARTIFACT_BY_RUNTIME[f"onnxruntime-{dev}"][precision]
+                why = ("no --artifacts given" if manifest is None else
+                       f"no {name} in the manifest (the {precision} artifact ONNX Runtime on {dev} runs)")
                 out.append(Unavailable(f"ort-{precision}@{dev}", why, precision, dev))
             else:
                 out.append(ort_backend(folder / art["path"], precision, dev, threads=threads))

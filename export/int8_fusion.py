@@ -5,7 +5,7 @@ only where the graph hands it quantized inputs, and every Q or DQ that the build
 neighbouring INT8 kernel becomes a kernel of its own that converts between INT8 and FP16 (a
 reformat). Whether an INT8 engine beats FP16 is decided by the Q/DQ placement, which this module
 reads from the ONNX graph alone, without TensorRT (the data-center TensorRT that would show the
-engine's real layer precisions needs a GPU; export/trt_report.py asks its engine inspector there).
+engine's real layer precisions needs a GPU; references/precision/tensorrt_builds.py asks its engine inspector there).
 
 The rules it checks, from TensorRT's documentation ("Explicit Quantization", sections "Q/DQ
 Layer-Placement Recommendations" and "Q/DQ Fusion", docs.nvidia.com/deeplearning/tensorrt/latest/

@@ -42,6 +42,7 @@ from banet.inference import torch_runner
 from banet.spec import (IMAGE_SIZE, MAX_BATCH_SIZE, NETWORK_INPUT, NETWORK_IO, NETWORK_OUTPUT, ONNX_OPSET,
                         OPT_BATCH_SIZE, network_tensors)
 from export import parity, serving_graph
+from banet.data import kvasir_split
 from export import tensorrt as trt_route
 from export import torch_tensorrt as torch_trt_route
 from export.onnx import check_onnx, export_onnx, graph_opset, simplify_onnx
@@ -51,16 +52,39 @@ from export.precision import (CALIBRATION_METHODS, DEFAULT_CALIBRATION_METHOD, i
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATA_ROOT = Path(os.environ.get("BANET_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-DEFAULT_PARITY_DATA = f"{DEFAULT_DATA_ROOT / 'kvasir-seg'}:test"
 BACKENDS = ("python_onnxruntime", "onnxruntime_onnx", "tensorrt_plan")
 PRECISIONS = ("fp32", "fp16", "int8")
 ARTIFACT_FILES = {"fp32": "model.onnx", "fp16": "model_fp16.onnx", "int8": "model_int8.onnx",
                   "int8_cpu": "model_int8_cpu.onnx"}
 """File of each artifact; ``int8`` is the TensorRT INT8 graph, ``int8_cpu`` the ONNX Runtime CPU one."""
-INT8_ARTIFACT_BY_BACKEND = {"tensorrt_plan": "onnx_int8", "python_onnxruntime": "onnx_int8_cpu"}
+ARTIFACT_BY_RUNTIME: dict[str, dict[str, str]] = {
+    "onnxruntime-cpu": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8_cpu"},
+    "onnxruntime-cuda": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8"},
+    "tensorrt": {"fp32": "onnx_fp32", "fp16": "onnx_fp16", "int8": "onnx_int8"},
+}
+"""The one mapping of which ONNX artifact (manifest ``name``) each runtime runs at each precision: ONNX
+Runtime's CPU kernels run the CPU INT8 graph (U8 activations, export/quantize_cpu.py), TensorRT and ORT's
+CUDA provider the TensorRT INT8 graph. The bench's backends (bench.suite), banet-compare and the
+reference commands pick artifacts only through :func:`runtime_artifact`."""
+RUNTIME_BY_TRITON_BACKEND = {"tensorrt_plan": "tensorrt", "onnxruntime_onnx": "onnxruntime-cuda",
+                             "python_onnxruntime": "onnxruntime-cpu"}
+"""The runtime behind each Triton backend: ``onnxruntime_onnx`` is written with ``KIND_GPU`` (the CUDA
+provider), the Python-backend ONNX Runtime model runs on the CPU."""
+INT8_ARTIFACT_BY_BACKEND = {backend: ARTIFACT_BY_RUNTIME[runtime]["int8"]
+                            for backend, runtime in RUNTIME_BY_TRITON_BACKEND.items() if runtime != "onnxruntime-cuda"}
 """Which INT8 artifact (by manifest name, before the serving suffix) each repository backend serves;
-``onnxruntime_onnx`` (KIND_GPU) serves none: the CPU INT8 graph would run as float ops there."""
+``onnxruntime_onnx`` (KIND_GPU) serves none: ORT's CUDA provider runs Q/DQ as float ops (slower than FP16),
+and the CPU INT8 graph's U8 kernels are the CPU provider's (issue 19, defect 8)."""
+
+
+def runtime_artifact(artifacts: list[dict[str, Any]], precision: str, runtime: str) -> dict[str, Any] | None:
+    """The manifest entry that ``runtime`` runs at ``precision`` (:data:`ARTIFACT_BY_RUNTIME`), or None.
+
+    No fallback to another artifact of the same precision: an export without the CPU INT8 graph has no
+    ``onnxruntime-cpu`` INT8 artifact (timing the TensorRT graph in its place measured the wrong thing).
+    """
+    name = ARTIFACT_BY_RUNTIME[runtime][precision]
+    return next((a for a in artifacts if a.get("name") == name), None)
 MANIFEST = "manifest.json"
 CONFIG_FILE = "export_config.json"
 
@@ -229,7 +253,7 @@ def run_export(config: ExportConfig, *, show_progress: bool = False) -> dict[str
 
     model, payload = model_from_checkpoint(config.checkpoint)
     config = replace(config, image_size=_image_size(config, payload),
-                     parity_data=config.parity_data or DEFAULT_PARITY_DATA)
+                     parity_data=config.parity_data or kvasir_split("test"))
     size = int(config.image_size or IMAGE_SIZE)
     # bad data fails here, before anything is written
     calib = (select_calibration_images(parity.image_paths(str(config.calib_data)), config.calib_count,

@@ -38,10 +38,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest_plugins = ("pytester",)  # tests/test_conftest_rule.py runs this file's rule on small test files
+from banet.data import data_root
+
+pytest_plugins = ("pytester", "serving_fixtures")  # serving_fixtures: the one real tritonserver of the session  # tests/test_conftest_rule.py runs this file's rule on small test files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_ROOT = Path(os.environ.get("BANET_DATA", REPO_ROOT.parent / "shared" / "data"))
+DATA_ROOT = data_root()  # banet.data.data_root: the one definition of the data root
 DATASETS = ("kvasir-seg", "isic2017")
 
 CI = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

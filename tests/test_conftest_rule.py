@@ -149,7 +149,7 @@ def test_gpu_without_tensorrt_runs_the_no_tensorrt_path(pytester, monkeypatch):
 NO_GPU_TESTS = [
     "tests/bench/test_backends.py::test_cuda_only_paths_are_skipped_with_a_reason",
     "tests/bench/test_backends.py::test_tensorrt_backend_without_a_gpu_says_why",
-    "tests/bench/test_gpu_check.py::test_the_full_check_needs_cuda",
+    "tests/references/test_gpu_check.py::test_the_full_check_needs_cuda",
     "tests/export/test_export_cli.py::test_cli_writes_manifest_and_trtexec_commands",
     "tests/export/test_export_cli.py::test_require_engine_fails_without_tensorrt",
     "tests/export/test_export_tensorrt.py::test_unknown_rtx_target_is_refused_up_front",

@@ -35,7 +35,7 @@ def test_bench_writes_json_markdown_and_plots(bench_checkpoint, bench_artifacts,
         if row["skipped"] is None:
             assert row["speedup_vs_reference"] == pytest.approx(lat[("torch-fp32@cpu", batch)]["p50_ms"] / row["p50_ms"])
     # listed, never silently dropped: no FP16 artifact was exported, no TensorRT, no Triton URL
-    assert "no fp16 ONNX artifact" in lat[("ort-fp16@cpu", 1)]["skipped"]
+    assert "no onnx_fp16 in the manifest" in lat[("ort-fp16@cpu", 1)]["skipped"]
     # without a GPU: no engine can run; on a GPU host: no engine was exported (engine=False)
     assert "tensorrt" in lat[("tensorrt-fp16@cuda", 1)]["skipped"].lower()
     assert lat[("triton-grpc", 1)]["skipped"] == "no --url or --serve given"

@@ -40,7 +40,7 @@ def pool(data_root):
 def test_triton_latency_parity_and_load(served, pool, data_root):
     from bench.backends import TorchBackend, TorchVariant
     from bench.latency import measure_latency
-    from bench.parity import score_backends
+    from bench.backend_parity import score_backends
     from bench.triton import TritonBackend, load_sweep
     from export.parity import load_parity_set
 

@@ -300,7 +300,7 @@ def test_detailed_build_gives_layers_by_precision(exported):
     fp32 = next(e for e in engines.values() if e["precision"] == "fp32" and e["io"] == "float32")
     assert "HALF" in fp16["layers"]["by_output_precision"]
     assert "HALF" not in fp32["layers"]["by_output_precision"]
-    from export.trt_report import _engine_cells  # the report's "engine layers by output precision" column
+    from references.precision.tensorrt_builds import _engine_cells  # the report's "engine layers by output precision" column
 
     assert "HALF" in _engine_cells(fp16)[-1] and _engine_cells(fp32)[-1].startswith(f"{fp32['layers']['layers']}: ")
 

@@ -45,7 +45,7 @@ def test_int8_graph_is_what_tensorrt_accepts_and_fuses(exported):
     both inputs, FP16 outside the Q/DQ pairs; ONNX Runtime runs it."""
     from export.onnxruntime import ort_runner
     from export.precision import INT8_OPSET
-    from export.trt_report import fp32_compute_nodes
+    from references.precision.tensorrt_builds import fp32_compute_nodes
 
     path, item = _artifact(exported, "onnx_int8")
     model, inits, producer = _graph(path)

@@ -1,0 +1,75 @@
+"""references.demo (`make demo`): every step end to end at its smallest (``--smoke``), and a server step
+that talks to the server it started, never to one already there."""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import threading
+
+import pytest
+
+
+class _Ready(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_server_step_refuses_a_port_already_answering(tmp_path):
+    from banet.server import free_port
+    from references.demo import StepFailed, _start_server
+
+    other = http.server.HTTPServer(("127.0.0.1", 0), _Ready)  # some other server, ready on the HTTP port
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        args = argparse.Namespace(grpc_port=free_port(), http_port=other.server_address[1], metrics_port=free_port())
+        (tmp_path / "model_repository").mkdir()
+        with pytest.raises(StepFailed, match=f"port {args.http_port}"):
+            server = _start_server(1, args, tmp_path)
+            server.kill()
+            server.wait()
+    finally:
+        other.shutdown()
+        other.server_close()
+
+
+@pytest.mark.needs_triton
+def test_smoke_demo_runs_every_step_and_stops_the_server(tmp_path, capsys):
+    import csv
+    import json
+
+    from banet.server import free_port, port_free
+    from references.demo import main
+
+    out = tmp_path / "demo"
+    ports = [free_port() for _ in range(3)]
+    assert main(["--smoke", "--out", str(out), "--grpc-port", str(ports[0]), "--http-port", str(ports[1]),
+                 "--metrics-port", str(ports[2])]) == 0
+    assert "nothing is left running" in capsys.readouterr().out
+    assert all(port_free("127.0.0.1", port) for port in ports)  # the server was stopped
+
+    with open(out / "data" / "splits.csv", newline="") as fh:
+        test_names = sorted(r["name"] for r in csv.DictReader(fh) if r["split"] == "test")
+    assert test_names
+    with open(out / "client" / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))  # every test image went through Triton and came back
+    assert sorted(r["image"].rsplit("/", 1)[-1] for r in rows) == test_names
+    assert all(r["status"] == "ok" and (out / "client" / "masks" / r["image"].rsplit("/", 1)[-1]).is_file()
+               for r in rows)
+    assert set(json.loads((out / "eval" / "metrics.json").read_text())["model"]) >= {"mean", "aggregate"}
+    manifest = json.loads((out / "export" / "1" / "manifest.json").read_text())
+    # every precision (INT8: TensorRT's and ONNX Runtime's CPU recipe), float32 I/O and the serving variant
+    assert [a["name"] for a in manifest["artifacts"]] == [
+        f"onnx_{p}{io}" for io in ("", "_serving") for p in ("fp32", "fp16", "int8", "int8_cpu")]
+    assert manifest["promoted"]["gate"] == "pass" and (out / "model_repository" / "banet_model" / "1" / "model.onnx").is_file()
+    (bench_json,) = (out / "bench").glob("*_demo.json")
+    bench = json.loads(bench_json.read_text())
+    measured = {r["backend"] for r in bench["latency"] if r["skipped"] is None}
+    assert {"torch-fp32@cpu", "ort-fp32@cpu", "ort-fp16@cpu", "ort-int8@cpu", "triton-grpc"} <= measured
+    client_load = [r for r in bench["load"] if r["tool"] == "banet.client"]
+    assert client_load and all(r["skipped"] is None and r["errors"] == 0 for r in client_load)
