@@ -51,6 +51,21 @@ def add_output(p: argparse.ArgumentParser, *, tag: str | None = None, name: bool
         p.add_argument("--tag", default=tag, help="file name suffix")
 
 
+def add_export(p: argparse.ArgumentParser, *, calib_method: bool = True) -> None:
+    """What a measuring command that exports a checkpoint itself takes: the checkpoint, INT8 calibration
+    (``--calib-data``, ``--calib-count``, ``--calib-method``), the parity images and the image size."""
+    from export.precision import DEFAULT_CALIBRATION_METHOD
+
+    p.add_argument("--checkpoint", required=True, help="trained checkpoint to export")
+    p.add_argument("--calib-data", required=True, help="INT8 calibration images: a folder or ROOT:SPLIT")
+    p.add_argument("--calib-count", type=int, default=256, help="calibration images (default 256)")
+    if calib_method:
+        p.add_argument("--calib-method", default=DEFAULT_CALIBRATION_METHOD, help="percentile or minmax")
+    p.add_argument("--parity-data", help="images of the accuracy gates: a folder or ROOT:SPLIT")
+    p.add_argument("--parity-count", type=int, help="how many of them (default: all)")
+    p.add_argument("--image-size", type=int, help="export size (default: the checkpoint's training size)")
+
+
 def add_repeats(p: argparse.ArgumentParser, *, flag: str = "--repeats", default: int = 1,
                 help: str = "repeat the whole measurement this many times (spread over repeats)") -> None:
     p.add_argument(flag, type=int, default=default, help=help)

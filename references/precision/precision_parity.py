@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from export.pipeline import ExportConfig, run_export, runtime_artifact
-from export.precision import DEFAULT_CALIBRATION_METHOD
 
 
 def ort_latency(paths: dict[str, Path], *, image_size: int, batches=(1, 8), rounds: int = 10, warmup: int = 2,
@@ -127,13 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.results import command_line
 
     p = argparse.ArgumentParser(prog="python -m references.precision.precision_parity", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--calib-data", required=True)
-    p.add_argument("--calib-count", type=int, default=256)
-    p.add_argument("--calib-method", default=DEFAULT_CALIBRATION_METHOD)
-    p.add_argument("--parity-data")
-    p.add_argument("--parity-count", type=int)
-    p.add_argument("--image-size", type=int)
+    options.add_export(p)
     options.add_output(p, name=True, out_flag="--results")
     p.add_argument("--work", help="export directory to keep (default: a temporary one)")
     p.add_argument("--rounds", type=int, default=10)

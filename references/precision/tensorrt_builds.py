@@ -257,12 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.results import command_line
 
     p = argparse.ArgumentParser(prog="python -m references.precision.tensorrt_builds", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--calib-data", required=True)
-    p.add_argument("--calib-count", type=int, default=256)
-    p.add_argument("--parity-data")
-    p.add_argument("--parity-count", type=int)
-    p.add_argument("--image-size", type=int)
+    options.add_export(p, calib_method=False)
     p.add_argument("--trt-builder", choices=trt_route.BUILDERS)
     options.add_output(p, name=True, out_flag="--results")
     p.add_argument("--threads", type=int)
