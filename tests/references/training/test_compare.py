@@ -137,3 +137,26 @@ def test_extra_seeds_add_runs_of_the_named_rows():
     assert {e.row for e in entries} == {"banet", "unet", "banet-baseline"}
     with pytest.raises(ValueError, match="not rows"):
         entries_for(["banet"], [], extra_seeds=[1], seed_rows=["cenet"])
+
+
+def test_record_counts_the_whole_run_not_only_up_to_the_best_epoch(tmp_path, monkeypatch):
+    """A run that stops early after its best epoch: the record's epochs and curve are the whole run's
+    (last.pt), its best epoch the one best.pt holds."""
+    import banet.train as train
+    from references.training.compare import Entry, Settings, run_entry
+
+    data = write_dataset(tmp_path / "data", SynthConfig(count=16, size=72, seed=3))
+    real, scores = train.validate, iter([0.5, 0.4, 0.3])
+
+    def scripted(*args, **kwargs):
+        result = real(*args, **kwargs)
+        result["mean"] = {**result["mean"], "JA": next(scores)}
+        return result
+
+    monkeypatch.setattr(train, "validate", scripted)
+    settings = Settings(data=str(data), out=str(tmp_path / "out"), size=64, epochs=5, patience=1, max_steps=None,
+                        batch_size=4, workers=1, device="cpu", calib_count=8, parity_count=3)
+    record = run_entry(Entry("banet"), settings, say=lambda *a: None)
+    t = record["training"]
+    assert t["epochs"] == 2 and t["best_epoch"] == 1 and t["stopped_early"] is True
+    assert [h["epoch"] for h in t["val_history"]] == [1, 2]
