@@ -54,7 +54,7 @@ def _row(name: str, result: dict[str, Any]) -> str:
 
 
 def model_card(checkpoint: str | Path, evaluations: list[dict[str, Any]], *, data: str | Path,
-               command: str, machine: dict[str, Any]) -> str:
+               command: str, machine: dict[str, Any], run: dict[str, Any] | None = None) -> str:
     """The Markdown model card of a released checkpoint (``evaluations``: one ``evaluate`` result per split)."""
     from banet.checkpoint import file_sha256, load_checkpoint
 
@@ -73,8 +73,9 @@ def model_card(checkpoint: str | Path, evaluations: list[dict[str, Any]], *, dat
         f"({c.get('optimizer')}, lr {c.get('lr')}, {c.get('schedule')} schedule over at most {c.get('epochs')} epochs, "
         f"early stopping patience {c.get('patience')}), batch {c.get('batch_size')}, augmentation `{c.get('augment')}`, "
         f"seed {c.get('seed')}",
-        f"- kept: the epoch with the best validation JA: epoch {best['epoch'] if best else '-'} of "
-        f"{payload.get('epoch')} (validation JA {best['val']['mean']['JA']:.4f} at the training size)" if best else None,
+        f"- kept: the epoch with the best validation JA: epoch {best['epoch']} (validation JA "
+        f"{best['val']['mean']['JA']:.4f} at the training size) of {(run or payload).get('epoch')} epochs run"
+        + (", the run stopped early" if (run or {}).get("stopped_early") else "") if best else None,
         f"- sha256 `{file_sha256(checkpoint)}`",
         f"- card written by `{command}` on {machine.get('cpu')} ({machine.get('cores')} cores), {machine.get('date')}",
         "", "## Scores (mean over images, %)", "",
@@ -112,6 +113,14 @@ def write_release(source: str | Path, out_dir: str | Path, *, data: str | Path, 
                              "original_size": ev["model"]["mean"]} for ev in evaluations}
     release_checkpoint(source, paths["checkpoint"], scores=summary, force=True)
     machine = machine_info()
-    write_text(paths["card"], model_card(paths["checkpoint"], evaluations, data=data, command=command, machine=machine))
+    last = Path(source).with_name("last.pt")  # the run's end, beside a banet-train best.pt
+    run = None
+    if last.is_file() and last.resolve() != Path(source).resolve():
+        from banet.checkpoint import load_checkpoint
+
+        state = load_checkpoint(last)
+        run = {"epoch": state.get("epoch"), "stopped_early": state.get("stopped_early")}
+    write_text(paths["card"], model_card(paths["checkpoint"], evaluations, data=data, command=command, machine=machine,
+                                         run=run))
     write_text(paths["scores"], json.dumps({"command": command, "machine": machine, "scores": summary}, indent=2) + "\n")
     return paths

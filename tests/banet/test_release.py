@@ -40,6 +40,7 @@ def test_release_keeps_the_model_drops_training_state_and_writes_a_card(trained,
     assert payload["release_scores"]["test"] == scores and 0.0 <= scores["paper_256"]["JA"] <= 1.0
     card = (tmp_path / "models" / "tiny.md").read_text()
     assert "256x256" in card and "original size" in card and "sha256" in card and "banet-release" in card
+    assert "of 1 epochs run" in card  # the run's end is read from last.pt beside best.pt
     assert release_main(argv) == 2 and "exists" in capsys.readouterr().err  # never replaced silently
     assert release_main([str(tmp_path / "missing.pt"), *argv[1:], "--force"]) == 2
     assert "not found" in capsys.readouterr().err
