@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="dataset folder (images/ + masks/ + splits*.csv or train_/val_/test_ prefixes); "
                              "default: a synthetic set generated into OUT/data")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: 10 on real data, 12 on the synthetic set; a few minutes on 2 CPU cores)")
+    parser.add_argument("--train", action="store_true",
+                        help="train even when models/ holds a released checkpoint of this data set (banet-release)")
     parser.add_argument("--smoke", action="store_true",
                         help="every step at its smallest (24 synthetic 64 px images, 1 epoch, 2 timed calls): "
                              "checks the install and the pipeline in about a minute, not the model")
@@ -142,10 +144,18 @@ def _plan(args, out: Path) -> list[tuple[str, Step]]:
         steps.append(("Generate a synthetic lesion dataset (no --data given)",
                       [cli("banet-synth"), str(data), "--count", str(scale.synth_count), "--size",
                        str(scale.synth_size), "--seed", "0"]))
+    released = None if synthetic or getattr(args, "train", False) or getattr(args, "smoke", False) \
+        else released_model(data)
+    if released is not None:
+        ckpt = released
+        print(f"using the released model {released} (trained on {data.name}; its card: "
+              f"{released.with_suffix('.md')}); --train trains a new one instead")
+    else:
+        steps.append(
+            (f"Train a tiny BA-Net (ResNet-18 reading, {scale.size} px) on the train split",
+             [cli("banet-train"), "--data", str(data), "--out", str(run), "--preset", "tiny", "--size", str(scale.size),
+              "--epochs", str(epochs), "--lr", "1e-3", "--batch-size", str(scale.batch_size), "--seed", "0"]))
     steps += [
-        (f"Train a tiny BA-Net (ResNet-18 reading, {scale.size} px) on the train split",
-         [cli("banet-train"), "--data", str(data), "--out", str(run), "--preset", "tiny", "--size", str(scale.size),
-          "--epochs", str(epochs), "--lr", "1e-3", "--batch-size", str(scale.batch_size), "--seed", "0"]),
         ("Evaluate on the test split (AC/DI/JA/SE/SP, overlays)",
          [cli("banet-eval"), str(ckpt), "--data", str(data), "--split", "test", "--baselines",
           "--out-dir", str(out / "eval"), "--save-overlays", "--json", str(out / "eval" / "metrics.json")]),
@@ -171,6 +181,24 @@ def _plan(args, out: Path) -> list[tuple[str, Step]]:
         ("Stop the Triton server", "STOP_SERVER"),
     ]
     return steps
+
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+"""Released checkpoints (``banet-release``), committed with their model cards."""
+
+
+def released_model(data: Path) -> Path | None:
+    """The released checkpoint trained on a data set of ``data``'s folder name (e.g. ``kvasir-seg``), if any."""
+    from banet.checkpoint import CheckpointError, load_checkpoint
+
+    for path in sorted(MODELS.glob("*.pt")):
+        try:
+            trained_on = (load_checkpoint(path).get("train_config") or {}).get("data")
+        except CheckpointError:
+            continue
+        if trained_on and Path(trained_on).name == data.name:
+            return path
+    return None
 
 
 def _test_images(data: Path) -> list[str]:

@@ -73,3 +73,22 @@ def test_smoke_demo_runs_every_step_and_stops_the_server(tmp_path, capsys):
     assert {"torch-fp32@cpu", "ort-fp32@cpu", "ort-fp16@cpu", "ort-int8@cpu", "triton-grpc"} <= measured
     client_load = [r for r in bench["load"] if r["tool"] == "banet.client"]
     assert client_load and all(r["skipped"] is None and r["errors"] == 0 for r in client_load)
+
+
+def test_real_kvasir_data_uses_the_released_model_unless_told_to_train(tmp_path, data_root):
+    import argparse
+
+    from references import demo
+
+    kvasir = data_root / "kvasir-seg"
+    released = demo.released_model(kvasir)
+    assert released is not None and released.name == "banet_tiny128_kvasir.pt" and released.with_suffix(".md").is_file()
+    args = argparse.Namespace(data=kvasir, epochs=None, smoke=False, train=False, grpc_port=1, http_port=2,
+                              metrics_port=3)
+    titles = [title for title, _ in demo._plan(args, tmp_path)]
+    assert not any(t.startswith("Train") for t in titles)
+    export = next(cmd for title, cmd in demo._plan(args, tmp_path) if title.startswith("Export"))
+    assert export[export.index("--checkpoint") + 1] == str(released)
+    trained = demo._plan(argparse.Namespace(**{**vars(args), "train": True}), tmp_path)
+    assert any(t.startswith("Train") for t, _ in trained)
+    assert demo.released_model(tmp_path / "some-other-data") is None
