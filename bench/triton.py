@@ -188,6 +188,7 @@ def load_sweep(backend: TritonBackend, pool: InputPool, concurrencies: Sequence[
                                  concurrencies=concurrencies, measurement_ms=int(seconds * 1000 / 2), work_dir=tmp,
                                  stability_percentage=pa_stability_percentage)
         except pa.PerfAnalyzerUnavailable as err:
+            log.warning("load sweep: perf_analyzer unavailable (%s); measuring with banet.client only", err)
             rows += [{"tool": "perf_analyzer", "concurrency": c, "skipped": str(err)} for c in concurrencies]
     else:
         rows += [{"tool": "perf_analyzer", "concurrency": c, "skipped": "--no-perf-analyzer"} for c in concurrencies]

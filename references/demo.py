@@ -6,13 +6,19 @@ it; the demo adds nothing but the order. A failing step stops the demo with that
 error output and a non-zero exit status, and the Triton server is always stopped.
 
     python -m references.demo --out demo_out [--data ../shared/data/kvasir-seg]
+
+The bench's load sweep runs Triton's ``perf_analyzer``, which needs Debian's ``libb64-0d``: the demo
+installs it first where it may (root with apt-get; ``--no-apt`` to leave the system alone), else says
+how, and the sweep then measures with ``banet.client`` only, which the demo's last lines say.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,8 +35,50 @@ Step = list[str] | Callable[[], list[str]] | str
 """A command line, a function that builds one when the step runs, or START_SERVER / STOP_SERVER."""
 
 
+LIBB64_SONAME = "libb64.so.0d"
+"""The shared library the ``perf_analyzer`` binary links (bench/perf_analyzer.py)."""
+LIBB64_PACKAGE = "libb64-0d"
+"""Debian's package of it (``.ci/run`` installs the same)."""
+
+
 class StepFailed(RuntimeError):
     pass
+
+
+def libb64_present() -> bool:
+    """``libb64.so.0d`` is in the dynamic linker's cache (``ldconfig -p``), as ``.ci/run`` checks."""
+    ldconfig = shutil.which("ldconfig") or next((p for p in ("/sbin/ldconfig", "/usr/sbin/ldconfig") if Path(p).exists()), None)
+    if ldconfig is None:
+        return False
+    out = subprocess.run([ldconfig, "-p"], capture_output=True, text=True, timeout=30).stdout
+    return LIBB64_SONAME in out
+
+
+def ensure_libb64(*, allow_apt: bool = True, present: Callable[[], bool] = libb64_present,
+                  is_root: Callable[[], bool] = lambda: os.geteuid() == 0,
+                  apt_get: Callable[[], str | None] = lambda: shutil.which("apt-get"),
+                  run: Callable[[list[str]], int] = lambda argv: subprocess.run(argv).returncode) -> str | None:
+    """Install Debian's ``libb64-0d`` for perf_analyzer where the user may (root with apt-get).
+
+    Returns None when the library is there (found or installed), else the line to show: why it is
+    missing and the command that installs it. Never fails the demo: without it the load sweep
+    measures with banet.client only.
+    """
+    if present():
+        return None
+    how = f"apt-get install {LIBB64_PACKAGE}" if is_root() else f"sudo apt-get install {LIBB64_PACKAGE}"
+    if not allow_apt:
+        return f"{LIBB64_SONAME} is missing and --no-apt was given; install it with: {how}"
+    apt = apt_get()
+    if apt is None or not is_root():
+        why = "no apt-get here" if apt is None else "not root"
+        return f"{LIBB64_SONAME} is missing and the demo cannot install it ({why}); install it with: {how}"
+    for argv in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", LIBB64_PACKAGE]):
+        print(f"$ {shlex.join(argv)}", flush=True)
+        status = run(argv)
+        if status != 0:
+            return f"{shlex.join(argv)} failed with exit status {status}; install {LIBB64_PACKAGE} by hand: {how}"
+    return None if present() else f"{LIBB64_PACKAGE} installed but {LIBB64_SONAME} is still not found; check: ldconfig -p"
 
 
 @dataclass(frozen=True)
@@ -102,12 +150,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grpc-port", type=int, default=8101)
     parser.add_argument("--http-port", type=int, default=8100)
     parser.add_argument("--metrics-port", type=int, default=8102)
+    parser.add_argument("--no-apt", action="store_true",
+                        help=f"do not apt-get install {LIBB64_PACKAGE} (perf_analyzer's library) when it is missing")
     args = parser.parse_args(argv)
     out = args.out.resolve()
     if out.exists() and any(out.iterdir()):
         parser.error(f"{out} exists and is not empty; choose another --out or remove it (make clean-demo)")
     out.mkdir(parents=True, exist_ok=True)
     steps = _plan(args, out)
+    if SCALES["smoke" if args.smoke else "full"].perf_analyzer:
+        _banner(f"[0] perf_analyzer (the bench's Triton load generator) needs Debian's {LIBB64_PACKAGE}")
+        missing = ensure_libb64(allow_apt=not args.no_apt)
+        print(f"[0] {LIBB64_SONAME}: present" if missing is None else
+              f"[0] {missing}\n[0] the load sweep will measure with banet.client only (no perf_analyzer rows)", flush=True)
     server = None
     try:
         for number, (title, command) in enumerate(steps, start=1):
@@ -266,7 +321,22 @@ def _summary(out: Path) -> None:
     ]
     for label, path in rows:
         print(f"  {label:<50} {path}")
+    line = _load_sweep_line(out / "bench")
+    if line:
+        print(line)
     print("The server has been stopped; nothing is left running.")
+
+
+def _load_sweep_line(bench_dir: Path) -> str | None:
+    """One line on where the bench's load sweep came from, when perf_analyzer did not run there."""
+    reasons = set()
+    for path in sorted(bench_dir.glob("*_demo.json")):
+        rows = json.loads(path.read_text()).get("load") or []
+        reasons |= {r["skipped"] for r in rows if r.get("tool") == "perf_analyzer" and r.get("skipped")}
+    if not reasons:
+        return None
+    return (f"Load sweep: perf_analyzer did not run ({'; '.join(sorted(reasons))}); "
+            "its figures come from banet.client only.")
 
 
 if __name__ == "__main__":

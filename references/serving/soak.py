@@ -2,7 +2,9 @@
 
 Checks while it loads the server: every request gets exactly one response (client count ==
 Triton's own success+failure count for the ensemble), every mask equals the single-request
-mask of the same image, server RSS at start and end; reports latency percentiles and throughput.
+mask of the same image, the p99 latency under load stays within :func:`latency_bound_ms` of the
+single-request latency measured in the same run, server RSS at start and end; reports latency
+percentiles and throughput.
 
     python -m references.serving.soak --onnx model.onnx --data ../shared/data --clients 4 --duration 45
     python -m references.serving.soak --preset tiny --data ../shared/data --clients 4 --duration 120  # random weights
@@ -25,6 +27,22 @@ import numpy as np
 
 
 log = logging.getLogger(__name__)
+
+QUEUE_FACTOR = 10.0
+"""With ``C`` clients a request waits behind at most ``C - 1`` others, so its latency is about ``C`` single
+requests; the bound allows ``QUEUE_FACTOR`` times that for the client threads and other jobs sharing
+the cores (the single-request latency is measured under the same load, just before)."""
+LATENCY_SLACK_MS = 500.0
+"""Added to the bound: a scheduler hiccup of a loaded 2-core box, not a stalled request."""
+
+
+def latency_bound_ms(single_ms: float, clients: int) -> float:
+    """The p99 latency (ms) that ``clients`` concurrent clients may reach when one request alone takes ``single_ms``.
+
+    Exceeding it means requests waited for something other than each other: a batcher holding them
+    for its queue delay, a stalled backend stub, a client timeout and retry.
+    """
+    return clients * QUEUE_FACTOR * single_ms + LATENCY_SLACK_MS
 
 
 def soak_images(data_root: Path | None, count: int = 8, seed: int = 0) -> list[tuple[str, bytes]]:
@@ -74,6 +92,8 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
 
     seg = TritonSegmenter(url, timeout_s=timeout_s, retries=0)
     reference = {name: _digest(seg.predict(data).mask) for name, data in images}  # single requests, one at a time
+    single_ms = [1000.0 * seg.predict(data).latency_s for _, data in images]  # again, warm, timed
+    bound_ms = latency_bound_ms(float(np.median(single_ms)), clients)
     rss_start = rss() if rss else None
     success0, fail0 = _ensemble_counts(seg)
     stop_at = time.monotonic() + duration_s
@@ -144,6 +164,8 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
         "throughput_img_s": len(latencies) / elapsed if elapsed else 0.0,
         "latency_ms": {**pct, "mean": float(lat_ms.mean()) if len(lat_ms) else None,
                        "max": float(lat_ms.max()) if len(lat_ms) else None},
+        "single_request_ms": {"median": float(np.median(single_ms)), "max": float(max(single_ms))},
+        "latency_bound_ms": bound_ms,
         "rss_mb": {"start": None if rss_start is None else rss_start / 2**20,
                    "end": None if rss_end is None else rss_end / 2**20, "samples_s_mb": rss_samples},
         "errors_sample": error_messages,
@@ -151,6 +173,7 @@ def run_soak(url: str, images: list[tuple[str, bytes]], *, clients: int = 4, dur
             "one_response_per_request": sent == len(latencies) + errors == server_responses,
             "masks_equal_single_request": mismatches == 0,
             "no_errors": errors == 0,
+            "p99_within_bound": bool(pct) and pct["p99"] <= bound_ms,
         },
     }
 
@@ -172,6 +195,9 @@ def markdown(result: dict) -> str:
         "| latency ms | p50 | p90 | p99 | mean | max |", "|---|---|---|---|---|---|",
         f"| end to end (encoded image in, mask out) | {fmt(lat.get('p50'))} | {fmt(lat.get('p90'))} | "
         f"{fmt(lat.get('p99'))} | {fmt(lat.get('mean'))} | {fmt(lat.get('max'))} |", "",
+        f"Single requests, one at a time, before the load: median {fmt(r['single_request_ms']['median'])} ms; "
+        f"p99 bound under load {fmt(r['latency_bound_ms'])} ms (clients x {QUEUE_FACTOR:g} x median + "
+        f"{LATENCY_SLACK_MS:g} ms).", "",
         f"Server RSS (tritonserver + Python backend stubs): start {fmt(rss['start'])} MB, end {fmt(rss['end'])} MB; "
         "over time (s: MB): " + ", ".join(f"{t:.0f}: {mb:.0f}" for t, mb in rss.get("samples_s_mb", [])), "",
         "| check | result |", "|---|---|",

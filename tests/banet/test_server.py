@@ -179,8 +179,10 @@ def test_cli_stops_on_sigterm_while_models_are_still_loading(model_repository, t
         'name: "slow_to_load"\nbackend: "python"\nmax_batch_size: 0\n'
         'input [{ name: "X" data_type: TYPE_FP32 dims: [ 1 ] }]\n'
         'output [{ name: "Y" data_type: TYPE_FP32 dims: [ 1 ] }]\n')
+    loading = tmp_path / "initialize_started"  # the model writes it when its load has begun
     (slow / "1" / "model.py").write_text(
-        "import time\n\n\nclass TritonPythonModel:\n    def initialize(self, args):\n        time.sleep(600)\n\n"
+        f"import pathlib\nimport time\n\n\nclass TritonPythonModel:\n    def initialize(self, args):\n"
+        f"        pathlib.Path({str(loading)!r}).touch()\n        time.sleep(600)\n\n"
         "    def execute(self, requests):\n        return []\n")
     proc = _serve(repo, free_port(), free_port(), extra=("--startup-timeout", "600"))
     servers: list[int] = []
@@ -190,7 +192,12 @@ def test_cli_stops_on_sigterm_while_models_are_still_loading(model_repository, t
             time.sleep(0.5)
             servers = _children(proc.pid)
         assert servers, "banet-serve started no tritonserver"
-        time.sleep(3)  # let it reach the model loads
+        # SIGTERM only once a model load is under way (its Python-backend stub exists), not after a guess
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not loading.exists() and proc.poll() is None:
+            time.sleep(0.2)
+        assert loading.exists(), (f"slow_to_load's initialize did not start within 180 s "
+                                  f"(banet-serve {'exited ' + str(proc.returncode) if proc.poll() is not None else 'running'})")
         proc.send_signal(signal.SIGTERM)
         started = time.monotonic()
         out, err = proc.communicate(timeout=90)

@@ -95,3 +95,28 @@ def test_unreachable_server_is_a_skip_with_reason(pool):
     assert not ok and "not ready" in reason
     rows = load_sweep(backend, pool, [1])
     assert all(r["skipped"] == reason for r in rows)
+
+
+def test_load_sweep_without_perf_analyzer_falls_back_visibly(pool, monkeypatch, caplog):
+    # perf_analyzer unavailable (no libb64 on a fresh machine): skipped rows with the reason, a warning
+    # that says so, and the banet.client rows still measured
+    import bench.perf_analyzer as pa
+    import bench.triton as triton_bench
+
+    class Ready:
+        url, model = "127.0.0.1:1", "banet"
+
+        def available(self):
+            return True, ""
+
+    def unavailable(download):
+        raise pa.PerfAnalyzerUnavailable("perf_analyzer needs missing shared libraries ['libb64.so.0d']")
+
+    monkeypatch.setattr(pa, "setup", unavailable)
+    monkeypatch.setattr(triton_bench, "client_sweep", lambda backend, pool, cs, seconds: [
+        {"tool": "banet.client", "concurrency": c, "skipped": None} for c in cs])
+    with caplog.at_level("WARNING", logger="bench.triton"):
+        rows = triton_bench.load_sweep(Ready(), pool, [1, 2])
+    assert [(r["tool"], r["concurrency"], bool(r["skipped"])) for r in rows] == [
+        ("perf_analyzer", 1, True), ("perf_analyzer", 2, True), ("banet.client", 1, False), ("banet.client", 2, False)]
+    assert "perf_analyzer unavailable" in caplog.text and "banet.client only" in caplog.text

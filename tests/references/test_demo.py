@@ -92,3 +92,78 @@ def test_real_kvasir_data_uses_the_released_model_unless_told_to_train(tmp_path,
     trained = demo._plan(argparse.Namespace(**{**vars(args), "train": True}), tmp_path)
     assert any(t.startswith("Train") for t, _ in trained)
     assert demo.released_model(tmp_path / "some-other-data") is None
+
+class _System:
+    """A fake system for ``ensure_libb64``: whether the library is there, root, apt-get, and what ran."""
+
+    def __init__(self, *, present=False, root=True, apt="/usr/bin/apt-get", status=0, installs=True):
+        self.present, self.root, self.apt, self.status, self.installs = present, root, apt, status, installs
+        self.ran: list[list[str]] = []
+
+    def kwargs(self, **extra):
+        return dict(present=lambda: self.present, is_root=lambda: self.root, apt_get=lambda: self.apt,
+                    run=self.run, **extra)
+
+    def run(self, argv):
+        self.ran.append(argv)
+        if self.status == 0 and argv[1] == "install" and self.installs:
+            self.present = True
+        return self.status
+
+
+def test_libb64_is_installed_with_apt_get_as_root():
+    from references.demo import ensure_libb64
+
+    system = _System()
+    assert ensure_libb64(**system.kwargs()) is None
+    assert system.ran == [["/usr/bin/apt-get", "update", "-qq"], ["/usr/bin/apt-get", "install", "-y", "-qq", "libb64-0d"]]
+    present = _System(present=True)
+    assert ensure_libb64(**present.kwargs()) is None and present.ran == []
+
+
+@pytest.mark.parametrize(("system", "allow_apt", "says"), [
+    (_System(root=False), True, "cannot install it (not root); install it with: sudo apt-get install libb64-0d"),
+    (_System(apt=None), True, "cannot install it (no apt-get here)"),
+    (_System(), False, "--no-apt was given; install it with: apt-get install libb64-0d"),
+    (_System(status=100), True, "update -qq failed with exit status 100"),
+    (_System(installs=False), True, "libb64-0d installed but libb64.so.0d is still not found"),
+])
+def test_libb64_missing_says_how_to_install_it(system, allow_apt, says):
+    from references.demo import ensure_libb64
+
+    line = ensure_libb64(**system.kwargs(allow_apt=allow_apt))
+    assert line is not None and says in line, line
+    if not allow_apt or not system.root or system.apt is None:
+        assert system.ran == []  # nothing attempted where the user may not
+
+
+def test_demo_says_the_load_sweep_falls_back_without_libb64(tmp_path, monkeypatch, capsys):
+    import json
+
+    import references.demo as demo
+
+    reason = "perf_analyzer needs missing shared libraries ['libb64.so.0d'] (Debian: apt-get install libb64-0d)"
+
+    def plan(args, out):  # no steps; the bench's results as a run without libb64 leaves them
+        (out / "bench").mkdir()
+        (out / "bench" / "x_demo.json").write_text(json.dumps({"load": [
+            {"tool": "perf_analyzer", "concurrency": 1, "skipped": reason},
+            {"tool": "banet.client", "concurrency": 1, "skipped": None}]}))
+        return []
+
+    monkeypatch.setattr(demo, "_plan", plan)
+    monkeypatch.setattr(demo, "ensure_libb64", lambda allow_apt: "libb64.so.0d is missing (test)")
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "[0] libb64.so.0d is missing (test)\n[0] the load sweep will measure with banet.client only" in text
+    assert f"Load sweep: perf_analyzer did not run ({reason}); its figures come from banet.client only." in text
+
+
+def test_no_fallback_line_when_perf_analyzer_ran(tmp_path):
+    import json
+
+    from references.demo import _load_sweep_line
+
+    (tmp_path / "x_demo.json").write_text(json.dumps({"load": [{"tool": "perf_analyzer", "concurrency": 1, "skipped": None}]}))
+    assert _load_sweep_line(tmp_path) is None

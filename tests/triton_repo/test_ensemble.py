@@ -195,24 +195,81 @@ def test_truncated_jpeg_is_refused(segmenter, data_root):
         segmenter.predict(data[: len(data) // 3])
 
 
-def test_bad_requests_fail_alone_in_a_dynamic_batch(segmenter):
+BATCHING_MAX_BATCH = 8
+"""``max_batch_size`` of the repository that ``batching_segmenter`` serves: as many requests as
+``test_bad_requests_fail_alone_in_a_dynamic_batch`` sends, so the batcher fires the moment the last
+one arrives."""
+BATCHING_QUEUE_DELAY_US = 20_000_000
+"""``banet_preprocess``'s queue delay there: requests wait up to 20 s for each other, far longer than
+eight threads of a loaded 2-core box take to send them (the batch fills, so no one waits it out)."""
+
+
+@pytest.fixture(scope="module")
+def batching_segmenter(tiny_onnx, tmp_path_factory):
+    """A second tritonserver whose ``banet_preprocess`` holds requests until a batch of
+    ``BATCHING_MAX_BATCH`` is full (the session's server does not delay its pre-processing, so
+    concurrent requests merge there only by chance). No client retries: a request is sent once."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from banet.client import TritonSegmenter
+    from export.repository import write_repository
+    from triton_helpers import start_server
+
+    repo = tmp_path_factory.mktemp("batching") / "model_repository"
+    write_repository(repo, onnx_path=tiny_onnx, image_size=SERVING_SIZE, max_batch_size=BATCHING_MAX_BATCH)
+    path = repo / spec.PREPROCESS_MODEL / "config.pbtxt"
+    config = text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+    assert config.HasField("dynamic_batching") and config.max_batch_size == BATCHING_MAX_BATCH
+    config.dynamic_batching.max_queue_delay_microseconds = BATCHING_QUEUE_DELAY_US
+    path.write_text(text_format.MessageToString(config))
+    server = start_server(repo)
+    seg = TritonSegmenter(server.grpc_url, timeout_s=120, retries=0)
+    yield seg
+    seg.close()
+    server.stop()
+
+
+def _preprocess_counts(segmenter) -> tuple[int, int, dict[int, int]]:
+    """``banet_preprocess``'s (inference_count, execution_count, {batch size: executions}) from Triton's
+    statistics extension (each ``execute`` call is one execution of ``batch size`` requests)."""
+    stats = segmenter.client.get_inference_statistics(model_name=spec.PREPROCESS_MODEL, as_json=True)
+    (model,) = stats["model_stats"]
+    batches = {int(b["batch_size"]): int(b["compute_infer"].get("count", 0)) for b in model.get("batch_stats", [])}
+    return int(model.get("inference_count", 0)), int(model.get("execution_count", 0)), batches
+
+
+def test_bad_requests_fail_alone_in_a_dynamic_batch(batching_segmenter, segmenter):
+    """Three undecodable images and five good ones go through ``banet_preprocess`` as ONE merged batch
+    (Triton's statistics say so); the bad ones fail, the good ones get the masks that the session's
+    server (same model, no queue delay) gives each of them sent alone."""
     from banet.client import InferenceError
 
     rng = np.random.default_rng(1)
-    good = [rng.integers(0, 256, size=(40, 60, 3), dtype=np.uint8) for _ in range(6)]
-    payloads = [good[0], b"junk", good[1], good[2], b"", good[3], good[4], b"nope", good[5]]
+    good = [rng.integers(0, 256, size=(40, 60, 3), dtype=np.uint8) for _ in range(5)]
+    payloads = [good[0], b"junk", good[1], good[2], b"", good[3], b"nope", good[4]]
+    assert len(payloads) == BATCHING_MAX_BATCH
 
     def call(item):
         try:
-            return segmenter.predict(item)
+            return batching_segmenter.predict(item)
         except InferenceError as err:
             return err
 
+    before = _preprocess_counts(batching_segmenter)
     with ThreadPoolExecutor(max_workers=len(payloads)) as pool:
         results = list(pool.map(call, payloads))
+    after = _preprocess_counts(batching_segmenter)
+    inferences, executions = after[0] - before[0], after[1] - before[1]
+    merged = {size: count - before[2].get(size, 0) for size, count in after[2].items()}
+    assert (inferences, executions) == (len(payloads), 1), (
+        f"banet_preprocess ran {inferences} requests in {executions} executions (batch stats {merged}): "
+        f"the {len(payloads)} requests were not merged into one batch")
+    assert merged.get(len(payloads)) == 1, merged
     for item, result in zip(payloads, results):
         if isinstance(item, bytes):
-            assert isinstance(result, InferenceError)
+            assert isinstance(result, InferenceError), result
+            assert spec.PREPROCESS_MODEL in str(result), result  # failed in the batched step, with its name
         else:
             assert not isinstance(result, Exception), result
             np.testing.assert_array_equal(result.mask, segmenter.predict(item).mask)

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from references.serving.soak import latency_bound_ms
+
 pytestmark = [pytest.mark.needs_triton]
 
 
@@ -15,7 +17,11 @@ def _check(result: dict) -> None:
     assert result["checks"]["masks_equal_single_request"], result
     assert result["checks"]["no_errors"], result["errors_sample"]
     assert result["rss_mb"]["start"] > 0 and result["rss_mb"]["end"] > 0 and result["rss_mb"]["samples_s_mb"]
-    assert result["latency_ms"]["p50"] <= result["latency_ms"]["p99"]
+    single = result["single_request_ms"]["median"]
+    assert single > 0 and result["latency_bound_ms"] == latency_bound_ms(single, result["clients"])
+    assert result["checks"]["p99_within_bound"], (
+        f"p99 {result['latency_ms']['p99']:.0f} ms under load > bound {result['latency_bound_ms']:.0f} ms "
+        f"from the single-request median {single:.1f} ms")
 
 
 def _data_root():
