@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             _stop_server(0, server)
-    _summary(out)
+    _summary(out, getattr(args, "released", None))
     return 0
 
 
@@ -203,6 +203,7 @@ def _plan(args, out: Path) -> list[tuple[str, Step]]:
         else released_model(data)
     if released is not None:
         ckpt = released
+        args.released = released
         print(f"using the released model {released} (trained on {data.name}; its card: "
               f"{released.with_suffix('.md')}); --train trains a new one instead")
     else:
@@ -308,10 +309,12 @@ def _stop_server(number: int, server: subprocess.Popen | None) -> None:
         server.wait()
 
 
-def _summary(out: Path) -> None:
+def _summary(out: Path, released: Path | None = None) -> None:
     _banner("Demo finished. Where everything went:")
+    run = out / "run"
     rows = [
-        ("training run (checkpoints, config, curves.png)", out / "run"),
+        ("training run (checkpoints, config, curves.png)", run) if released is None else
+        ("model (released with its card; no training in this demo)", released),
         ("evaluation (metrics.json, overlays)", out / "eval"),
         ("export (ONNX FP32/FP16/INT8, manifest.json)", out / "export"),
         ("Triton model repository", out / "model_repository"),
