@@ -20,6 +20,7 @@ from pathlib import Path
 
 from banet.data import kvasir_split
 from banet.spec import DEFAULT_HOST, GRPC_PORT, IMAGE_SIZE
+from bench.options import positive_ints
 from bench.results import RESULTS_DIR
 
 log = logging.getLogger("bench")
@@ -59,16 +60,6 @@ class BenchConfig:
     arch: str = "banet"
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def parse_args(argv: list[str] | None) -> BenchConfig:
     p = argparse.ArgumentParser(prog="banet-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -82,7 +73,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     tri.add_argument("--url", help=f"running Triton gRPC endpoint, e.g. {DEFAULT_HOST}:{GRPC_PORT}")
     tri.add_argument("--serve", type=Path, help="start Triton on this model repository for the run")
     p.add_argument("--data", default=kvasir_split("test"), help="dataset folder or ROOT:SPLIT (default: Kvasir-SEG test)")
-    p.add_argument("--batch-sizes", type=_ints, default=(1, 8, 32))
+    p.add_argument("--batch-sizes", type=positive_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
     p.add_argument("--interleave", action="store_true",
@@ -98,7 +89,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                         "skipped with the reason when one call exceeds it (default: no cap)")
     p.add_argument("--pool-images", type=int, default=32, help="real images the timed batches are drawn from")
     p.add_argument("--parity-images", type=int, default=100, help="held-out images scored for parity")
-    p.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8), help="Triton load sweep")
+    p.add_argument("--concurrency", type=positive_ints, default=(1, 2, 4, 8), help="Triton load sweep")
     p.add_argument("--load-seconds", type=float, default=8.0, help="seconds per concurrency level (each tool)")
     p.add_argument("--triton-precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="precision of the model Triton serves (picks the parity gate)")
