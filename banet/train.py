@@ -525,11 +525,12 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     use_channels_last = config.channels_last and device.type == "cuda"
     autocast = amp_dtype(config, device)
     precision: dict[str, Any] | None = None
+    resume_state = load_checkpoint(resume) if resume is not None else None  # read once: precision, then weights
     if device.type == "cpu" and config.amp == "auto":
         # bf16 autocast + channels_last is 1.7-2.6x faster than fp32 on a Xeon with AMX and slower on an
         # AVX2-only EPYC (docs/training.md): measure on this machine rather than guess. A resumed run keeps
         # the choice it started with, so one run never mixes precisions.
-        stored = load_checkpoint(resume).get("precision") if resume is not None else None
+        stored = resume_state.get("precision") if resume_state is not None else None
         if stored is None and d.main:
             idx = torch.arange(min(config.batch_size, len(train_ds)))
             probe_batch = prepare_batch(train_ds.images[idx], train_ds.masks[idx], None)
@@ -553,7 +554,7 @@ def fit(config: TrainConfig, *, resume: str | Path | None = None, force: bool = 
     history: list[dict[str, Any]] = []
     start_epoch, step, best_ja = 0, 0, -1.0
     if resume is not None:
-        state = load_checkpoint(resume)
+        state = resume_state
         if state["arch"] != config.arch or state.get("model_config") != model_config.to_dict():
             raise TrainError(f"{resume}: its model ({state['arch']}, {state.get('model_config')}) differs from "
                              f"this run's ({config.arch}, {model_config})")

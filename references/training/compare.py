@@ -227,7 +227,8 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
                               else p["artifact_ja"] - p["reference_ja"]),
                 "images": p.get("images")}
     # the whole run (last.pt): best.pt stops at the best epoch, so its epochs, time and curve would be cut there
-    training = training_summary(load_checkpoint(Path(result["last"])))
+    last_state = load_checkpoint(Path(result["last"]))
+    training = training_summary(last_state)
     record = {
         "key": key, "label": entry.label, "row": entry.row, "seed": config.seed, "arch": entry.arch,
         "ablation": entry.ablation, "model_config": model_config.to_dict(),
@@ -239,7 +240,7 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
         "training": {"epochs": training["epoch"], "steps": training["step"],
                      "train_seconds": training["train_seconds"], "val_history": training["val_history"],
                      "best": str(best), "best_epoch": _best_epoch(training["val_history"]),
-                     "stopped_early": bool(load_checkpoint(Path(result["last"])).get("stopped_early")),
+                     "stopped_early": bool(last_state.get("stopped_early")),
                      "precision": (training.get("train_config") or {}).get("amp")},
         "artifacts": artifacts, "timings": timings,
     }

@@ -150,6 +150,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    first_seed = min(r.get("seed", 0) for r in records)  # solid line: the first seed; dotted: the others
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5), sharey=True)
     for ax, ablations in ((axes[0], False), (axes[1], True)):
         for r in records:
@@ -157,7 +158,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
             if is_ablation != ablations and not (ablations and r.get("row", r["label"]) == REFERENCE_ROW):
                 continue
             hist = [h for h in r["training"]["val_history"] if h.get("JA") is not None]
-            style = "-" if r.get("seed", 0) == min(x.get("seed", 0) for x in records) else ":"
+            style = "-" if r.get("seed", 0) == first_seed else ":"
             ax.plot([h["epoch"] for h in hist], [100 * h["JA"] for h in hist], style, label=r["label"],
                     linewidth=2.2 if r.get("row", r["label"]) == REFERENCE_ROW else 1.2)
         ax.set(xlabel="epoch", title="BA-Net's ablations" if ablations else "networks")
