@@ -142,3 +142,34 @@ def test_dicom_files_are_recognised_by_suffix_and_by_marker(files, tmp_path):
     assert is_dicom_file(tmp_path / "IM0001") and is_dicom_file(tmp_path / "b.DICOM")
     assert not is_dicom_file(tmp_path / "notes") and not is_dicom_file(tmp_path / "c.png")
     assert [p.name for p in collect_images([tmp_path])] == ["IM0001", "b.DICOM", "c.png"]
+
+
+def test_a_dicom_data_set_is_found_read_and_scored(tmp_path, tiny_checkpoint):
+    """images/*.dcm with masks as DICOM SEG or PNG: found by find_pairs, read by read_pair, scored by evaluate."""
+    from banet import processing
+    from banet.data.annotations import read_pair
+    from banet.data.pairs import find_pairs
+    from banet.dicom_seg import build_segmentation, save_dataset
+    from banet.evaluate import evaluate
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "images").mkdir()
+    truth = {}
+    for index in range(2):
+        rgb = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+        image = read_dicom(secondary_capture_rgb(rgb, tmp_path / "images" / f"case{index}.dcm"))
+        mask = np.zeros((40, 48), np.uint8)
+        mask[5:20 + index * 10, 10:30] = 255
+        truth[f"case{index}"] = (rgb, mask > 0)
+        if index == 0:
+            save_dataset(build_segmentation(image.dataset, [mask]), tmp_path / "masks" / "case0.dcm")
+        else:
+            processing.save_png(mask, tmp_path / "masks" / "case1.png")
+    pairs = find_pairs(tmp_path)
+    assert [(p.name, p.mask.suffix) for p in pairs] == [("case0", ".dcm"), ("case1", ".png")]
+    for pair in pairs:
+        image, mask = read_pair(pair)
+        np.testing.assert_array_equal(image, truth[pair.name][0])
+        np.testing.assert_array_equal(mask, truth[pair.name][1])
+    result = evaluate(tiny_checkpoint, tmp_path, None)
+    assert result["model"]["images"] == 2 and [r["name"] for r in result["per_image"]] == ["case0", "case1"]
