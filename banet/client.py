@@ -233,11 +233,15 @@ class FileResult:
 
 
 def collect_images(sources: list[str | Path]) -> list[Path]:
-    """Files as given, folders expanded (sorted, image suffixes only); missing paths raise ValueError."""
+    """Files as given, folders expanded (sorted: image suffixes, and DICOM files by suffix or by their ``DICM``
+    marker, :func:`banet.dicom.is_dicom_file`); missing paths raise ValueError."""
+    from banet.dicom import is_dicom_file
+
     found: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
-            found.extend(sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+            found.extend(sorted(p for p in source.iterdir() if p.is_file() and (
+                p.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(p))))
         elif source.exists():
             found.append(source)
         else:
@@ -250,9 +254,18 @@ def output_paths(out_dir: Path, image: Path) -> tuple[Path, Path]:
 
 
 def segment_file(segmenter: TritonSegmenter, image: Path, out_dir: Path, *, force: bool = False,
-                 threshold: float | None = None) -> FileResult:
-    """Segment one file and write its mask and overlay PNGs atomically; never raises for a bad file."""
+                 threshold: float | None = None, dicom=None) -> FileResult:
+    """Segment one file and write its mask and overlay PNGs atomically; never raises for a bad file.
+
+    A DICOM file (:func:`banet.dicom.is_dicom_file`) goes to :func:`banet.dicom_seg.segment_dicom_file` (one
+    mask per frame and ``seg/<stem>.dcm``; ``dicom``: its :class:`banet.dicom_seg.SegOptions`)."""
     from banet import processing
+    from banet.dicom import is_dicom_file
+
+    if is_dicom_file(image):
+        from banet.dicom_seg import segment_dicom_file
+
+        return segment_dicom_file(segmenter, image, out_dir, force=force, threshold=threshold, options=dicom)
 
     mask_path, overlay_path = output_paths(out_dir, image)
     if not force and mask_path.exists() and overlay_path.exists():
@@ -276,7 +289,7 @@ def segment_file(segmenter: TritonSegmenter, image: Path, out_dir: Path, *, forc
 
 
 def segment_files(segmenter: TritonSegmenter, images: list[Path], out_dir: str | Path, *, concurrency: int = 4,
-                  force: bool = False, threshold: float | None = None, on_result=None) -> list[FileResult]:
+                  force: bool = False, threshold: float | None = None, on_result=None, dicom=None) -> list[FileResult]:
     """Segment ``images`` with ``concurrency`` requests in flight; results in input order.
 
     Two inputs that would write the same output name (same stem) are a per-file error for the
@@ -299,7 +312,7 @@ def segment_files(segmenter: TritonSegmenter, images: list[Path], out_dir: str |
             todo.append(index)
 
     def work(index: int) -> None:
-        results[index] = segment_file(segmenter, images[index], out_dir, force=force, threshold=threshold)
+        results[index] = segment_file(segmenter, images[index], out_dir, force=force, threshold=threshold, dicom=dicom)
         if on_result:
             on_result(results[index])
 

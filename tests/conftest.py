@@ -15,7 +15,7 @@ Markers that turn into skips with a reason:
 - What CI must have: ``needs_data`` (the real datasets in ``../shared/data`` or ``$BANET_DATA``),
   ``needs_triton`` (a tritonserver binary), ``needs_perf_analyzer`` (Triton's load generator, set up
   by ``python -m bench.perf_analyzer --setup``), ``needs_trt_builder`` (the TensorRT-RTX builder,
-  which installs from PyPI and builds on a CPU), ``needs_dali``. On a user's machine a missing one
+  which installs from PyPI and builds on a CPU), ``needs_dali``, ``needs_dicom`` (the ``dicom`` extra). On a user's machine a missing one
   is a skip with its reason; under CI it is a failure with the same reason. A new requirement is one
   entry in ``REQUIREMENTS`` (and its line in pyproject.toml's markers).
 
@@ -135,6 +135,12 @@ def _missing_dali() -> str | None:
     return None if dali.available() else "nvidia-dali is not installed (pip install '.[dali]')"
 
 
+def _missing_dicom() -> str | None:
+    missing = [m for m in ("pydicom", "highdicom", "pylibjpeg", "libjpeg", "openjpeg")
+               if importlib.util.find_spec(m) is None]
+    return f"the dicom extra is not installed ({', '.join(missing)} missing; pip install '.[dicom]')" if missing else None
+
+
 # marker -> a check that returns why the requirement is missing (None: present). Checked only when
 # a collected test carries the marker.
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
@@ -143,6 +149,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "needs_perf_analyzer": _missing_perf_analyzer,
     "needs_trt_builder": _missing_trt_builder,
     "needs_dali": _missing_dali,
+    "needs_dicom": _missing_dicom,
 }
 
 

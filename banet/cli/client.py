@@ -7,6 +7,13 @@ Writes ``DIR/masks/NAME.png`` (0/255), ``DIR/overlays/NAME.png`` and appends one
 ``exists``) unless ``--force``; every PNG is written atomically, so an interrupted run leaves no
 half file and a rerun completes only what is missing. A bad file is reported and the rest go on;
 the exit status is 1 when any image failed.
+
+DICOM files (``.dcm``/``.dicom``, or any file with the ``DICM`` marker; needs ``pip install
+'banet-deploy[dicom]'``) are decoded and shown as a viewer would (docs/dicom.md); each frame gets its
+mask (``NAME.png``, or ``NAME_frame0001.png`` ... for a multi-frame file) and the file gets a DICOM
+Segmentation ``DIR/seg/NAME.dcm`` whose segment is ``--seg-label`` and whose algorithm identification
+comes from ``--manifest`` (the served export's manifest.json: precision, version) or else from the
+server's model metadata (precision recorded as unknown).
 """
 
 from __future__ import annotations
@@ -33,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=5, help="retries of UNAVAILABLE with exponential backoff")
     p.add_argument("--backoff", type=float, default=0.5, help="first retry delay in seconds (doubles each time)")
     p.add_argument("--force", action="store_true", help="replace existing mask/overlay files")
+    p.add_argument("--seg-label", default="lesion", help="DICOM inputs: the SEG's segment label (default: %(default)s)")
+    p.add_argument("--manifest", default=None,
+                   help="DICOM inputs: the served export's manifest.json, for the SEG's algorithm version and precision")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -62,6 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries,
                                 backoff_s=args.backoff)
+    dicom = None
+    from banet.dicom import is_dicom_file
+
+    if any(is_dicom_file(p) for p in images):
+        from banet.dicom_seg import Algorithm, SegOptions
+
+        try:
+            algorithm = (Algorithm.from_manifest(args.manifest, served_model=args.model) if args.manifest
+                         else Algorithm.from_server(segmenter.client, served_model=args.model))
+        except ValueError as err:
+            print(f"banet-client: --manifest: {err}", file=sys.stderr)
+            segmenter.close()
+            return 2
+        dicom = SegOptions(label=args.seg_label, algorithm=algorithm)
     bar = tqdm(total=len(images), unit="img", disable=args.quiet, desc="banet-client")
 
     def on_result(result) -> None:
@@ -71,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         results = segment_files(segmenter, images, out, concurrency=args.concurrency, force=args.force,
-                                threshold=args.threshold, on_result=on_result)
+                                threshold=args.threshold, on_result=on_result, dicom=dicom)
     finally:
         bar.close()
         segmenter.close()

@@ -70,10 +70,41 @@ def combine(masks: Sequence[np.ndarray], rule: str) -> np.ndarray:
     raise ValueError(f"rule must be one of {COMBINE_RULES}, got {rule!r}")
 
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+
+
+def _dicom_image(path: Path) -> np.ndarray:
+    """A single-frame DICOM image as displayed (:mod:`banet.dicom`), ``(H, W, 3)`` uint8."""
+    from banet.dicom import read_dicom
+
+    frames = read_dicom(path).frames
+    if len(frames) != 1:
+        raise DatasetError(f"{path}: {len(frames)} frames; a data set image must be one frame")
+    return frames[0]
+
+
+def _dicom_mask(path: Path) -> np.ndarray:
+    """A one-segment, single-frame binary DICOM SEG as ``(H, W)`` bool (:func:`banet.dicom_seg.read_segmentation_masks`)."""
+    from banet.dicom_seg import read_segmentation_masks
+
+    try:
+        masks = read_segmentation_masks(path)
+    except Exception as err:  # noqa: BLE001 - pydicom raises many types on what is not a SEG
+        raise DatasetError(f"{path}: not a readable DICOM SEG ({type(err).__name__}: {err})") from None
+    if len(masks) != 1:
+        raise DatasetError(f"{path}: a SEG of {len(masks)} frames; a data set mask must be one frame of one segment")
+    return masks[0]
+
+
 def _decoded(load, path: Path):
+    """``load(path)``; a DICOM file (by suffix) is read as an image or a SEG, its errors as DatasetError."""
+    from banet.dicom import DicomError
+
+    if Path(path).suffix.lower() in DICOM_SUFFIXES:
+        load = _dicom_image if load is processing.load_image else _dicom_mask
     try:
         return load(path)
-    except processing.ImageDecodeError as err:
+    except (processing.ImageDecodeError, DicomError) as err:
         raise DatasetError(str(err)) from None
 
 

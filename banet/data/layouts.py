@@ -38,7 +38,8 @@ from pathlib import Path
 
 from banet.data.errors import DatasetError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm", ".dicom")
+"""Image (and mask) files of a data set; ``.dcm``/``.dicom``: DICOM images, and DICOM SEG masks (banet.data.annotations)."""
 IMAGE_DIRS = ("images", "CXR_png", "Original")
 MASK_DIRS = ("masks", "mask", "Ground Truth", "GroundTruth")
 MASK_SUFFIXES = ("_mask", "-mask", "_segmentation", "_gt")
