@@ -54,6 +54,8 @@ def decode_mask(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarra
     Refuses (:class:`MaskCodecError`) a wrong magic, corrupt zlib data, a size over ``max_pixels`` and runs
     that do not add up to ``H * W``; the decompressed size is bounded before it is allocated.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise MaskCodecError(f"a {FORMAT} mask is bytes, got {type(data).__name__}")
     data = bytes(data)
     if data[:len(MAGIC)] != MAGIC:
         raise MaskCodecError(f"not a {FORMAT} mask (magic {data[:len(MAGIC)]!r}, {len(data)} bytes)")

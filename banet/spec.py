@@ -179,13 +179,13 @@ FULL_OUTPUTS = (MASK.name, BOUNDARY.name, AREA.name)
 
 
 def parse_outputs(value: str | None) -> tuple[str, ...]:
-    """The outputs named by an :data:`OUTPUTS_PARAMETER` value (comma-separated), in :data:`SERVED_OUTPUTS`
+    """The outputs named by an :data:`OUTPUTS_PARAMETER` value (comma-separated, any case), in :data:`SERVED_OUTPUTS`
     order; None -> :data:`COMPACT_OUTPUTS`. Raises ValueError naming an unknown or missing name."""
     if value is None:
         return COMPACT_OUTPUTS
     if not isinstance(value, str):
         raise ValueError(f"request parameter {OUTPUTS_PARAMETER} must be a string, got {type(value).__name__}")
-    names = {n.strip() for n in value.split(",") if n.strip()}
+    names = {n.strip().upper() for n in value.split(",") if n.strip()}  # perf_analyzer lower-cases values
     unknown = sorted(names - set(SERVED_OUTPUTS))
     if unknown or not names:
         raise ValueError(f"request parameter {OUTPUTS_PARAMETER}={value!r}: "

@@ -29,6 +29,7 @@ unless --force).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -209,7 +210,72 @@ def constant_onnx(path: Path, size: int) -> Path:
     return path
 
 
-def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int, seconds: float) -> dict:
+SERVED = {
+    "today": ({"network_io": "float32"}, ("MASK", "BOUNDARY", "AREA")),
+    "hotpath full": ({}, ("MASK", "BOUNDARY", "AREA")),
+    "compact": ({}, None),
+}
+"""The repositories served side by side: (``write_repository`` arguments, outputs named in the request parameter;
+None = none sent, the default compact outputs). ``today`` is the reference route with the uncompressed tensors
+(what every response carried before the compact outputs), ``hotpath full`` the uint8 hot path with them,
+``compact`` the default repository and request; ``fused`` (CPU servers) joins them when it exists."""
+STAT_PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def model_statistics(url: str) -> dict[str, dict]:
+    """Triton's statistics extension, per model: cumulative ns and counts of each part of a request
+    (``inference_stats``) and the busy time of its executions (``batch_stats``: one compute per batch)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(as_json=True)
+    finally:
+        client.close()
+    out = {}
+    for model in stats.get("model_stats", []):
+        inference = model.get("inference_stats", {})
+        row = {"inferences": int(model.get("inference_count", 0)), "executions": int(model.get("execution_count", 0)),
+               "requests": int(inference.get("success", {}).get("count", 0)),
+               "success_ns": int(inference.get("success", {}).get("ns", 0)),
+               **{f"{part}_ns": int(inference.get(part, {}).get("ns", 0)) for part in STAT_PARTS},
+               "busy_ns": sum(int(b.get(part, {}).get("ns", 0)) for b in model.get("batch_stats", [])
+                              for part in STAT_PARTS[1:])}
+        out[model["name"]] = row
+    return out
+
+
+def hop_costs(before: dict, after: dict, client_ms: float) -> dict:
+    """Per request, in ms, between two :func:`model_statistics` readings: each step's queue and compute parts
+    (Triton's per-request times) and its busy time per image (executions' compute / images), the ensemble's own
+    overhead (its success time minus its steps'), and the gRPC + client hop (the client's mean latency minus the
+    ensemble's success time)."""
+    from banet import spec
+
+    steps, ensemble = {}, None
+    for name, row in after.items():
+        base = before.get(name, {})
+        delta = {k: row[k] - base.get(k, 0) for k in row}
+        if delta["requests"] <= 0:
+            continue
+        per = {k.removesuffix("_ns") + "_ms": delta[k] / delta["requests"] / 1e6 for k in delta if k.endswith("_ns")}
+        per["busy_per_image_ms"] = delta["busy_ns"] / max(delta["inferences"], 1) / 1e6
+        per["mean_batch"] = delta["inferences"] / max(delta["executions"], 1)
+        per["requests"] = delta["requests"]
+        if name in (spec.ENSEMBLE_MODEL, spec.RAW_ENSEMBLE_MODEL):
+            ensemble = per
+        else:
+            steps[name] = per
+    if ensemble is None:
+        return {"steps": steps}
+    inside = sum(p["success_ms"] for p in steps.values())
+    return {"steps": steps, "ensemble_ms": ensemble["success_ms"],
+            "ensemble_overhead_ms": max(ensemble["success_ms"] - inside, 0.0) if steps else 0.0,
+            "grpc_client_ms": max(client_ms - ensemble["success_ms"], 0.0), "client_ms": client_ms}
+
+
+def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int, seconds: float,
+                   served: dict | None = None, env: dict | None = None) -> dict:
     from banet import spec
     from banet.server import TritonServer, free_port
     from bench import perf_analyzer as pa
@@ -219,31 +285,39 @@ def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int,
         tool = pa.setup(download=False)
     except pa.PerfAnalyzerUnavailable as err:
         return {"skipped": str(err)}
-    rows: dict[str, list] = {"today": [], "hotpath": []}
-    with tempfile.TemporaryDirectory(prefix="banet-hotpath-") as tmp:
+    served = served or SERVED
+    rows: dict[str, list] = {name: [] for name in served}
+    with tempfile.TemporaryDirectory(prefix="banet-hotpath-") as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
         network = constant_onnx(tmp / "constant.onnx", size)
-        repos = {"today": write_repository(tmp / "today", onnx_path=network, network_io="float32").parents[1],
-                 "hotpath": write_repository(tmp / "hotpath", onnx_path=network).parents[1]}
         data = pa.write_input_data(encoded, tmp / "input.json", spec.ENCODED_IMAGE.name)
         logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
-        env = {"BANET_ORT_THREADS": "1"}
-        with TritonServer(repos["today"], grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as a, \
-             TritonServer(repos["hotpath"], grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as b:
-            servers = {"today": a, "hotpath": b}
-            for rep in range(reps):
-                for name in (("today", "hotpath") if rep % 2 == 0 else ("hotpath", "today")):
-                    row = pa.sweep(tool, url=servers[name].grpc_url, model=spec.ENSEMBLE_MODEL, input_data=data,
-                                   concurrencies=(concurrency,), measurement_ms=int(seconds * 1000), work_dir=tmp)[0]
-                    row["loadavg"] = os.getloadavg()[0]
-                    rows[name].append(row)
-                    log.info("triton %s round %d: %s", name, rep + 1, row.get("throughput", row.get("skipped")))
+        servers = {}
+        for index, (name, (kwargs, _)) in enumerate(served.items()):
+            repo = write_repository(tmp / f"repo{index}", onnx_path=network, **kwargs).parents[1]
+            servers[name] = stack.enter_context(TritonServer(
+                repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None,
+                env={"BANET_ORT_THREADS": "1", **(env or {})}))
+        names = list(served)
+        for rep in range(reps):
+            for name in (names if rep % 2 == 0 else names[::-1]):
+                outputs = served[name][1]
+                before = model_statistics(servers[name].grpc_url)
+                row = pa.sweep(tool, url=servers[name].grpc_url, model=spec.ENSEMBLE_MODEL, input_data=data,
+                               concurrencies=(concurrency,), measurement_ms=int(seconds * 1000), work_dir=tmp,
+                               request_parameters=None if outputs is None else {spec.OUTPUTS_PARAMETER: ",".join(outputs)})[0]
+                row["loadavg"] = os.getloadavg()[0]
+                if not row.get("skipped"):
+                    row["hops"] = hop_costs(before, model_statistics(servers[name].grpc_url), row["mean_ms"])
+                rows[name].append(row)
+                log.info("triton %s round %d: %s", name, rep + 1, row.get("throughput", row.get("skipped")))
     ok = {k: [r["throughput"] for r in v if not r.get("skipped")] for k, v in rows.items()}
-    ratios = paired_ratios(rows["hotpath"], rows["today"])
+    ratios = {name: paired_ratios(rows[name], rows["today"]) for name in served if name != "today"}
     return {"concurrency": concurrency, "rows": rows,
             "throughput": {k: {"min": min(v), "median": float(np.median(v)), "max": max(v)} if v else None
                            for k, v in ok.items()},
-            "speedup": {"min": min(ratios), "median": float(np.median(ratios)), "max": max(ratios)} if ratios else None}
+            "speedup": {k: {"min": min(r), "median": float(np.median(r)), "max": max(r)} if r else None
+                        for k, r in ratios.items()}}
 
 
 def paired_ratios(numerator: list[dict], denominator: list[dict], key: str = "throughput") -> list[float]:
