@@ -1,9 +1,15 @@
-"""gRPC client for the ``banet`` ensemble: encoded image in, mask / boundary / area out.
+"""gRPC client for the ``banet`` ensembles: an image in, the mask, its boundary and area out.
 
     from banet.client import TritonSegmenter
     seg = TritonSegmenter("127.0.0.1:8001")
     pred = seg.predict("polyp.jpg")          # path, encoded bytes or an (H, W, 3) uint8 array
     pred.mask, pred.boundary, pred.area
+
+By default (``outputs="compact"``) the server computes and sends only the compact mask (``MASK_ENCODED``,
+:mod:`banet.mask_codec`, about 1 kB for a 1920x1080 frame) and the area; the client decodes it and derives the
+boundary from it with the server's own :func:`banet.processing.boundary` when it is first read (so both are what
+``outputs="full"``, the uncompressed ``MASK`` and ``BOUNDARY`` tensors, gives). A decoded array goes to the
+``banet_raw`` ensemble as pixels (no PNG encode here, no decode there) when the server has it.
 
 UNAVAILABLE (server down or restarting) is retried with exponential backoff; every call has a
 deadline; gRPC message-size limits are raised to carry :data:`banet.spec.MAX_REQUEST_BYTES`.
@@ -25,6 +31,9 @@ from banet import spec
 
 log = logging.getLogger(__name__)
 
+OUTPUT_MODES = {"compact": spec.COMPACT_OUTPUTS, "full": spec.FULL_OUTPUTS}
+"""``TritonSegmenter(outputs=...)``: the outputs each mode asks the server to compute and send."""
+
 RETRY_CODES = ("StatusCode.UNAVAILABLE",)
 """gRPC statuses worth retrying: the server is down, starting or restarting."""
 
@@ -37,15 +46,31 @@ class InferenceError(RuntimeError):
         self.status = status
 
 
-@dataclass(frozen=True)
 class Prediction:
-    """One image's result: ``mask`` and ``boundary`` ``(H, W)`` uint8 0/255, ``area`` in pixels."""
+    """One image's result: ``mask`` ``(H, W)`` uint8 0/255, ``area`` in pixels, ``boundary`` ``(H, W)`` uint8 0/255.
 
-    mask: np.ndarray
-    boundary: np.ndarray
-    area: int
-    latency_s: float = float("nan")
-    attempts: int = 1
+    ``boundary`` is the server's when it sent one (``outputs="full"``), else derived from the mask with the same
+    :func:`banet.processing.boundary` on first access (then kept).
+    """
+
+    __slots__ = ("mask", "area", "latency_s", "attempts", "_boundary")
+
+    def __init__(self, mask: np.ndarray, boundary: np.ndarray | None, area: int, latency_s: float = float("nan"),
+                 attempts: int = 1) -> None:
+        self.mask, self._boundary, self.area = mask, boundary, int(area)
+        self.latency_s, self.attempts = latency_s, attempts
+
+    @property
+    def boundary(self) -> np.ndarray:
+        if self._boundary is None:
+            from banet import processing
+
+            self._boundary = processing.boundary(self.mask)
+        return self._boundary
+
+    def __repr__(self) -> str:
+        return (f"Prediction(mask={self.mask.shape}, area={self.area}, latency_s={self.latency_s:.4f}, "
+                f"attempts={self.attempts})")
 
 
 def encode_image(image: str | Path | bytes | np.ndarray, *, name: str | None = None) -> bytes:
@@ -82,20 +107,27 @@ def encode_image(image: str | Path | bytes | np.ndarray, *, name: str | None = N
 
 
 class TritonSegmenter:
-    """Segment images with the ``banet`` ensemble on a Triton server over gRPC. Thread-safe.
+    """Segment images with the ``banet`` ensembles on a Triton server over gRPC. Thread-safe.
 
-    ``retries`` extra attempts on UNAVAILABLE, sleeping ``backoff_s * 2**k`` (capped at
-    ``max_backoff_s``) between them; ``timeout_s`` is each attempt's deadline.
+    ``outputs``: ``"compact"`` (default: the encoded mask and the area travel, the boundary is derived here) or
+    ``"full"`` (the ``MASK`` and ``BOUNDARY`` tensors as the server computed them). ``raw_model``: the ensemble
+    that takes decoded pixels (``banet_raw``), used for numpy arrays when the server has it (checked once; None:
+    arrays are sent as PNG to ``model``). ``retries`` extra attempts on UNAVAILABLE, sleeping ``backoff_s * 2**k``
+    (capped at ``max_backoff_s``) between them; ``timeout_s`` is each attempt's deadline.
     """
 
     def __init__(self, url: str = f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", *, model: str = spec.ENSEMBLE_MODEL,
-                 timeout_s: float = 60.0, retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0) -> None:
-        self.url, self.model = url, model
+                 timeout_s: float = 60.0, retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
+                 outputs: str = "compact", raw_model: str | None = spec.RAW_ENSEMBLE_MODEL) -> None:
+        if outputs not in OUTPUT_MODES:
+            raise ValueError(f"outputs must be one of {', '.join(OUTPUT_MODES)}, got {outputs!r}")
+        self.url, self.model, self.outputs, self.raw_model = url, model, outputs, raw_model
         self.timeout_s, self.retries = timeout_s, retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._local = threading.local()
         self._clients: list = []  # every thread's client, so that close() closes them all
         self._clients_lock = threading.Lock()
+        self._raw_ready: bool | None = None
 
     @property
     def client(self):
@@ -105,7 +137,7 @@ class TritonSegmenter:
             import tritonclient.grpc as grpcclient
 
             limit = spec.MAX_REQUEST_BYTES + 1024 * 1024  # headroom for the request's own framing
-            # outputs are uint8 masks at the original size: MAX_IMAGE_PIXELS bytes each, two of them
+            # outputs="full": uint8 masks at the original size, MAX_IMAGE_PIXELS bytes each, two of them
             receive = 2 * spec.MAX_IMAGE_PIXELS + 1024 * 1024
             # gRPC's own reconnect backoff grows to minutes after failed connects; cap it at ours so
             # that a channel that met a stopped server reconnects as soon as the server is back
@@ -140,7 +172,21 @@ class TritonSegmenter:
                                      "StatusCode.UNAVAILABLE")
             time.sleep(0.25)
 
-    def _inputs(self, payloads: list[bytes], threshold: float | None):
+    def raw_available(self) -> bool:
+        """True when the server serves ``raw_model`` (asked once; a server without it gets PNGs)."""
+        if self.raw_model is None:
+            return False
+        if self._raw_ready is None:
+            try:
+                self._raw_ready = bool(self.client.is_model_ready(self.raw_model, client_timeout=self.timeout_s))
+            except Exception:  # noqa: BLE001 - not reachable: decide on the next call
+                return False
+            if not self._raw_ready:
+                log.info("%s: no model %r; arrays are sent as PNG to %r", self.url, self.raw_model, self.model)
+        return self._raw_ready
+
+    @staticmethod
+    def _encoded_input(payloads: list[bytes]):
         import tritonclient.grpc as grpcclient
 
         items = np.empty((len(payloads), 1), dtype=object)
@@ -148,29 +194,44 @@ class TritonSegmenter:
             items[index, 0] = data
         image = grpcclient.InferInput(spec.ENCODED_IMAGE.name, list(items.shape), "BYTES")
         image.set_data_from_numpy(items)
+        return image
+
+    @staticmethod
+    def _pixels_input(pixels: np.ndarray):
+        import tritonclient.grpc as grpcclient
+
+        image = grpcclient.InferInput(spec.IMAGE_PIXELS.name, list(pixels.shape), "UINT8")
+        image.set_data_from_numpy(pixels)
+        return image
+
+    def infer(self, payloads: list[bytes] | np.ndarray, threshold: float | None = None, *, name: str = "request",
+              model: str | None = None):
+        """Send one request: ``payloads`` encoded files (same image size when more than one), or ``(B, H, W, 3)``
+        uint8 pixels (to ``raw_model``); returns ``(result, attempts)``. Retries UNAVAILABLE; raises
+        :class:`InferenceError` otherwise."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        if isinstance(payloads, np.ndarray):
+            image, model, count = self._pixels_input(payloads), model or self.raw_model, len(payloads)
+        else:
+            image, model, count = self._encoded_input(payloads), model or self.model, len(payloads)
         inputs = [image]
         if threshold is not None:
-            value = np.full((len(payloads), 1), threshold, dtype=spec.THRESHOLD.dtype)
+            value = np.full((count, 1), threshold, dtype=spec.THRESHOLD.dtype)
             given = grpcclient.InferInput(spec.THRESHOLD.name, list(value.shape), "FP32")
             given.set_data_from_numpy(value)
             inputs.append(given)
-        return inputs
-
-    def infer(self, payloads: list[bytes], threshold: float | None = None, *, name: str = "request"):
-        """Send one request holding ``payloads`` (same image size when more than one); returns
-        ``(result, attempts)``. Retries UNAVAILABLE; raises :class:`InferenceError` otherwise."""
-        from tritonclient.utils import InferenceServerException
-
-        outputs_wanted = [spec.MASK.name, spec.BOUNDARY.name, spec.AREA.name]
-        import tritonclient.grpc as grpcclient
-
-        outputs = [grpcclient.InferRequestedOutput(n) for n in outputs_wanted]
-        inputs = self._inputs(payloads, threshold)
+        wanted = OUTPUT_MODES[self.outputs]
+        outputs = [grpcclient.InferRequestedOutput(n) for n in wanted]
+        # the ensemble asks its post-processing step for every output; this parameter says which to compute
+        parameters = {spec.OUTPUTS_PARAMETER: ",".join(wanted)}
         attempt = 0
         while True:
             attempt += 1
             try:
-                result = self.client.infer(self.model, inputs, outputs=outputs, client_timeout=self.timeout_s)
+                result = self.client.infer(model, inputs, outputs=outputs, parameters=parameters,
+                                           client_timeout=self.timeout_s)
                 return result, attempt
             except InferenceServerException as err:
                 status = str(err.status())
@@ -181,25 +242,67 @@ class TritonSegmenter:
                     continue
                 raise InferenceError(f"{name}: {err.message() or err} ({status}, {attempt} attempt(s))", status) from None
 
+    def _predictions(self, result, count: int, latency: float, attempts: int, name: str) -> list[Prediction]:
+        """The response's masks, boundaries (None: derived on access) and areas, checked against each other."""
+        from banet import mask_codec
+
+        def output(tensor: str) -> np.ndarray:
+            value = result.as_numpy(tensor)
+            if value is None:
+                raise InferenceError(f"{name}: the server sent no {tensor} (a repository older than this client? "
+                                     f"try outputs='full' / --outputs full)")
+            return value
+
+        areas = output(spec.AREA.name).reshape(-1)
+        if self.outputs == "full":
+            masks, bounds = output(spec.MASK.name), output(spec.BOUNDARY.name)
+        else:
+            try:
+                masks = [mask_codec.decode_mask(item) for item in output(spec.MASK_ENCODED.name).reshape(-1)]
+            except mask_codec.MaskCodecError as err:
+                raise InferenceError(f"{name}: {spec.MASK_ENCODED.name}: {err}") from None
+            bounds = [None] * len(masks)
+        if len(masks) != count or len(areas) != count:
+            raise InferenceError(f"{name}: {len(masks)} masks and {len(areas)} areas for {count} images")
+        predictions = [Prediction(masks[i], bounds[i], int(areas[i]), latency, attempts) for i in range(count)]
+        for index, pred in enumerate(predictions):
+            if int(np.count_nonzero(pred.mask)) != pred.area:  # the mask arrived as the server computed it
+                raise InferenceError(f"{name}: image {index}: mask has {np.count_nonzero(pred.mask)} foreground "
+                                     f"pixels, the server's AREA says {pred.area}")
+        return predictions
+
+    def _pixels(self, image: np.ndarray, name: str) -> np.ndarray | None:
+        """``(H, W, 3)`` uint8 pixels to send as they are (grey ``(H, W)`` repeated to RGB, as the decoder
+        does), or None where the array goes as PNG (no ``raw_model``, or over the request size limit)."""
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+            return None  # encode_image names the problem
+        if image.size * (3 if image.ndim == 2 else 1) > spec.MAX_REQUEST_BYTES or not self.raw_available():
+            return None
+        return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image)
+
     def predict(self, image: str | Path | bytes | np.ndarray, *, threshold: float | None = None) -> Prediction:
-        """Segment one image (a path, encoded bytes or an ``(H, W, 3)`` uint8 array)."""
+        """Segment one image (a path, encoded bytes or an ``(H, W, 3)`` / ``(H, W)`` uint8 array)."""
         name = str(image) if isinstance(image, (str, Path)) else "image"
-        data = encode_image(image, name=name)
+        pixels = self._pixels(image, name) if isinstance(image, np.ndarray) else None
+        data = pixels[None] if pixels is not None else [encode_image(image, name=name)]
         started = time.perf_counter()
-        result, attempts = self.infer([data], threshold, name=name)
+        result, attempts = self.infer(data, threshold, name=name)
         latency = time.perf_counter() - started
-        return Prediction(mask=result.as_numpy(spec.MASK.name)[0], boundary=result.as_numpy(spec.BOUNDARY.name)[0],
-                          area=int(result.as_numpy(spec.AREA.name).reshape(-1)[0]), latency_s=latency, attempts=attempts)
+        return self._predictions(result, 1, latency, attempts, name)[0]
 
     def predict_batch(self, images: list, *, threshold: float | None = None) -> list[Prediction]:
         """Segment same-size images in ONE request (the server batches them together)."""
-        data = [encode_image(img) for img in images]
+        name = f"batch of {len(images)}"
+        pixels = ([self._pixels(img, name) for img in images]
+                  if images and all(isinstance(img, np.ndarray) for img in images) else [None])
+        if all(p is not None for p in pixels) and len({p.shape for p in pixels}) == 1:
+            data = np.stack(pixels)
+        else:
+            data = [encode_image(img) for img in images]
         started = time.perf_counter()
-        result, attempts = self.infer(data, threshold, name=f"batch of {len(data)}")
+        result, attempts = self.infer(data, threshold, name=name)
         latency = time.perf_counter() - started
-        masks, bounds = result.as_numpy(spec.MASK.name), result.as_numpy(spec.BOUNDARY.name)
-        areas = result.as_numpy(spec.AREA.name).reshape(-1)
-        return [Prediction(masks[i], bounds[i], int(areas[i]), latency, attempts) for i in range(len(data))]
+        return self._predictions(result, len(images), latency, attempts, name)
 
     def close(self) -> None:
         """Close the gRPC channels of every thread that used this segmenter."""

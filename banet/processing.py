@@ -182,6 +182,29 @@ def network_image(data: bytes, size: int = IMAGE_SIZE, *, max_pixels: int = MAX_
     return resize_image(image, size), original
 
 
+def network_input_of_pixels(pixels: np.ndarray, size: int = IMAGE_SIZE, network_io: str = "uint8", *,
+                            max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded ``(B, H, W, 3)`` uint8 RGB -> the network input and the ``(B, 2)`` int32 original sizes.
+
+    ``network_io`` "uint8": ``(B, size, size, 3)`` uint8 by :func:`resize_image` (the hot path, as
+    :func:`network_image` does after decoding a PNG in full); "float32": ``(B, 3, size, size)`` by
+    :func:`preprocess`. Raises ValueError for another shape or dtype, no pixels, or more than ``max_pixels``.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.ndim != 4 or pixels.shape[-1] != 3 or pixels.dtype != np.uint8:
+        raise ValueError(f"expected (B, H, W, 3) uint8 RGB pixels, got {pixels.shape} {pixels.dtype}")
+    height, width = int(pixels.shape[1]), int(pixels.shape[2])
+    if height < 1 or width < 1:
+        raise ValueError(f"image has no pixels ({width}x{height})")
+    if height * width > max_pixels:
+        raise ValueError(f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels")
+    if network_io == "uint8":
+        batch = np.stack([resize_image(np.ascontiguousarray(image), size) for image in pixels])
+    else:
+        batch = np.stack([preprocess(np.ascontiguousarray(image), size) for image in pixels])
+    return batch, np.asarray([(height, width)] * len(pixels), dtype=np.int32)
+
+
 def load_image(path: str | Path, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read and decode an image file into ``(H, W, 3)`` uint8 RGB (see :func:`decode_image`)."""
     path = Path(path)

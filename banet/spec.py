@@ -138,9 +138,13 @@ OPT_BATCH_SIZE = 8
 
 # --- Triton model repository ----------------------------------------------------------------------
 ENSEMBLE_MODEL = "banet"
+RAW_ENSEMBLE_MODEL = "banet_raw"
+"""The ensemble that takes decoded pixels (:data:`IMAGE_PIXELS`) instead of an encoded file."""
 PREPROCESS_MODEL = "banet_preprocess"
 NETWORK_MODEL = "banet_model"
 POSTPROCESS_MODEL = "banet_postprocess"
+PIXELS_MODEL = "banet_pixels"
+"""``banet_raw``'s first step: decoded pixels -> the network input (resize only)."""
 
 ENCODED_IMAGE = TensorSpec("IMAGE_BYTES", "object", (1,))
 """Encoded image file (PNG or JPEG bytes), one per request item."""
@@ -154,6 +158,40 @@ BOUNDARY = TensorSpec("BOUNDARY", "uint8", (-1, -1))
 """One-pixel contour of the mask at the original size, 0 or :data:`MASK_FOREGROUND_VALUE`."""
 AREA = TensorSpec("AREA", "int64", (1,))
 """Foreground area of the mask in pixels."""
+MASK_ENCODED = TensorSpec("MASK_ENCODED", "object", (1,))
+"""The mask of :data:`MASK`, compressed by :mod:`banet.mask_codec` (run lengths + zlib): about 1 kB for a
+1920x1080 frame where ``MASK`` + ``BOUNDARY`` are 4 MB (references/serving/mask_encoding.py)."""
+IMAGE_PIXELS = TensorSpec("IMAGE_PIXELS", "uint8", (-1, -1, 3))
+"""Decoded RGB pixels ``(H, W, 3)`` uint8, the input of :data:`RAW_ENSEMBLE_MODEL` (no decoding on the server)."""
+
+OUTPUTS_PARAMETER = "banet_outputs"
+"""Request parameter (a string): the post-processing outputs to compute, comma-separated names of
+:data:`SERVED_OUTPUTS`. Absent: :data:`COMPACT_OUTPUTS`. A Triton ensemble asks each step for every output in
+its ``output_map`` whatever the client requested (core ``src/ensemble_scheduler/ensemble_scheduler.cc``:
+``irequest->AddOriginalRequestedOutput`` for each mapped output), but forwards the request's parameters to every
+step (``irequest->SetParameters``): the parameter is how a client says which outputs it wants computed."""
+SERVED_OUTPUTS = (MASK_ENCODED.name, AREA.name, MASK.name, BOUNDARY.name)
+"""Every output of the post-processing step and the ensembles, in their config order."""
+COMPACT_OUTPUTS = (MASK_ENCODED.name, AREA.name)
+"""What is computed and sent when a request does not name its outputs (the default of the client)."""
+FULL_OUTPUTS = (MASK.name, BOUNDARY.name, AREA.name)
+"""The uncompressed tensors (``TritonSegmenter(outputs="full")``, ``banet-client --outputs full``)."""
+
+
+def parse_outputs(value: str | None) -> tuple[str, ...]:
+    """The outputs named by an :data:`OUTPUTS_PARAMETER` value (comma-separated, any case), in :data:`SERVED_OUTPUTS`
+    order; None -> :data:`COMPACT_OUTPUTS`. Raises ValueError naming an unknown or missing name."""
+    if value is None:
+        return COMPACT_OUTPUTS
+    if not isinstance(value, str):
+        raise ValueError(f"request parameter {OUTPUTS_PARAMETER} must be a string, got {type(value).__name__}")
+    names = {n.strip().upper() for n in value.split(",") if n.strip()}  # perf_analyzer lower-cases values
+    unknown = sorted(names - set(SERVED_OUTPUTS))
+    if unknown or not names:
+        raise ValueError(f"request parameter {OUTPUTS_PARAMETER}={value!r}: "
+                         + (f"unknown output(s) {unknown}" if unknown else "names no output")
+                         + f"; choose from {', '.join(SERVED_OUTPUTS)}")
+    return tuple(n for n in SERVED_OUTPUTS if n in names)
 
 GRPC_PORT = 8001
 HTTP_PORT = 8000

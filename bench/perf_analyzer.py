@@ -154,17 +154,24 @@ def request_count(stdout: str) -> int | None:
 
 def sweep(pa: PerfAnalyzer, *, url: str, model: str, input_data: Path, concurrencies=(1, 2, 4, 8),
           measurement_ms: int = 3000, work_dir: str | Path, timeout_s: int = 300,
-          stability_percentage: float = 50) -> list[dict]:
+          stability_percentage: float = 50, request_parameters: dict[str, str] | None = None) -> list[dict]:
     """One perf_analyzer run per concurrency level over gRPC; a row each (skipped rows say why).
 
     ``stability_percentage``: how far apart perf_analyzer's last measurement windows may be for it to
-    report (it gives up after 4); a functional check on loaded cores passes a large value."""
+    report (it gives up after 4); a functional check on loaded cores passes a large value.
+    ``request_parameters``: string parameters sent with every request (``--request-parameter name:value:string``;
+    a value may not hold a colon)."""
+    extra = []
+    for key, value in (request_parameters or {}).items():
+        if ":" in key or ":" in value:
+            raise ValueError(f"perf_analyzer request parameter {key}={value!r}: no colons allowed")
+        extra += ["--request-parameter", f"{key}:{value}:string"]
     rows = []
     for c in concurrencies:
         out_csv = Path(work_dir) / f"perf_analyzer_c{c}.csv"
         cmd = [str(pa.binary), "-m", model, "-i", "grpc", "-u", url, "--input-data", str(input_data),
                "--concurrency-range", f"{c}:{c}", "--measurement-interval", str(measurement_ms),
-               "--stability-percentage", f"{stability_percentage:g}", "--max-trials", "4", "-f", str(out_csv)]
+               "--stability-percentage", f"{stability_percentage:g}", "--max-trials", "4", "-f", str(out_csv), *extra]
         try:
             result = subprocess.run(cmd, env=pa.env, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -18,8 +18,10 @@ sends and expects: Triton's TensorRT backend compares the config with the engine
 
 Layout::
 
-    REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK, BOUNDARY, AREA
+    REPO/banet/config.pbtxt                 ensemble: IMAGE_BYTES [+ THRESHOLD] -> MASK_ENCODED, AREA, MASK, BOUNDARY
     REPO/banet/1/                           (empty version folder, required by Triton)
+    REPO/banet_raw/{config.pbtxt,1/}        ensemble: IMAGE_PIXELS [+ THRESHOLD] -> the same outputs
+    REPO/banet_pixels/{config.pbtxt,1/model.py}       decoded pixels -> network input (resize only)
     REPO/banet_preprocess/{config.pbtxt,1/model.py}   (preprocess="dali": 1/dali.py, see export/dali.py)
     REPO/banet_model/config.pbtxt
     REPO/banet_model/<N>/model.onnx [+ model.py]   python_onnxruntime / onnxruntime_onnx
@@ -164,12 +166,28 @@ def preprocess_config(cfg: RepositoryConfig) -> str:
                            DECODE_OVERSAMPLE_PARAMETER: str(cfg.decode_oversample)}))
 
 
+def pixels_config(cfg: RepositoryConfig) -> str:
+    """``banet_pixels``: the raw ensemble's first step, decoded pixels -> the network input (resize only)."""
+    network_input, _ = _network_io(cfg)
+    return (_header(spec.PIXELS_MODEL, 'backend: "python"', cfg)
+            + _io("input", [_tensor(spec.IMAGE_PIXELS)]) + "\n"
+            + _io("output", [_tensor(network_input), _tensor(spec.ORIGINAL_SIZE)]) + "\n"
+            + dynamic_batching() + _instances("KIND_CPU", cfg.preprocess_instances)
+            + _parameters({IMAGE_SIZE_PARAMETER: str(cfg.image_size), NETWORK_IO_PARAMETER: cfg.network_io}))
+
+
+def _served_outputs() -> list[TensorSpec]:
+    """The post-processing step's (and the ensembles') outputs, in ``spec.SERVED_OUTPUTS`` order."""
+    tensors = {t.name: t for t in (spec.MASK_ENCODED, spec.AREA, spec.MASK, spec.BOUNDARY)}
+    return [tensors[name] for name in spec.SERVED_OUTPUTS]
+
+
 def postprocess_config(cfg: RepositoryConfig) -> str:
     _, network_output = _network_io(cfg)
     return (_header(spec.POSTPROCESS_MODEL, 'backend: "python"', cfg)
             + _io("input", [_tensor(network_output), _tensor(spec.ORIGINAL_SIZE),
                             _tensor(spec.THRESHOLD, optional=True)]) + "\n"
-            + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
+            + _io("output", [_tensor(t) for t in _served_outputs()]) + "\n"
             + dynamic_batching() + _instances("KIND_CPU", cfg.postprocess_instances)
             + _parameters({NETWORK_IO_PARAMETER: cfg.network_io}))
 
@@ -204,7 +222,12 @@ def network_config(cfg: RepositoryConfig, engine_tensors: list[dict] | None = No
             + dynamic_batching(cfg.queue_delay_us) + _instances(kind, cfg.instance_count) + warmup)
 
 
-def ensemble_config(cfg: RepositoryConfig) -> str:
+def ensemble_config(cfg: RepositoryConfig, *, raw: bool = False) -> str:
+    """``banet`` (encoded file in; ``raw``: ``banet_raw``, decoded pixels in) -> the served outputs.
+
+    Both share the network and the post-processing; they differ in their first step (``banet_preprocess``
+    decodes, ``banet_pixels`` only resizes). A second ensemble rather than an optional input of one: an
+    ensemble routes every input to fixed steps, and the DALI pre-processing takes encoded files only."""
     def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> str:
         maps = "".join(f'      input_map {{ key: "{k}" value: "{v}" }}\n' for k, v in inputs.items())
         maps += "".join(f'      output_map {{ key: "{k}" value: "{v}" }}\n' for k, v in outputs.items())
@@ -212,19 +235,23 @@ def ensemble_config(cfg: RepositoryConfig) -> str:
 
     tensor_in, tensor_out = _network_io(cfg)
     image, size, logits = tensor_in.name, spec.ORIGINAL_SIZE.name, tensor_out.name
-    # DALI takes the file as a uint8 vector (Triton cannot hand BYTES to it)
-    encoded = (TensorSpec(spec.ENCODED_IMAGE.name, "uint8", (-1,)) if cfg.preprocess == "dali" else spec.ENCODED_IMAGE)
+    if raw:
+        name, first, source = spec.RAW_ENSEMBLE_MODEL, spec.PIXELS_MODEL, spec.IMAGE_PIXELS
+    else:
+        name, first = spec.ENSEMBLE_MODEL, spec.PREPROCESS_MODEL
+        # DALI takes the file as a uint8 vector (Triton cannot hand BYTES to it)
+        source = (TensorSpec(spec.ENCODED_IMAGE.name, "uint8", (-1,)) if cfg.preprocess == "dali"
+                  else spec.ENCODED_IMAGE)
     steps = [
-        step(spec.PREPROCESS_MODEL, {spec.ENCODED_IMAGE.name: spec.ENCODED_IMAGE.name},
-             {image: "preprocessed_image", size: "original_size"}),
+        step(first, {source.name: source.name}, {image: "preprocessed_image", size: "original_size"}),
         step(spec.NETWORK_MODEL, {image: "preprocessed_image"}, {logits: "network_logits"}),
         step(spec.POSTPROCESS_MODEL,
              {logits: "network_logits", size: "original_size", spec.THRESHOLD.name: spec.THRESHOLD.name},
-             {t.name: t.name for t in (spec.MASK, spec.BOUNDARY, spec.AREA)}),
+             {t.name: t.name for t in _served_outputs()}),
     ]
-    return (_header(spec.ENSEMBLE_MODEL, 'platform: "ensemble"', cfg)
-            + _io("input", [_tensor(encoded), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
-            + _io("output", [_tensor(spec.MASK), _tensor(spec.BOUNDARY), _tensor(spec.AREA)]) + "\n"
+    return (_header(name, 'platform: "ensemble"', cfg)
+            + _io("input", [_tensor(source), _tensor(spec.THRESHOLD, optional=True)]) + "\n"
+            + _io("output", [_tensor(t) for t in _served_outputs()]) + "\n"
             + "ensemble_scheduling {\n  step [\n" + ",\n".join(steps) + "\n  ]\n}\n")
 
 
@@ -486,8 +513,11 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
         spec.NETWORK_MODEL: network_config(cfg, engine_tensors),
         spec.POSTPROCESS_MODEL: postprocess_config(cfg),
         spec.ENSEMBLE_MODEL: ensemble_config(cfg),
+        spec.PIXELS_MODEL: pixels_config(cfg),
+        spec.RAW_ENSEMBLE_MODEL: ensemble_config(cfg, raw=True),
     }
-    python_models = (spec.POSTPROCESS_MODEL,) if cfg.preprocess == "dali" else (spec.PREPROCESS_MODEL, spec.POSTPROCESS_MODEL)
+    python_models = ((spec.PIXELS_MODEL, spec.POSTPROCESS_MODEL) if cfg.preprocess == "dali"
+                     else (spec.PREPROCESS_MODEL, spec.PIXELS_MODEL, spec.POSTPROCESS_MODEL))
     extra_files: dict[Path, str] = {}
     if cfg.preprocess == "dali":
         if not dali.available():
@@ -529,7 +559,8 @@ def write_repository(repo_dir: str | Path, *, onnx_path: str | Path | None = Non
     if cfg.preprocess == "dali" and stale.exists():
         log.warning("removing %s: Triton would load it instead of %s", stale, dali.AUTOSERIALIZED_FILE)
         stale.unlink()
-    (repo / spec.ENSEMBLE_MODEL / "1").mkdir(parents=True, exist_ok=True)
+    for ensemble in (spec.ENSEMBLE_MODEL, spec.RAW_ENSEMBLE_MODEL):
+        (repo / ensemble / "1").mkdir(parents=True, exist_ok=True)
 
     model_dir = repo / spec.NETWORK_MODEL
     version = (_versions(model_dir) or [0])[-1] + 1

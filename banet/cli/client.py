@@ -1,6 +1,7 @@
 """``banet-client``: segment image files or folders on a Triton server over gRPC.
 
     banet-client IMAGES_OR_FOLDERS... --url 127.0.0.1:8001 --out DIR [--concurrency 4] [--threshold 0.5]
+                 [--outputs compact|full]
 
 Writes ``DIR/masks/NAME.png`` (0/255), ``DIR/overlays/NAME.png`` and appends one row per image to
 ``DIR/results.csv`` (latency, area, status, error). Existing outputs are skipped (status
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=None, help=f"mask threshold in [0, 1] (server default {spec.MASK_THRESHOLD})")
+    p.add_argument("--outputs", choices=("compact", "full"), default="compact",
+                   help="compact: the server sends the run-length encoded mask (a few kB), the client decodes it; "
+                        "full: the MASK and BOUNDARY tensors at the image size (default: %(default)s)")
     p.add_argument("--timeout", type=float, default=60.0, help="per-request deadline in seconds")
     p.add_argument("--retries", type=int, default=5, help="retries of UNAVAILABLE with exponential backoff")
     p.add_argument("--backoff", type=float, default=0.5, help="first retry delay in seconds (doubles each time)")
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries,
-                                backoff_s=args.backoff)
+                                backoff_s=args.backoff, outputs=args.outputs)
     dicom = None
     from banet.dicom import is_dicom_file
 

@@ -29,6 +29,7 @@ unless --force).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -209,7 +210,77 @@ def constant_onnx(path: Path, size: int) -> Path:
     return path
 
 
-def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int, seconds: float) -> dict:
+SERVED = {
+    "today": ({"network_io": "float32"}, ("MASK", "BOUNDARY", "AREA")),
+    "hotpath full": ({}, ("MASK", "BOUNDARY", "AREA")),
+    "compact": ({}, None),
+    "compact, 2 pre instances": ({"preprocess_instances": 2}, None),
+}
+"""The repositories served side by side: (``write_repository`` arguments, outputs named in the request parameter;
+None = none sent, the default compact outputs). ``today`` is the reference route with the uncompressed tensors
+(what every response carried before the compact outputs), ``hotpath full`` the uint8 hot path with them,
+``compact`` the default repository and request, and the same with two ``banet_preprocess`` instances (the step
+that the per-hop statistics show busiest)."""
+STAT_PARTS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def model_statistics(url: str) -> dict[str, dict]:
+    """Triton's statistics extension, per model: cumulative ns and counts of each part of a request
+    (``inference_stats``) and the busy time of its executions (``batch_stats``: one compute per batch)."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        stats = client.get_inference_statistics(as_json=True)
+    finally:
+        client.close()
+    out = {}
+    for model in stats.get("model_stats", []):
+        inference = model.get("inference_stats", {})
+        row = {"inferences": int(model.get("inference_count", 0)), "executions": int(model.get("execution_count", 0)),
+               "requests": int(inference.get("success", {}).get("count", 0)),
+               "success_ns": int(inference.get("success", {}).get("ns", 0)),
+               **{f"{part}_ns": int(inference.get(part, {}).get("ns", 0)) for part in STAT_PARTS},
+               "busy_ns": sum(int(b.get(part, {}).get("ns", 0)) for b in model.get("batch_stats", [])
+                              for part in STAT_PARTS[1:])}
+        out[model["name"]] = row
+    return out
+
+
+def hop_costs(before: dict, after: dict, client_ms: float) -> dict:
+    """Per request, in ms, between two :func:`model_statistics` readings: each step's queue and compute parts
+    (Triton's per-request times) and its busy time per image (executions' compute / images), the ensemble's own
+    overhead (its success time minus its steps'), and the gRPC + client hop (the client's mean latency minus the
+    ensemble's success time)."""
+    from banet import spec
+
+    steps, ensemble = {}, None
+    for name, row in after.items():
+        base = before.get(name, {})
+        delta = {k: row[k] - base.get(k, 0) for k in row}
+        if delta["requests"] <= 0:
+            continue
+        per = {k.removesuffix("_ns") + "_ms": delta[k] / delta["requests"] / 1e6 for k in delta if k.endswith("_ns")}
+        per["busy_per_image_ms"] = delta["busy_ns"] / max(delta["inferences"], 1) / 1e6
+        per["mean_batch"] = delta["inferences"] / max(delta["executions"], 1)
+        per["requests"] = delta["requests"]
+        if name in (spec.ENSEMBLE_MODEL, spec.RAW_ENSEMBLE_MODEL):
+            ensemble = per
+        else:
+            steps[name] = per
+    if ensemble is None:
+        return {"steps": steps}
+    inside = sum(p["success_ms"] for p in steps.values())
+    return {"steps": steps, "ensemble_ms": ensemble["success_ms"],
+            "ensemble_overhead_ms": max(ensemble["success_ms"] - inside, 0.0) if steps else 0.0,
+            "grpc_client_ms": max(client_ms - ensemble["success_ms"], 0.0), "client_ms": client_ms}
+
+
+def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int, seconds: float,
+                   served: dict | None = None, env: dict | None = None, frames: list[np.ndarray] | None = None) -> dict:
+    """perf_analyzer on each of ``served`` (side by side, alternated per round) with per-hop statistics; with
+    ``frames``, on the compact server also the raw-pixel vs PNG route (:func:`measure_client`) and the response
+    bytes of a frame (:func:`measure_response_bytes`)."""
     from banet import spec
     from banet.server import TritonServer, free_port
     from bench import perf_analyzer as pa
@@ -219,31 +290,107 @@ def measure_triton(encoded: list[bytes], size: int, reps: int, concurrency: int,
         tool = pa.setup(download=False)
     except pa.PerfAnalyzerUnavailable as err:
         return {"skipped": str(err)}
-    rows: dict[str, list] = {"today": [], "hotpath": []}
-    with tempfile.TemporaryDirectory(prefix="banet-hotpath-") as tmp:
+    served = served or SERVED
+    rows: dict[str, list] = {name: [] for name in served}
+    with tempfile.TemporaryDirectory(prefix="banet-hotpath-") as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
         network = constant_onnx(tmp / "constant.onnx", size)
-        repos = {"today": write_repository(tmp / "today", onnx_path=network, network_io="float32").parents[1],
-                 "hotpath": write_repository(tmp / "hotpath", onnx_path=network).parents[1]}
         data = pa.write_input_data(encoded, tmp / "input.json", spec.ENCODED_IMAGE.name)
         logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
-        env = {"BANET_ORT_THREADS": "1"}
-        with TritonServer(repos["today"], grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as a, \
-             TritonServer(repos["hotpath"], grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as b:
-            servers = {"today": a, "hotpath": b}
-            for rep in range(reps):
-                for name in (("today", "hotpath") if rep % 2 == 0 else ("hotpath", "today")):
-                    row = pa.sweep(tool, url=servers[name].grpc_url, model=spec.ENSEMBLE_MODEL, input_data=data,
-                                   concurrencies=(concurrency,), measurement_ms=int(seconds * 1000), work_dir=tmp)[0]
-                    row["loadavg"] = os.getloadavg()[0]
-                    rows[name].append(row)
-                    log.info("triton %s round %d: %s", name, rep + 1, row.get("throughput", row.get("skipped")))
+        servers = {}
+        for index, (name, (kwargs, _)) in enumerate(served.items()):
+            repo = write_repository(tmp / f"repo{index}", onnx_path=network, **kwargs).parents[1]
+            servers[name] = stack.enter_context(TritonServer(
+                repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None,
+                env={"BANET_ORT_THREADS": "1", **(env or {})}))
+        names = list(served)
+        for rep in range(reps):
+            for name in (names if rep % 2 == 0 else names[::-1]):
+                outputs = served[name][1]
+                before = model_statistics(servers[name].grpc_url)
+                row = pa.sweep(tool, url=servers[name].grpc_url, model=spec.ENSEMBLE_MODEL, input_data=data,
+                               concurrencies=(concurrency,), measurement_ms=int(seconds * 1000), work_dir=tmp,
+                               request_parameters=None if outputs is None else {spec.OUTPUTS_PARAMETER: ",".join(outputs)})[0]
+                row["loadavg"] = os.getloadavg()[0]
+                if not row.get("skipped"):
+                    row["hops"] = hop_costs(before, model_statistics(servers[name].grpc_url), row["mean_ms"])
+                rows[name].append(row)
+                log.info("triton %s round %d: %s", name, rep + 1, row.get("throughput", row.get("skipped")))
+        extra = {}
+        if frames:
+            url = servers["compact"].grpc_url
+            extra = {"client": measure_client(url, frames, reps, concurrency),
+                     "response": measure_response_bytes(url, frames[0])}
     ok = {k: [r["throughput"] for r in v if not r.get("skipped")] for k, v in rows.items()}
-    ratios = paired_ratios(rows["hotpath"], rows["today"])
-    return {"concurrency": concurrency, "rows": rows,
+    ratios = {name: paired_ratios(rows[name], rows["today"]) for name in served if name != "today"}
+    return {"concurrency": concurrency, "rows": rows, **extra,
             "throughput": {k: {"min": min(v), "median": float(np.median(v)), "max": max(v)} if v else None
                            for k, v in ok.items()},
-            "speedup": {"min": min(ratios), "median": float(np.median(ratios)), "max": max(ratios)} if ratios else None}
+            "speedup": {k: {"min": min(r), "median": float(np.median(r)), "max": max(r)} if r else None
+                        for k, r in ratios.items()}}
+
+
+def measure_client(server_url: str, frames: list[np.ndarray], reps: int, concurrency: int) -> dict:
+    """Decoded frames through ``TritonSegmenter``: as pixels to ``banet_raw`` vs encoded as PNG by the client
+    and decoded by ``banet``. Images/s with ``concurrency`` threads, routes alternated per round; masks compared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from banet.client import TritonSegmenter
+
+    routes = {"raw pixels (banet_raw)": TritonSegmenter(server_url, timeout_s=120),
+              "PNG encode + server decode (banet)": TritonSegmenter(server_url, raw_model=None, timeout_s=120)}
+    rows = {name: [] for name in routes}
+    try:
+        assert routes["raw pixels (banet_raw)"].raw_available(), "the server has no banet_raw"
+        first = {name: [seg.predict(f).mask for f in frames[:2]] for name, seg in routes.items()}
+        equal = all(np.array_equal(a, b) for a, b in zip(*first.values()))
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            for rep in range(reps):
+                for name in (list(routes) if rep % 2 == 0 else list(routes)[::-1]):
+                    started = time.perf_counter()
+                    list(pool.map(routes[name].predict, frames))
+                    rows[name].append(len(frames) / (time.perf_counter() - started))
+    finally:
+        for seg in routes.values():
+            seg.close()
+    return {"concurrency": concurrency, "frames": len(frames), "shape": list(frames[0].shape), "masks_equal": equal,
+            "images_per_s": {k: {"min": min(v), "median": float(np.median(v)), "max": max(v)} for k, v in rows.items()}}
+
+
+def measure_response_bytes(server_url: str, frame: np.ndarray) -> dict:
+    """Wire bytes (the gRPC ``ModelInferResponse`` message) of one 1920x1080 frame: today's outputs (MASK,
+    BOUNDARY, AREA) vs the compact default (MASK_ENCODED, AREA), with the masks checked equal."""
+    from banet import mask_codec, spec
+    from banet.client import TritonSegmenter
+
+    seg = TritonSegmenter(server_url, timeout_s=120)
+    try:
+        result, _ = seg.infer([processing_png(frame)], name="frame")
+        compact = result.get_response().ByteSize()
+        mask = mask_codec.decode_mask(result.as_numpy(spec.MASK_ENCODED.name).reshape(-1)[0])
+        seg.outputs = "full"
+        result, _ = seg.infer([processing_png(frame)], name="frame")
+        full = result.get_response().ByteSize()
+        equal = bool(np.array_equal(mask, result.as_numpy(spec.MASK.name)[0]))
+    finally:
+        seg.close()
+    return {"shape": list(frame.shape[:2]), "compact_bytes": compact, "today_bytes": full, "share": compact / full,
+            "masks_equal": equal, "foreground": float(np.count_nonzero(mask) / mask.size)}
+
+
+def processing_png(array: np.ndarray) -> bytes:
+    from banet import processing
+
+    return processing.encode_png(array)
+
+
+def video_frames(data_root: Path, count: int = 8) -> list[np.ndarray]:
+    """Decoded 1920x1080 RGB frames: Kvasir-SEG test images upscaled (bilinear), as a video source hands them over."""
+    from banet import processing
+    from banet.data.pairs import find_pairs
+
+    pairs = find_pairs(data_root / "kvasir-seg", "test")[:count]
+    return [processing.resize_image(processing.load_image(p.image), (1080, 1920)) for p in pairs]
 
 
 def paired_ratios(numerator: list[dict], denominator: list[dict], key: str = "throughput") -> list[float]:
@@ -292,16 +439,46 @@ def markdown(result: dict) -> str:
     if not tri or tri.get("skipped"):
         lines.append(f"Not run: {tri.get('skipped') if tri else 'disabled (--no-triton)'}")
     else:
-        lines += [f"Concurrency {tri['concurrency']}, both servers running, measured in alternation.", "",
-                  "| repository | images/s: median (min-max) | p50 ms (last round) | server queue ms |", "|---|---|---|---|"]
-        for name in ("today", "hotpath"):
-            t = tri["throughput"][name]
+        lines += [f"Concurrency {tri['concurrency']}, all servers running, measured in alternation (order reversed "
+                  "every other round).", "",
+                  "| repository | images/s: median (min-max) | x today (same round) | mean ms | p50 ms (last round) |",
+                  "|---|---|---|---|---|"]
+        for name, t in tri["throughput"].items():
             last = [r for r in tri["rows"][name] if not r.get("skipped")]
             last = last[-1] if last else {}
-            lines.append(f"| {name} | {_spread(t) if t else '-'} | {last.get('p50_ms', float('nan')):.1f} | "
-                         f"{last.get('server_queue_ms', float('nan')):.2f} |")
-        if tri.get("speedup"):
-            lines.append(f"\nhot path / today (same round): {_spread(tri['speedup'], '.2f')}x")
+            ratio = tri["speedup"].get(name)
+            lines.append(f"| {name} | {_spread(t) if t else '-'} | {_spread(ratio, '.2f') if ratio else '1'} | "
+                         f"{last.get('mean_ms', float('nan')):.1f} | {last.get('p50_ms', float('nan')):.1f} |")
+        lines += ["", "### Per hop (Triton's statistics extension, per request, last round, ms)", "",
+                  "Per step: queue, compute input (the stub's shared-memory copy in), compute infer (`execute`), compute "
+                  "output (copy out), busy time per image (execution compute / images) and mean batch; `gRPC + client` "
+                  "is the client's mean latency minus the ensemble's time in the server.", "",
+                  "| repository | hop | queue | compute input | compute infer | compute output | busy / image | mean batch |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for name, rows in tri["rows"].items():
+            last = [r for r in rows if not r.get("skipped") and r.get("hops")]
+            if not last:
+                continue
+            hops = last[-1]["hops"]
+            lines.append(f"| {name} | gRPC + client | | | {hops.get('grpc_client_ms', float('nan')):.2f} | | | |")
+            for step, p in hops["steps"].items():
+                lines.append(f"| {name} | {step} | {p['queue_ms']:.2f} | {p['compute_input_ms']:.2f} | "
+                             f"{p['compute_infer_ms']:.2f} | {p['compute_output_ms']:.2f} | {p['busy_per_image_ms']:.2f} | "
+                             f"{p['mean_batch']:.2f} |")
+        cli = tri.get("client")
+        if cli:
+            lines += ["", f"### Decoded frames from a client ({cli['frames']} frames {cli['shape'][1]}x{cli['shape'][0]}, "
+                          f"TritonSegmenter, {cli['concurrency']} threads, compact server)", "",
+                      "| route | images/s: median (min-max) |", "|---|---|"]
+            for route, t in cli["images_per_s"].items():
+                lines.append(f"| {route} | {_spread(t)} |")
+            lines.append(f"\nMasks of the two routes equal: {cli['masks_equal']}.")
+        resp = tri.get("response")
+        if resp:
+            lines += ["", f"### Response bytes of one {resp['shape'][1]}x{resp['shape'][0]} frame (gRPC message)", "",
+                      f"today (MASK + BOUNDARY + AREA): {resp['today_bytes']:,} B; compact (MASK_ENCODED + AREA): "
+                      f"{resp['compact_bytes']:,} B = {100 * resp['share']:.3f} %; masks equal: {resp['masks_equal']} "
+                      f"(foreground {resp['foreground']:.1%})."]
     par = result.get("parity")
     lines += ["", "## Mask parity against today's route (Kvasir-SEG test split, the same network)", ""]
     if not par:
@@ -312,6 +489,42 @@ def markdown(result: dict) -> str:
         for label, r in par["routes"].items():
             lines.append(f"| {label} | {r['mean']:.5f} | {r['worst']:.5f} | {r['below_0.99']} |")
     return "\n".join(lines) + "\n"
+
+
+SERVING_GOALS = {"share_of_ceiling": 0.60, "response_share": 0.05}
+"""Issue 23: through Triton (pass-through network, Kvasir-SEG test split) >= 60 % of the in-process pre+post
+ceiling x the cores used; a 1920x1080 frame's response <= 5 % of today's MASK + BOUNDARY at equal masks."""
+
+
+def serving_verdicts(result: dict) -> list[str]:
+    """Issue 23's goals, met or missed by how much, from one run's Triton part and in-process ceiling."""
+    from banet import processing
+
+    tri, out = result.get("triton"), []
+    if not tri or tri.get("skipped"):
+        return ["serving goals: not measured (" + (tri.get("skipped") if tri else "--no-triton") + ")"]
+    default = f"hotpath simplejpeg {processing.REDUCED_DECODE_OVERSAMPLE:g}x"
+    per = result["steps"]["sets"].get("kvasir test split", {})
+    ceiling_per_core = (per.get(default) or per.get(f"hotpath pillow {processing.REDUCED_DECODE_OVERSAMPLE:g}x"))
+    cores = result["machine"]["cores"]
+    if ceiling_per_core:
+        ceiling = ceiling_per_core["images_per_s_per_core"]["median"] * cores
+        goal = SERVING_GOALS["share_of_ceiling"] * ceiling
+        best = max((k for k, v in tri["throughput"].items() if v and k != "today"),
+                   key=lambda k: tri["throughput"][k]["median"], default=None)
+        if best:
+            got = tri["throughput"][best]["median"]
+            state = "MET" if got >= goal else f"MISSED by {goal / got:.2f}x ({got / ceiling:.0%} of the ceiling)"
+            out.append(f"through Triton, best repository '{best}': {got:.1f} images/s vs 60 % of the in-process ceiling "
+                       f"{ceiling_per_core['images_per_s_per_core']['median']:.1f} images/s/core x {cores} cores = "
+                       f"{goal:.1f}: {state}")
+    resp = tri.get("response")
+    if resp:
+        ok = resp["share"] <= SERVING_GOALS["response_share"] and resp["masks_equal"]
+        out.append(f"response bytes of a {resp['shape'][1]}x{resp['shape'][0]} frame: {resp['compact_bytes']:,} B = "
+                   f"{100 * resp['share']:.3f} % of today's {resp['today_bytes']:,} B (goal <= 5 %), masks equal "
+                   f"{resp['masks_equal']}: " + ("MET" if ok else "MISSED"))
+    return out
 
 
 def verdicts(result: dict) -> list[str]:
@@ -326,6 +539,7 @@ def verdicts(result: dict) -> list[str]:
                 got = per[name]["speedup_vs_today"]["median"]
                 state = "MET" if got >= goal else f"MISSED by {goal / got:.2f}x"
                 out.append(f"{label}, {name}: {got:.2f}x today's images/s per core (goal {goal:g}x): {state}")
+    out += serving_verdicts(result)
     par = result.get("parity")
     if par:
         for label, r in par["routes"].items():
@@ -351,6 +565,49 @@ def plot(result: dict, path: Path) -> Path:
         ax.barh(names, med, xerr=[lo, hi], color=["grey"] + ["tab:blue"] * (len(names) - 1))
         ax.set_xlabel("images/s per core (pre + post, network replaced)")
         ax.set_title(label)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_hops(result: dict, path: Path) -> Path | None:
+    """Stacked bars, one per repository: the per-request ms of each hop (gRPC + client, then each step's queue
+    and compute), from the last round's statistics."""
+    tri = result.get("triton")
+    if not tri or tri.get("skipped"):
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bars = {}
+    for name, rows in tri["rows"].items():
+        last = [r for r in rows if not r.get("skipped") and r.get("hops")]
+        if last:
+            hops = last[-1]["hops"]
+            parts = {"gRPC + client": hops.get("grpc_client_ms", 0.0)}
+            for step, p in hops["steps"].items():
+                short = step.removeprefix("banet_")
+                parts[f"{short} queue"] = p["queue_ms"]
+                parts[f"{short} copy in+out"] = p["compute_input_ms"] + p["compute_output_ms"]
+                parts[f"{short} execute"] = p["compute_infer_ms"]
+            bars[name] = parts
+    if not bars:
+        return None
+    labels = list(dict.fromkeys(k for parts in bars.values() for k in parts))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, len(labels)))
+    fig, ax = plt.subplots(figsize=(10, 0.7 * len(bars) + 2.5))
+    left = np.zeros(len(bars))
+    for label, colour in zip(labels, colours):
+        widths = np.asarray([parts.get(label, 0.0) for parts in bars.values()])
+        ax.barh(list(bars), widths, left=left, color=colour, label=label)
+        left += widths
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per request (mean, concurrency {tri['concurrency']}, pass-through network)")
+    ax.set_title("Where a served request's time goes (Triton statistics, last round)")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -390,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    files = options.result_files(args, kind="hotpath", plots=("throughput",), parser=p,
+    files = options.result_files(args, kind="hotpath", plots=("throughput", "hops"), parser=p,
                                  command=command_line("python -m references.serving.hotpath", argv))
     size = args.size
     sets, test = image_sets(args.data)
@@ -401,9 +658,11 @@ def main(argv: list[str] | None = None) -> int:
 
         trained = _image_size(argparse.Namespace(image_size=None), torch.load(args.checkpoint, weights_only=True))
         result["parity"] = {**measure_parity(args.checkpoint, test, trained), "size": trained}
-    result["triton"] = None if args.no_triton else measure_triton(test, size, args.reps, args.concurrency, args.seconds)
+    result["triton"] = None if args.no_triton else measure_triton(test, size, args.reps, args.concurrency, args.seconds,
+                                                                  frames=video_frames(args.data))
     result["verdicts"] = verdicts(result)
-    paths = files.write(result, markdown, {"throughput": lambda path: plot(result, path)})
+    paths = files.write(result, markdown, {"throughput": lambda path: plot(result, path),
+                                           "hops": lambda path: plot_hops(result, path)})
     print(markdown(result))
     print(f"wrote {', '.join(map(str, paths.values()))}")
     return 0

@@ -90,3 +90,66 @@ def test_cli_reports_each_failure_in_the_csv_and_exits_nonzero(tmp_path, capsys)
     assert main([str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert main([str(tmp_path / "in"), "--out", str(out), "--threshold", "1.5"]) == 2
     assert "--threshold must be within [0, 1]" in capsys.readouterr().err
+
+
+class _Result:
+    """A stand-in for tritonclient's InferResult: ``as_numpy`` of the given outputs (None for others)."""
+
+    def __init__(self, **outputs):
+        self.outputs = outputs
+
+    def as_numpy(self, name):
+        return self.outputs.get(name)
+
+
+def _disc(h: int = 30, w: int = 40) -> np.ndarray:
+    return np.where(np.hypot(*np.mgrid[-h // 2:h - h // 2, -w // 2:w - w // 2]) < 9, 255, 0).astype(np.uint8)
+
+
+def test_compact_responses_decode_to_the_mask_and_derive_its_boundary():
+    from banet import mask_codec
+
+    seg = TritonSegmenter(_dead_url())
+    masks = [_disc(), np.zeros((30, 40), np.uint8)]
+    result = _Result(MASK_ENCODED=np.asarray([[mask_codec.encode_mask(m)] for m in masks], dtype=object),
+                     AREA=np.asarray([[processing.mask_area(m)] for m in masks], np.int64))
+    preds = seg._predictions(result, 2, 0.01, 1, "test")
+    for pred, mask in zip(preds, masks):
+        np.testing.assert_array_equal(pred.mask, mask)
+        np.testing.assert_array_equal(pred.boundary, processing.boundary(mask))
+    assert preds[0].area == processing.mask_area(masks[0]) > 0
+    seg.close()
+
+
+@pytest.mark.parametrize("outputs, reason", [
+    (dict(AREA=np.asarray([[3]], np.int64)), "sent no MASK_ENCODED"),
+    (dict(MASK_ENCODED=np.asarray([[b"BMR1junk"]], dtype=object), AREA=np.asarray([[3]], np.int64)), "MASK_ENCODED: corrupt"),
+    (dict(MASK_ENCODED=np.asarray([[None]], dtype=object), AREA=np.asarray([[316]], np.int64)), "MASK_ENCODED"),
+    (dict(AREA=np.asarray([[1]], np.int64)), "foreground pixels, the server's AREA says 1"),
+], ids=["missing", "corrupt", "not-bytes", "area-mismatch"])
+def test_a_response_that_does_not_hold_the_mask_is_an_error(outputs, reason):
+    from banet import mask_codec
+
+    if "MASK_ENCODED" not in outputs and "foreground" in reason:
+        outputs["MASK_ENCODED"] = np.asarray([[mask_codec.encode_mask(_disc())]], dtype=object)
+    seg = TritonSegmenter(_dead_url())
+    with pytest.raises(InferenceError, match=reason):
+        seg._predictions(_Result(**outputs), 1, 0.01, 1, "test")
+    seg.close()
+
+
+def test_full_responses_keep_the_servers_boundary_and_modes_are_checked():
+    mask = _disc()
+    server_boundary = np.zeros_like(mask)  # whatever the server sent is what the prediction holds
+    seg = TritonSegmenter(_dead_url(), outputs="full")
+    pred = seg._predictions(_Result(MASK=mask[None], BOUNDARY=server_boundary[None],
+                                    AREA=np.asarray([[processing.mask_area(mask)]], np.int64)), 1, 0.01, 1, "test")[0]
+    np.testing.assert_array_equal(pred.boundary, server_boundary)  # not re-derived (that one has a contour)
+    assert processing.boundary(mask).any()
+    seg.close()
+    with pytest.raises(ValueError, match="outputs must be one of compact, full"):
+        TritonSegmenter(_dead_url(), outputs="tensors")
+    from banet.cli.client import build_parser
+
+    assert build_parser().parse_args(["x", "--out", "o"]).outputs == "compact"
+    assert build_parser().parse_args(["x", "--out", "o", "--outputs", "full"]).outputs == "full"

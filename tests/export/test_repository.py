@@ -76,7 +76,10 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     assert float(pre.parameters["decode_oversample"].string_value) >= 1
     assert [t.name for t in pre.input] == [spec.ENCODED_IMAGE.name]
     assert pre.input[0].data_type == pb.TYPE_STRING
-    assert [t.name for t in post.output] == [spec.MASK.name, spec.BOUNDARY.name, spec.AREA.name]
+    assert [t.name for t in post.output] == list(spec.SERVED_OUTPUTS)
+    assert {t.name: (t.data_type, tuple(t.dims)) for t in post.output} == {
+        spec.MASK_ENCODED.name: (pb.TYPE_STRING, (1,)), spec.AREA.name: (pb.TYPE_INT64, (1,)),
+        spec.MASK.name: (pb.TYPE_UINT8, (-1, -1)), spec.BOUNDARY.name: (pb.TYPE_UINT8, (-1, -1))}
     assert [t.optional for t in post.input] == [False, False, True]
     ens = configs[spec.ENSEMBLE_MODEL]
     assert ens.platform == "ensemble"
@@ -85,6 +88,25 @@ def test_every_config_parses_with_tritons_protobuf(tmp_path, model_file, backend
     assert {t.name: t.optional for t in ens.input} == {spec.ENCODED_IMAGE.name: False, spec.THRESHOLD.name: True}
     assert {m.input_map[k] for m in ens.ensemble_scheduling.step[1:2] for k in m.input_map} == {"preprocessed_image"}
     assert list(ens.ensemble_scheduling.step[1].input_map) == [tensor_in.name]
+    assert [t.name for t in ens.output] == list(spec.SERVED_OUTPUTS)
+    assert dict(ens.ensemble_scheduling.step[2].output_map) == {n: n for n in spec.SERVED_OUTPUTS}
+    # the raw ensemble: decoded pixels -> banet_pixels (resize only) -> the same network and post-processing
+    raw, pixels = _parse(repo / spec.RAW_ENSEMBLE_MODEL / "config.pbtxt"), _parse(repo / spec.PIXELS_MODEL / "config.pbtxt")
+    assert raw.platform == "ensemble" and raw.max_batch_size == spec.MAX_BATCH_SIZE
+    assert {t.name: (t.data_type, tuple(t.dims), t.optional) for t in raw.input} == {
+        spec.IMAGE_PIXELS.name: (pb.TYPE_UINT8, (-1, -1, 3), False), spec.THRESHOLD.name: (pb.TYPE_FP32, (1,), True)}
+    assert [t.name for t in raw.output] == list(spec.SERVED_OUTPUTS)
+    assert [s.model_name for s in raw.ensemble_scheduling.step] == [
+        spec.PIXELS_MODEL, spec.NETWORK_MODEL, spec.POSTPROCESS_MODEL]
+    assert [step.input_map == ens_step.input_map and step.output_map == ens_step.output_map
+            for step, ens_step in zip(raw.ensemble_scheduling.step[1:], ens.ensemble_scheduling.step[1:])] == [True, True]
+    assert [(t.name, t.data_type, tuple(t.dims)) for t in pixels.input] == [(spec.IMAGE_PIXELS.name, pb.TYPE_UINT8, (-1, -1, 3))]
+    assert [(t.name, t.data_type, tuple(t.dims)) for t in pixels.output] == [
+        (t.name, t.data_type, tuple(t.dims)) for t in pre.output]
+    assert pixels.parameters["network_io"].string_value == network_io
+    assert pixels.parameters["image_size"].string_value == pre.parameters["image_size"].string_value
+    assert pixels.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+    assert (repo / spec.PIXELS_MODEL / "1" / "model.py").is_file() and (repo / spec.RAW_ENSEMBLE_MODEL / "1").is_dir()
     expected_file = "model.plan" if backend == "tensorrt_plan" else "model.onnx"
     assert version == repo / spec.NETWORK_MODEL / "1"
     if backend == "tensorrt_plan" or network_io == "float32":  # copied as it is

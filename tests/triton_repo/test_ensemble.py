@@ -208,7 +208,8 @@ eight threads of a loaded 2-core box take to send them (the batch fills, so no o
 def batching_segmenter(tiny_onnx, tmp_path_factory):
     """A second tritonserver whose ``banet_preprocess`` holds requests until a batch of
     ``BATCHING_MAX_BATCH`` is full (the session's server does not delay its pre-processing, so
-    concurrent requests merge there only by chance). No client retries: a request is sent once."""
+    concurrent requests merge there only by chance). No client retries: a request is sent once; arrays are
+    sent as PNG files (not to ``banet_raw``)."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2
 
@@ -224,7 +225,8 @@ def batching_segmenter(tiny_onnx, tmp_path_factory):
     config.dynamic_batching.max_queue_delay_microseconds = BATCHING_QUEUE_DELAY_US
     path.write_text(text_format.MessageToString(config))
     server = start_server(repo)
-    seg = TritonSegmenter(server.grpc_url, timeout_s=120, retries=0)
+    # raw_model=None: arrays go as PNG to banet, so all eight requests meet in banet_preprocess
+    seg = TritonSegmenter(server.grpc_url, timeout_s=120, retries=0, raw_model=None)
     yield seg
     seg.close()
     server.stop()

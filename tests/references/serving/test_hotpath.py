@@ -89,3 +89,34 @@ def test_same_round_ratios_never_pair_rows_of_different_rounds():
     assert paired_ratios(hotpath, today) == [2.0, 2.0]
     with pytest.raises(ValueError, match="rounds"):
         paired_ratios(hotpath, today[:2])
+
+
+def test_hop_costs_split_a_request_by_step_and_the_goals_say_met_or_missed():
+    from references.serving.hotpath import hop_costs, markdown, serving_verdicts
+
+    def row(requests, success, queue, infer, inferences=None, executions=None):
+        inferences = requests if inferences is None else inferences
+        return {"inferences": inferences, "executions": executions or requests, "requests": requests,
+                "success_ns": success, "queue_ns": queue, "compute_input_ns": 0, "compute_infer_ns": infer,
+                "compute_output_ns": 0, "busy_ns": infer}
+
+    before = {"banet": row(0, 0, 0, 0), "banet_preprocess": row(0, 0, 0, 0)}
+    after = {"banet": row(10, 100e6, 0, 0), "banet_preprocess": row(10, 60e6, 20e6, 40e6, inferences=20, executions=10)}
+    hops = hop_costs(before, after, client_ms=12.0)
+    pre = hops["steps"]["banet_preprocess"]
+    assert (pre["queue_ms"], pre["compute_infer_ms"], pre["busy_per_image_ms"], pre["mean_batch"]) == (2.0, 4.0, 2.0, 2.0)
+    assert (hops["ensemble_ms"], hops["ensemble_overhead_ms"], hops["grpc_client_ms"]) == (10.0, 4.0, 2.0)
+    steps = {"sets": {"kvasir test split": {"hotpath simplejpeg 3x": {"images_per_s_per_core": {"median": 100.0}}}}}
+    triton = {"concurrency": 2, "rows": {"today": [{"throughput": 50.0, "hops": hops, "mean_ms": 12.0, "p50_ms": 11.0}],
+                                        "compact": [{"throughput": 90.0, "hops": hops, "mean_ms": 12.0, "p50_ms": 11.0}]},
+              "throughput": {"today": {"min": 50.0, "median": 50.0, "max": 50.0},
+                             "compact": {"min": 90.0, "median": 90.0, "max": 90.0}},
+              "speedup": {"compact": {"min": 1.8, "median": 1.8, "max": 1.8}},
+              "response": {"shape": [1080, 1920], "compact_bytes": 1200, "today_bytes": 4_150_000, "share": 1200 / 4_150_000,
+                           "masks_equal": True, "foreground": 0.1}}
+    result = {"machine": {"cores": 2}, "steps": steps, "triton": triton}
+    said = serving_verdicts(result)
+    assert said[0].endswith("MISSED by 1.33x (45% of the ceiling)"), said  # 0.6 x 200 = 120 > 90
+    assert "0.029 %" in said[1] and said[1].endswith("MET")
+    triton["throughput"]["compact"]["median"] = 130.0
+    assert serving_verdicts(result)[0].endswith("MET")

@@ -1,12 +1,16 @@
-"""banet_postprocess (Python backend, KIND_CPU): logits -> mask, boundary and area at the original size.
+"""banet_postprocess (Python backend, KIND_CPU): probability -> the compact mask, area, and on request the tensors.
 
 Inputs ``probability`` ``(B, 1, S, S)`` float16 (the hot path, ``network_io`` "uint8": the small map
 is resized and thresholded by :func:`banet.processing.mask_from_probability`) or ``logits``
 ``(B, 1, S, S)`` float32 (``network_io`` "float32"), ``ORIGINAL_SIZE`` ``(B, 2)`` int32 and the optional
-``THRESHOLD`` ``(B, 1)`` float32 (default :data:`banet.spec.MASK_THRESHOLD`). Outputs ``MASK`` and
-``BOUNDARY`` ``(B, H, W)`` uint8 0/255 and ``AREA`` ``(B, 1)`` int64. A request with a threshold
-outside [0, 1] (or whose items do not share one size, which a single output tensor needs) gets a
-TritonError while the other requests of the batch succeed.
+``THRESHOLD`` ``(B, 1)`` float32 (default :data:`banet.spec.MASK_THRESHOLD`). Outputs, each computed only
+when wanted: ``MASK_ENCODED`` ``(B, 1)`` bytes (:mod:`banet.mask_codec`), ``AREA`` ``(B, 1)`` int64, ``MASK``
+and ``BOUNDARY`` ``(B, H, W)`` uint8 0/255. Wanted = the names in the request parameter
+:data:`banet.spec.OUTPUTS_PARAMETER` (absent: ``MASK_ENCODED`` and ``AREA``) that were also requested
+(``request.requested_output_names()``; inside an ensemble that is every output of the step, see
+:data:`banet.spec.OUTPUTS_PARAMETER`). A request with a threshold outside [0, 1], an unknown output name (or
+whose items do not share one size, which a single MASK tensor needs) gets a TritonError while the other
+requests of the batch succeed.
 """
 
 import os
@@ -23,7 +27,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
 
-from banet import processing, spec  # noqa: E402
+from banet import mask_codec, processing, spec  # noqa: E402
 
 
 class TritonPythonModel:
@@ -38,32 +42,43 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                masks, boundaries, areas = _postprocess_request(request, self.input_name, self.to_mask)
+                outputs = _postprocess_request(request, self.input_name, self.to_mask)
             except ValueError as err:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{self.model_name}: {err}")))
                 continue
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(spec.MASK.name, masks),
-                pb_utils.Tensor(spec.BOUNDARY.name, boundaries),
-                pb_utils.Tensor(spec.AREA.name, areas),
-            ]))
+            responses.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(name, value) for name, value in outputs.items()]))
         return responses
 
 
+def _wanted(request):
+    """The outputs to compute: named by the request parameter (default: the compact ones) and requested."""
+    parameters = json.loads(request.parameters() or "{}")
+    named = spec.parse_outputs(parameters.get(spec.OUTPUTS_PARAMETER))
+    requested = set(request.requested_output_names())
+    return [name for name in named if name in requested]
+
+
 def _postprocess_request(request, input_name, to_mask):
+    wanted = _wanted(request)
     logits = pb_utils.get_input_tensor_by_name(request, input_name).as_numpy()
     sizes = pb_utils.get_input_tensor_by_name(request, spec.ORIGINAL_SIZE.name).as_numpy()
     given = pb_utils.get_input_tensor_by_name(request, spec.THRESHOLD.name)
     thresholds = (np.full(len(logits), spec.MASK_THRESHOLD, dtype=np.float32) if given is None
                   else given.as_numpy().reshape(len(logits), -1)[:, 0])
-    if len({(int(h), int(w)) for h, w in sizes}) > 1:
-        raise ValueError(f"the images of one request must share one size to form one MASK tensor, "
-                         f"got {sorted({(int(h), int(w)) for h, w in sizes})}; send them as separate requests")
+    if spec.MASK.name in wanted or spec.BOUNDARY.name in wanted:
+        if len({(int(h), int(w)) for h, w in sizes}) > 1:
+            raise ValueError(f"the images of one request must share one size to form one MASK tensor, "
+                             f"got {sorted({(int(h), int(w)) for h, w in sizes})}; send them as separate requests")
     masks = []
     for index, (logit, size, threshold) in enumerate(zip(logits, sizes, thresholds)):
         if not np.isfinite(threshold) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"{spec.THRESHOLD.name}[{index}] must be within [0, 1], got {float(threshold)}")
         masks.append(to_mask(logit, (int(size[0]), int(size[1])), float(threshold)))
-    boundaries = [processing.boundary(mask) for mask in masks]
-    areas = [[processing.mask_area(mask)] for mask in masks]
-    return np.stack(masks), np.stack(boundaries), np.asarray(areas, dtype=np.int64)
+    make = {
+        spec.MASK_ENCODED.name: lambda: np.asarray([[mask_codec.encode_mask(m)] for m in masks], dtype=object),
+        spec.AREA.name: lambda: np.asarray([[processing.mask_area(m)] for m in masks], dtype=np.int64),
+        spec.MASK.name: lambda: np.stack(masks),
+        spec.BOUNDARY.name: lambda: np.stack([processing.boundary(m) for m in masks]),
+    }
+    return {name: make[name]() for name in wanted}
