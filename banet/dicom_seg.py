@@ -9,7 +9,8 @@ SNOMED CT), one frame per source frame (empty frames kept, so frame N is the mas
 type AUTOMATIC with an Algorithm Identification (name, version, and the served precision and model as
 parameters). highdicom copies the patient and study from the source, references the source SOP Instance (and
 series) in the Referenced Series / Source Image Sequences, and takes the Frame of Reference, the pixel spacing and
-the plane position/orientation from the source where it has them.
+the plane position/orientation from the source where it has them (for a source without a Frame of Reference, the
+pixel spacing only with a slice thickness: see :func:`_seg_source`).
 
 What the client knows of the served model (:class:`Algorithm`): the client talks to a URL, not to the repository
 on the server's disk, so the export's ``manifest.json`` (precision, export version, checkpoint) is read only when
@@ -94,6 +95,7 @@ def build_segmentation(source, masks: list[np.ndarray], *, label: str = DEFAULT_
     """A highdicom Segmentation of ``source`` (a pydicom Dataset) from ``masks``: one ``(H, W)`` array per source
     frame (nonzero = the segment). Raises ValueError when the masks do not match the source's frames."""
     import highdicom as hd
+    from highdicom.spatial import get_image_coordinate_system
     from pydicom.sr.codedict import codes
     from pydicom.uid import generate_uid
 
@@ -106,12 +108,15 @@ def build_segmentation(source, masks: list[np.ndarray], *, label: str = DEFAULT_
     for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not source.get(keyword):
             raise ValueError(f"the source has no {keyword}, which a SEG must reference")
-    if frames > 1 and not source.get("FrameOfReferenceUID"):
-        # highdicom 0.28 refuses this for some sources and silently keeps one frame for others (seen with
-        # pydicom's SC_rgb_rle_2frame.dcm): refused here for all, the per-frame PNG masks are still written
-        raise ValueError(f"a SEG of a multi-frame source ({frames} frames) needs its Frame of Reference UID, "
-                         "which this source lacks (highdicom 0.28 writes one frame only without it)")
-    source = _with_type2(source)
+    if frames > 1 and get_image_coordinate_system(source) is None:
+        # highdicom writes one plane only for a source outside a coordinate system (highdicom/image.py,
+        # _get_spatial_data: "Only one spatial location supported"; the Source Image reference then has no frame
+        # number): it refuses some such sources and keeps the first frame of others (pydicom's
+        # SC_rgb_rle_2frame.dcm). Inventing a frame of reference and plane positions the source does not have would
+        # make the SEG claim a geometry that is not there, so: refused; the per-frame PNG masks are still written.
+        raise ValueError(f"a SEG of a multi-frame source ({frames} frames) needs its Frame of Reference UID and "
+                         "plane positions, which this source lacks (highdicom 0.28 writes one frame only without)")
+    source = _seg_source(source)
     pixels = np.stack([np.asarray(m) > 0 for m in masks])
     if frames == 1:
         pixels = pixels[0]
@@ -138,16 +143,44 @@ TYPE2_PATIENT_STUDY = ("PatientID", "PatientName", "PatientBirthDate", "PatientS
 highdicom copies them from the source; a source that omits them (seen in pydicom's test files) means "empty"."""
 
 
-def _with_type2(source):
-    missing = [k for k in TYPE2_PATIENT_STUDY if k not in source]
-    if not missing:
-        return source
-    import copy
+PIXEL_MEASURES_WITHOUT_COORDINATES = ("PixelSpacing", "SpacingBetweenSlices")
+"""Left out of the SEG of a source outside a coordinate system and without Slice Thickness (:func:`_seg_source`)."""
 
-    filled = copy.copy(source)  # shallow: the source dataset the caller holds is not modified
+
+def _seg_source(source):
+    """What highdicom is given for ``source``: a new Dataset over the same elements (the caller's is not modified),
+    with the Type 2 patient/study attributes the source omits present and empty, and, for a source outside a
+    coordinate system and without a Slice Thickness (a secondary capture with a calibrated Pixel Spacing), no Pixel
+    Spacing. "Outside a coordinate system" is highdicom's own test (``highdicom.spatial.get_image_coordinate_system``
+    is None): no Frame of Reference UID, or one without plane position (pydicom's JPEG2000.dcm).
+
+    Why the last: from such a source highdicom 0.28 writes a Pixel Measures Sequence with Pixel Spacing and no
+    Slice Thickness (highdicom/image.py ``_get_pixel_measures_sequence``), which the standard allows (Slice
+    Thickness is Type 1C, required in a SEG only with a Frame of Reference: CP 1426), but its own reader requires
+    both (highdicom/content.py ``PixelMeasuresSequence.from_sequence``, called by ``Segmentation.from_dataset``),
+    so ``highdicom.seg.segread`` refuses the file (still so on highdicom's main branch, 2026-08). Inventing a slice
+    thickness for a photograph would be false; leaving the Pixel Measures out loses nothing a viewer needs: the SEG
+    frame is the referenced source frame pixel for pixel (Spatial Locations Preserved YES), whose spacing stays in
+    the source."""
+    from highdicom.spatial import get_image_coordinate_system
+    from pydicom.dataset import Dataset
+
+    missing = [k for k in TYPE2_PATIENT_STUDY if k not in source]
+    drop = []
+    if get_image_coordinate_system(source) is None and "SliceThickness" not in source:
+        drop = [k for k in PIXEL_MEASURES_WITHOUT_COORDINATES if k in source]
+    if not missing and not drop:
+        return source
+    # Dataset(source) and copy.copy(source) share the element dict with source (pydicom/dataset.py __init__):
+    # a new dict keeps the caller's dataset as it was
+    view = Dataset(dict(source.items()))
+    if hasattr(source, "file_meta"):
+        view.file_meta = source.file_meta
     for keyword in missing:
-        setattr(filled, keyword, "")
-    return filled
+        setattr(view, keyword, "")
+    for keyword in drop:
+        delattr(view, keyword)
+    return view
 
 
 def save_dataset(dataset, path: str | Path) -> Path:
@@ -164,11 +197,12 @@ def save_dataset(dataset, path: str | Path) -> Path:
 
 
 def read_segmentation_masks(path: str | Path) -> list[np.ndarray]:
-    """The frames of a one-segment binary DICOM SEG written by :func:`build_segmentation`, read with pydicom, as
-    ``(H, W)`` bool masks in source-frame order (each frame's Referenced Frame Number, where present).
+    """The frames of a one-segment binary DICOM SEG (as :func:`build_segmentation` writes them), read with pydicom,
+    as ``(H, W)`` bool masks in source-frame order (each frame's Referenced Frame Number, where present).
 
-    pydicom rather than highdicom's reader: highdicom 0.28 writes a Pixel Measures Sequence without Slice
-    Thickness for a source without a Frame of Reference (secondary capture) and its own ``segread`` then refuses it.
+    pydicom rather than highdicom's reader because ``banet-eval`` reads SEG masks that other tools wrote, and
+    highdicom's ``segread`` refuses some valid ones (e.g. Pixel Measures without Slice Thickness, see
+    :func:`_seg_source`); the SEGs this module writes are tested to read back with both.
     """
     import pydicom
 

@@ -10,7 +10,7 @@ import pytest
 
 from banet.dicom import read_dicom
 from banet.dicom_seg import Algorithm, build_segmentation, read_segmentation_masks, save_dataset
-from dicom_helpers import pydicom_test_files
+from dicom_helpers import pydicom_test_files, read_seg_with_highdicom, secondary_capture_rgb
 
 pytestmark = pytest.mark.needs_dicom
 
@@ -22,7 +22,10 @@ def _disc(shape, centre, radius):
 
 def check_references(seg, source) -> None:
     """The SEG belongs to the source's patient and study, references its series and SOP instance, and shares its
-    frame of reference and pixel spacing where the source has them."""
+    frame of reference and, where the source is in a coordinate system, its pixel spacing (outside one the SEG has
+    no Pixel Measures: banet.dicom_seg._seg_source)."""
+    from highdicom.spatial import get_image_coordinate_system
+
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert seg.StudyInstanceUID == source.StudyInstanceUID and seg.PatientID == source.get("PatientID", "")
     assert seg.SeriesInstanceUID != source.SeriesInstanceUID and seg.SOPInstanceUID != source.SOPInstanceUID
@@ -35,7 +38,7 @@ def check_references(seg, source) -> None:
         assert image.ReferencedSOPClassUID == source.SOPClassUID
     if "FrameOfReferenceUID" in source:
         assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
-    if "PixelSpacing" in source:
+    if "PixelSpacing" in source and get_image_coordinate_system(source) is not None:
         measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
         assert [float(v) for v in measures.PixelSpacing] == [float(v) for v in source.PixelSpacing]
 
@@ -54,20 +57,47 @@ def test_seg_of_an_mr_image_reads_back_pixel_for_pixel(tmp_path):
     check_references(seg, pydicom.dcmread(source_path))
     (back,) = read_segmentation_masks(path)
     np.testing.assert_array_equal(back, mask > 0)
-    # highdicom's own reader (the source has a frame of reference): the same pixels, the segment and algorithm
+    # highdicom's own reader: the same pixels, the segment and algorithm
+    (from_hd,) = read_seg_with_highdicom(path, source, label="tumour", algorithm_version="export 3")
+    np.testing.assert_array_equal(from_hd, mask > 0)
     opened = hd.seg.segread(str(path))
-    np.testing.assert_array_equal(np.asarray(opened.pixel_array).reshape(64, 64) > 0, mask > 0)
     (segment,) = opened.SegmentSequence
-    assert segment.SegmentLabel == "tumour" and segment.SegmentAlgorithmType == "AUTOMATIC"
     assert segment.SegmentedPropertyTypeCodeSequence[0].CodeMeaning == "Lesion"
     (ident,) = segment.SegmentationAlgorithmIdentificationSequence
-    assert ident.AlgorithmName == "BA-Net" and ident.AlgorithmVersion == "export 3"
     assert "precision=int8" in ident.AlgorithmParameters and "backend=tensorrt_plan" in ident.AlgorithmParameters
+
+
+@pytest.mark.parametrize("kind", ["made", "SC_rgb_rle.dcm", "JPEG2000.dcm"])
+def test_seg_of_a_secondary_capture_reads_back_with_highdicom(tmp_path, kind):
+    """Secondary captures with a Pixel Spacing outside a coordinate system: a built one without a Frame of Reference
+    (as tests/dicom_helpers.py wraps Kvasir frames), pydicom's RLE one, and pydicom's JPEG 2000 one (a Frame of
+    Reference UID but no plane position). highdicom 0.28 wrote their Pixel Measures without Slice Thickness and its
+    own segread refused them; the caller's dataset is not modified (no Type 2 attributes added, spacing kept)."""
+    import pydicom
+
+    if kind == "made":
+        rgb = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
+        source_path = secondary_capture_rgb(rgb, tmp_path / "sc.dcm")
+    else:
+        source_path = pydicom_test_files() / kind
+    source = read_dicom(source_path).dataset
+    del source.AccessionNumber  # a Type 2 attribute the SEG needs present: filled in a copy, not in the caller's
+    before = {elem.keyword: elem.value for elem in source if elem.keyword != "PixelData"}
+    rows, columns = int(source.Rows), int(source.Columns)
+    mask = _disc((rows, columns), (rows // 3, columns // 2), min(rows, columns) // 4)
+    path = save_dataset(build_segmentation(source, [mask], label="polyp"), tmp_path / "seg.dcm")
+    assert {elem.keyword: elem.value for elem in source if elem.keyword != "PixelData"} == before
+    (from_hd,) = read_seg_with_highdicom(path, source, label="polyp", algorithm_version="unknown")
+    np.testing.assert_array_equal(from_hd, mask > 0)
+    (from_pydicom,) = read_segmentation_masks(path)
+    np.testing.assert_array_equal(from_pydicom, mask > 0)
+    check_references(pydicom.dcmread(path), source)
+    assert "PixelMeasuresSequence" not in pydicom.dcmread(path).SharedFunctionalGroupsSequence[0]
 
 
 def test_seg_of_a_multi_frame_source_without_frame_of_reference_is_refused():
     image = read_dicom(pydicom_test_files() / "SC_rgb_rle_2frame.dcm")
-    with pytest.raises(ValueError, match="multi-frame source .* needs its Frame of Reference UID"):
+    with pytest.raises(ValueError, match="multi-frame source .* needs its Frame of Reference UID and plane"):
         build_segmentation(image.dataset, [np.zeros((100, 100), np.uint8)] * 2)
 
 

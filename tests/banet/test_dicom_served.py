@@ -1,6 +1,8 @@
 """DICOM through the real tritonserver and gRPC client (the session's one served tiny model, tests/serving_fixtures.py):
-every pydicom test file gives a mask per frame of its own size and a SEG, or a clear error; and DICOM versions of
-real Kvasir-SEG images give the masks of the original images' decoded pixels."""
+every pydicom test file gives a mask per frame of its own size and a SEG, or a clear error; DICOM versions of real
+Kvasir-SEG images give the masks of the original images' decoded pixels; ``banet-client scan.dcm --url --out OUT``
+writes ``OUT/masks/scan.png`` and ``OUT/seg/scan.dcm``. Every SEG is read back with pydicom and with highdicom's own
+reader and equals the PNG mask."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from banet import processing
 from banet.client import collect_images, segment_files
 from banet.dicom_seg import Algorithm, SegOptions, read_segmentation_masks
 from dicom_helpers import (expected_monochrome1_display, monochrome1_12bit, pydicom_test_files,
-                           secondary_capture_jpeg, secondary_capture_rgb)
+                           read_seg_with_highdicom, secondary_capture_jpeg, secondary_capture_rgb)
 
 pytestmark = [pytest.mark.needs_dicom, pytest.mark.needs_triton]
 
@@ -47,9 +49,9 @@ EXPECTED = {
                               "image_dfl.dcm")},
     "SC_rgb_jls_lossy_line.dcm": (1, NO_SEG + r".*no StudyInstanceUID"),
     "SC_rgb_jls_lossy_sample.dcm": (1, NO_SEG + r".*no StudyInstanceUID"),
-    **{n: (2, NO_SEG + r".*needs its Frame of Reference UID") for n in (
+    **{n: (2, NO_SEG + r".*needs its Frame of Reference UID and plane positions") for n in (
         "SC_rgb_rle_16bit_2frame.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_rle_32bit_2frame.dcm")},
-    "examples_ybr_color.dcm": (30, NO_SEG + r".*needs its Frame of Reference UID"),
+    "examples_ybr_color.dcm": (30, NO_SEG + r".*needs its Frame of Reference UID and plane positions"),
     "UN_sequence.dcm": (0, NO_IMAGE), "empty_charset_LEI.dcm": (0, NO_IMAGE), "no_meta_group_length.dcm": (0, NO_IMAGE),
     "priv_SQ.dcm": (0, NO_IMAGE), "reportsi.dcm": (0, NO_IMAGE + r": Basic Text SR"),
     "reportsi_with_empty_number_tags.dcm": (0, NO_IMAGE + r": Basic Text SR"), "test-SR.dcm": (0, NO_IMAGE + r": Comp"),
@@ -95,8 +97,11 @@ def test_every_pydicom_test_file_is_served_or_refused_with_its_reason(segmenter,
             seg = pydicom.dcmread(seg_path)
             assert seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence[0].ReferencedSOPInstanceUID == \
                 ds.SOPInstanceUID and seg.StudyInstanceUID == ds.StudyInstanceUID
-            for from_seg, mask_path in zip(read_segmentation_masks(seg_path), masks):
+            from_hd = read_seg_with_highdicom(seg_path, ds, label="lesion", algorithm_version=options.algorithm.version)
+            assert len(from_hd) == len(masks), path.name
+            for from_seg, from_highdicom, mask_path in zip(read_segmentation_masks(seg_path), from_hd, masks):
                 np.testing.assert_array_equal(from_seg, processing.load_mask(mask_path), err_msg=path.name)
+                np.testing.assert_array_equal(from_highdicom, processing.load_mask(mask_path), err_msg=path.name)
     assert sum(r.status == "ok" for r in results.values()) >= 40
     # a second run without --force replaces nothing
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.*") if p.is_file()}
@@ -134,6 +139,27 @@ def test_dicom_versions_of_kvasir_images_give_the_masks_of_the_originals(segment
         np.testing.assert_array_equal(processing.load_mask(tmp_path / "out" / "masks" / f"{stem}.png"), mask > 127)
         (from_seg,) = read_segmentation_masks(tmp_path / "out" / "seg" / f"{stem}.dcm")
         np.testing.assert_array_equal(from_seg, mask > 127, err_msg=stem)
-        seg = pydicom.dcmread(tmp_path / "out" / "seg" / f"{stem}.dcm")
-        assert seg.SegmentSequence[0].SegmentLabel == "polyp"
+        source_ds = pydicom.dcmread(next(source.glob(f"{stem}*")))
+        (from_hd,) = read_seg_with_highdicom(tmp_path / "out" / "seg" / f"{stem}.dcm", source_ds, label="polyp",
+                                             algorithm_version="unknown")
+        np.testing.assert_array_equal(from_hd, mask > 127, err_msg=stem)
     shutil.rmtree(source)
+
+
+def test_banet_client_on_a_dicom_file_writes_its_mask_and_seg(triton_server, tmp_path):
+    """The issue's "done means": ``banet-client scan.dcm --url HOST:8001 --out OUT`` (the console script's main)
+    writes ``OUT/masks/scan.png`` and ``OUT/seg/scan.dcm``, the SEG referencing scan.dcm and equal to the mask."""
+    import pydicom
+
+    from banet.cli.client import main
+
+    scan = tmp_path / "scan.dcm"
+    shutil.copyfile(pydicom_test_files() / "CT_small.dcm", scan)
+    out = tmp_path / "OUT"
+    assert main([str(scan), "--url", triton_server.grpc_url, "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "masks/scan.png", "overlays/scan.png", "results.csv", "seg/scan.dcm"]
+    mask = processing.load_mask(out / "masks" / "scan.png")
+    assert mask.shape == (128, 128)
+    (from_hd,) = read_seg_with_highdicom(out / "seg" / "scan.dcm", pydicom.dcmread(scan), label="lesion")
+    np.testing.assert_array_equal(from_hd, mask)
