@@ -407,10 +407,13 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
                 if len(summary.error_examples) < 5:
                     summary.error_examples.append(f"frame {frame.index}: {result.error}")
                 if status == UNAVAILABLE:
-                    since = state["unavailable_since"] = state["unavailable_since"] or item.sent_s
-                    if item.sent_s + latency_s - since >= give_up_s and not stop.is_set():
-                        summary.stopped = (f"the server at {segmenter.url} has been unavailable since frame "
-                                           f"{frame.index} - {give_up_s:g} s or more ({result.error})")
+                    if state["unavailable_since"] is None:
+                        state["unavailable_since"] = (item.sent_s, frame.index)
+                    since, first = state["unavailable_since"]
+                    gone = item.sent_s + latency_s - since
+                    if gone >= give_up_s and not stop.is_set():
+                        summary.stopped = (f"the server at {segmenter.url} has been unavailable since frame {first} "
+                                           f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
                         stop.set()
                 else:
                     state["unavailable_since"] = None
@@ -456,8 +459,9 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
                 pending.put(item)
                 if stop.is_set() or (max_frames is not None and summary.frames_read >= max_frames):
                     break
-        except KeyboardInterrupt:
-            summary.stopped = f"interrupted after {summary.frames_read} frame(s)"
+        except KeyboardInterrupt:  # a camera's normal end; a file's early one
+            if not reader.camera:
+                summary.stopped = f"interrupted after {summary.frames_read} frame(s)"
         except VideoError as err:
             summary.stopped = str(err)
         finally:
