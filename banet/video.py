@@ -251,6 +251,7 @@ class StreamSummary:
     source: str
     source_fps: float
     speed: float
+    send: str
     width: int
     height: int
     max_in_flight: int
@@ -313,13 +314,46 @@ class _Pending:
     future: object = None  # concurrent.futures.Future of (Prediction | None, latency_s, error)
 
 
-def _predict(segmenter, image: np.ndarray, threshold: float | None):
+SENDS = ("array", "jpeg")
+"""How a frame travels: ``array`` hands the ``(H, W, 3)`` array to ``TritonSegmenter.predict`` (lossless; it
+chooses the wire form), ``jpeg`` encodes it here as a JPEG of :data:`JPEG_QUALITY` and sends those bytes
+(a frame of a lossy video, re-encoded: a few ms at 720p where a PNG takes over a hundred, docs/serving.md)."""
+JPEG_QUALITY = 90
+
+
+def encode_jpeg(image: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """``(H, W, 3)`` uint8 RGB as JPEG bytes (libjpeg-turbo through simplejpeg when installed, else Pillow)."""
+    from banet import processing
+
+    if processing.simplejpeg_available():
+        import simplejpeg
+
+        return simplejpeg.encode_jpeg(np.ascontiguousarray(image), quality=quality, colorspace="RGB")
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def frame_payload(image: np.ndarray, send: str) -> np.ndarray | bytes:
+    """What :meth:`TritonSegmenter.predict` is given for a frame (see :data:`SENDS`)."""
+    if send == "array":
+        return image
+    if send == "jpeg":
+        return encode_jpeg(image)
+    raise ValueError(f"send must be one of {', '.join(SENDS)}, got {send!r}")
+
+
+def _predict(segmenter, image: np.ndarray, threshold: float | None, send: str):
     """(prediction, latency_s, error): the worker never raises, a failed frame is one error row."""
     from banet.client import InferenceError
 
     started = time.perf_counter()
     try:
-        pred = segmenter.predict(image, threshold=threshold)
+        pred = segmenter.predict(frame_payload(image, send), threshold=threshold)
         return pred, time.perf_counter() - started, None
     except InferenceError as err:
         return None, time.perf_counter() - started, err
@@ -336,13 +370,13 @@ def output_paths(out_dir: str | Path, source: str | int | Path) -> tuple[Path, P
 def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, csv_path: str | Path, *,
                  max_in_flight: int = 2, speed: float = 1.0, warmup_frames: int | None = None,
                  max_frames: int | None = None, threshold: float | None = None, force: bool = False,
-                 give_up_s: float = 10.0, camera_fps: float | None = None,
+                 give_up_s: float = 10.0, camera_fps: float | None = None, send: str = "array",
                  on_frame: Callable[[FrameResult, np.ndarray, np.ndarray | None], None] | None = None) -> StreamSummary:
     """Stream ``source`` (a video file or camera index) through ``segmenter`` (a :class:`~banet.client.TritonSegmenter`).
 
     ``speed``: multiple of the source rate for files (``math.inf``: as fast as frames decode); a camera is
     read as it delivers. ``warmup_frames`` (default: one second of frames) are left out of
-    ``dropped_steady``. ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
+    ``dropped_steady``. ``send``: how each frame travels (:data:`SENDS`). ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
     ``ok``). Raises :class:`VideoError` when the source cannot be opened and ``FileExistsError`` when an
     output exists (unless ``force``), both before anything is sent.
     """
@@ -355,12 +389,14 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
     if not speed > 0:
         raise ValueError(f"speed must be > 0, got {speed}")
+    if send not in SENDS:
+        raise ValueError(f"send must be one of {', '.join(SENDS)}, got {send!r}")
     overlay_out, csv_out = Staged(overlay_path, force=force), Staged(csv_path, force=force)
     reader = VideoReader(source, camera_fps=camera_fps)
     if reader.camera:
         speed = math.inf  # a camera delivers frames at its own rate: never wait on top of it
     warmup = int(round(reader.fps)) if warmup_frames is None else warmup_frames
-    summary = StreamSummary(source=str(source), source_fps=reader.fps, speed=speed, width=reader.width,
+    summary = StreamSummary(source=str(source), source_fps=reader.fps, speed=speed, send=send, width=reader.width,
                             height=reader.height, max_in_flight=max_in_flight, warmup_frames=warmup,
                             frames_declared=reader.frame_count, overlay=str(overlay_path), csv=str(csv_path))
     # the writer thread takes frames in order; its queue is bounded (about 2 s of frames plus the slots):
@@ -434,7 +470,9 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
             while pending.get() is not None:  # unblock the reader until its end marker
                 pass
 
-    video = VideoWriter(overlay_out.tmp, fps=reader.rate, width=reader.width, height=reader.height)
+    # ultrafast: 13 CPU ms per 720p frame against veryfast's 26 (2-core EPYC, 2026-12-02), at twice the file
+    # size; the overlay shares the cores with the server
+    video = VideoWriter(overlay_out.tmp, fps=reader.rate, width=reader.width, height=reader.height, preset="ultrafast")
     csv_file = open(csv_out.tmp, "w", newline="")
     rows = csv.writer(csv_file)
     rows.writerow(CSV_COLUMNS)
@@ -453,7 +491,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
                         in_flight[0] += 1
                         summary.max_in_flight_seen = max(summary.max_in_flight_seen, in_flight[0])
                     item.sent_s = clock.now()
-                    item.future = pool.submit(_predict, segmenter, frame.image, threshold)
+                    item.future = pool.submit(_predict, segmenter, frame.image, threshold, send)
                     item.future.add_done_callback(release)
                     summary.sent += 1
                 pending.put(item)
@@ -508,7 +546,7 @@ def summary_lines(s: StreamSummary) -> list[str]:
 
     lines = [f"{s.frames_read} frames read ({s.width}x{s.height} at {s.source_fps:.2f} fps"
              + ("" if s.speed == 1 else f", paced at {s.speed:g}x" if not math.isinf(s.speed) else ", unpaced") + "), "
-             f"{s.sent} sent ({s.ok} ok, {s.errors} failed), {s.dropped} dropped "
+             f"{s.sent} sent as {s.send} ({s.ok} ok, {s.errors} failed), {s.dropped} dropped "
              f"({s.dropped_steady} after the {s.warmup_frames}-frame warm-up) with at most {s.max_in_flight} in flight",
              f"latency p50 {ms(s.latency_p50_ms)}, p99 {ms(s.latency_p99_ms)}; achieved {s.achieved_fps:.2f} fps "
              f"of {s.source_fps * (1 if math.isinf(s.speed) else s.speed):.2f} paced; reading lagged at most {s.max_lag_ms:.0f} ms",

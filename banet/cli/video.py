@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests outstanding at most; a frame arriving when all are busy is dropped (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
                    help="pace a file at this multiple of its frame rate; 0 = as fast as it decodes (default: %(default)s)")
+    p.add_argument("--send", choices=("array", "jpeg"), default="array",
+                   help="array: the frame as pixels to TritonSegmenter.predict (lossless); jpeg: re-encoded here as "
+                        "JPEG (quality 90), far cheaper on the CPU than the array's PNG (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=None,
                    help="frames left out of the steady-state drop count (default: one second of frames)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames (a camera runs until Ctrl-C)")
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             summary = stream_video(segmenter, args.video, overlay, table, max_in_flight=args.max_in_flight,
                                    speed=math.inf if args.speed == 0 else args.speed, warmup_frames=args.warmup,
                                    max_frames=args.max_frames, threshold=args.threshold, force=args.force,
-                                   give_up_s=args.give_up, camera_fps=args.camera_fps, on_frame=on_frame)
+                                   give_up_s=args.give_up, camera_fps=args.camera_fps, send=args.send,
+                                   on_frame=on_frame)
         except (VideoError, FileExistsError, ValueError) as err:
             return fail(str(err))
     finally:

@@ -239,3 +239,20 @@ def test_truncated_video_keeps_its_frames_and_says_so(segmenter, kvasir_clip, tm
     assert "stopped early" in err and ("of the 50 frames it declares (truncated?)" in err or "decoding failed" in err), err
     rows = _rows(out / "cut_frames.csv")
     assert 0 < len(rows) < FRAMES and len(_decode(out / "cut_overlay.mp4")) == len(rows)
+
+
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_frames_sent_as_jpeg_give_the_masks_of_those_jpegs(segmenter, kvasir_clip, tmp_path):
+    from banet.video import encode_jpeg
+
+    seen = []
+    summary = stream_video(segmenter, kvasir_clip, tmp_path / "o.mp4", tmp_path / "o.csv", max_in_flight=2,
+                           speed=math.inf, max_frames=12, send="jpeg",
+                           on_frame=lambda r, image, mask: seen.append((r, image, mask)))
+    assert summary.frames_read == 12 and summary.send == "jpeg" and summary.ok >= 1
+    for result, image, mask in seen:
+        if result.status == "ok":
+            np.testing.assert_array_equal(mask, segmenter.predict(encode_jpeg(image)).mask)
+    with pytest.raises(ValueError, match="send must be one of array, jpeg"):
+        stream_video(segmenter, kvasir_clip, tmp_path / "p.mp4", tmp_path / "p.csv", send="png")
