@@ -273,6 +273,8 @@ class StreamSummary:
     max_lag_ms: float = 0.0
     """How far reading fell behind the pacing clock at worst (decoding or a full writer queue)."""
     max_in_flight_seen: int = 0
+    client_cpu_ms_per_frame: float = float("nan")
+    """This process's CPU time (every thread: decoding, encoding requests, overlay, writing) per frame read."""
     frames_declared: int | None = None
     stopped: str = ""
     """Why the stream ended early (server unavailable, interrupted, decode error); empty when it ran to its end."""
@@ -367,7 +369,7 @@ def output_paths(out_dir: str | Path, source: str | int | Path) -> tuple[Path, P
     return Path(out_dir) / f"{name}_overlay.mp4", Path(out_dir) / f"{name}_frames.csv"
 
 
-def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, csv_path: str | Path, *,
+def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path | None, csv_path: str | Path, *,
                  max_in_flight: int = 2, speed: float = 1.0, warmup_frames: int | None = None,
                  max_frames: int | None = None, threshold: float | None = None, force: bool = False,
                  give_up_s: float = 10.0, camera_fps: float | None = None, send: str = "array",
@@ -376,7 +378,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
 
     ``speed``: multiple of the source rate for files (``math.inf``: as fast as frames decode); a camera is
     read as it delivers. ``warmup_frames`` (default: one second of frames) are left out of
-    ``dropped_steady``. ``send``: how each frame travels (:data:`SENDS`). ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
+    ``dropped_steady``. ``overlay_path`` None writes no overlay video (the CSV only). ``send``: how each frame travels (:data:`SENDS`). ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
     ``ok``). Raises :class:`VideoError` when the source cannot be opened and ``FileExistsError`` when an
     output exists (unless ``force``), both before anything is sent.
     """
@@ -391,14 +393,15 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
         raise ValueError(f"speed must be > 0, got {speed}")
     if send not in SENDS:
         raise ValueError(f"send must be one of {', '.join(SENDS)}, got {send!r}")
-    overlay_out, csv_out = Staged(overlay_path, force=force), Staged(csv_path, force=force)
+    overlay_out = None if overlay_path is None else Staged(overlay_path, force=force)
+    csv_out = Staged(csv_path, force=force)
     reader = VideoReader(source, camera_fps=camera_fps)
     if reader.camera:
         speed = math.inf  # a camera delivers frames at its own rate: never wait on top of it
     warmup = int(round(reader.fps)) if warmup_frames is None else warmup_frames
     summary = StreamSummary(source=str(source), source_fps=reader.fps, speed=speed, send=send, width=reader.width,
                             height=reader.height, max_in_flight=max_in_flight, warmup_frames=warmup,
-                            frames_declared=reader.frame_count, overlay=str(overlay_path), csv=str(csv_path))
+                            frames_declared=reader.frame_count, overlay=str(overlay_path or ""), csv=str(csv_path))
     # the writer thread takes frames in order; its queue is bounded (about 2 s of frames plus the slots):
     # a writer that cannot keep up slows reading (seen as lag), it never fills memory
     pending: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_in_flight + max(8, int(2 * reader.fps)))
@@ -415,7 +418,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
             in_flight[0] -= 1
         slots.release()
 
-    def finish(item: _Pending, video: VideoWriter, rows) -> None:
+    def finish(item: _Pending, video: VideoWriter | None, rows) -> None:
         frame, mask = item.frame, None
         if item.future is None:
             result = FrameResult(frame.index, frame.time_s, "dropped")
@@ -453,14 +456,15 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
                         stop.set()
                 else:
                     state["unavailable_since"] = None
-        video.write(processing.overlay(frame.image, mask) if mask is not None else frame.image)
+        if video is not None:
+            video.write(processing.overlay(frame.image, mask) if mask is not None else frame.image)
         rows.writerow(result.row())
         if on_frame is not None:
             on_frame(result, frame.image, mask)
 
     writer_error: list[BaseException] = []
 
-    def write_all(video: VideoWriter, rows) -> None:
+    def write_all(video: VideoWriter | None, rows) -> None:
         try:
             while (item := pending.get()) is not None:
                 finish(item, video, rows)
@@ -472,7 +476,9 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
 
     # ultrafast: 13 CPU ms per 720p frame against veryfast's 26 (2-core EPYC, 2026-12-02), at twice the file
     # size; the overlay shares the cores with the server
-    video = VideoWriter(overlay_out.tmp, fps=reader.rate, width=reader.width, height=reader.height, preset="ultrafast")
+    video = None if overlay_out is None else VideoWriter(overlay_out.tmp, fps=reader.rate, width=reader.width,
+                                                         height=reader.height, preset="ultrafast")
+    cpu_start = time.process_time()
     csv_file = open(csv_out.tmp, "w", newline="")
     rows = csv.writer(csv_file)
     rows.writerow(CSV_COLUMNS)
@@ -513,21 +519,26 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path, 
                 and summary.frames_read < reader.frame_count:
             summary.stopped = (f"{source}: the stream ended after {summary.frames_read} of the "
                                f"{reader.frame_count} frames it declares (truncated?)")
-        video.close()
+        summary.client_cpu_ms_per_frame = 1000 * (time.process_time() - cpu_start) / max(summary.frames_read, 1)
+        if video is not None:
+            video.close()
         csv_file.close()
         if summary.frames_read == 0:
             raise VideoError(f"{source}: no frame could be decoded" + (f" ({summary.stopped})" if summary.stopped else ""))
-        overlay_out.commit()
+        if overlay_out is not None:
+            overlay_out.commit()
         csv_out.commit()
         committed = True
     finally:
         if not committed:
             csv_file.close()
             try:
-                video.container.close()
+                if video is not None:
+                    video.container.close()
             except Exception:  # noqa: BLE001 - already failing; the temporary file is removed next
                 pass
-            overlay_out.discard()
+            if overlay_out is not None:
+                overlay_out.discard()
             csv_out.discard()
     if latencies:
         summary.latency_p50_ms = float(np.percentile(latencies, 50))
@@ -550,7 +561,8 @@ def summary_lines(s: StreamSummary) -> list[str]:
              f"({s.dropped_steady} after the {s.warmup_frames}-frame warm-up) with at most {s.max_in_flight} in flight",
              f"latency p50 {ms(s.latency_p50_ms)}, p99 {ms(s.latency_p99_ms)}; achieved {s.achieved_fps:.2f} fps "
              f"of {s.source_fps * (1 if math.isinf(s.speed) else s.speed):.2f} paced; reading lagged at most {s.max_lag_ms:.0f} ms",
-             f"overlay: {s.overlay}; per-frame CSV: {s.csv}"]
+             f"client CPU {s.client_cpu_ms_per_frame:.1f} ms per frame; overlay: {s.overlay or 'not written'}; "
+             f"per-frame CSV: {s.csv}"]
     if s.stopped:
         lines.append(f"stopped early: {s.stopped}")
     return lines

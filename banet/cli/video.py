@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the stream when the server has been unavailable this many seconds (default: %(default)s)")
     p.add_argument("--wait-ready", type=float, default=10.0,
                    help="seconds to wait for the server and model to be ready before the first frame (default: %(default)s)")
+    p.add_argument("--no-overlay", action="store_true", help="write the per-frame CSV only (saves the overlay's CPU)")
     p.add_argument("--force", action="store_true", help="replace existing overlay/CSV files")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.speed < 0:
         return fail(f"--speed must be >= 0, got {args.speed}")
     overlay, table = output_paths(args.out, args.video)
-    existing = [p for p in (overlay, table) if p.exists()]
+    overlay = None if args.no_overlay else overlay
+    existing = [p for p in (overlay, table) if p is not None and p.exists()]
     if existing and not args.force:
         return fail(f"{existing[0]} exists; pass --force to replace it")
     from banet.video import VideoReader

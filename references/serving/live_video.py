@@ -7,7 +7,7 @@ Makes the clip from Kvasir-SEG test frames (references.serving.kvasir_clip: 1280
 exports the checkpoint to ONNX and a model repository (export.onnx, export.repository: the default hot-path
 repository, ONNX Runtime in the Python backend) in a temporary folder, starts the embedded tritonserver
 (banet.server), waits for it, and streams the clip through it with :func:`banet.video.stream_video` (the code
-behind ``banet-client VIDEO``), once per ``--max-in-flight`` value. The client, the server and whatever else runs
+behind ``banet-client VIDEO``), once per ``--send`` way and ``--max-in-flight`` value. The client, the server and whatever else runs
 share the machine's cores: the load average before and after each stream is recorded.
 
 Writes ``bench/results/live_video_<date>_<machine>.json`` and ``.md`` (bench.results.ResultFiles; refuses to
@@ -25,6 +25,20 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 GOAL = "a 25 fps 720p clip at the source rate with no frame dropped at steady state"
+
+
+def session_cpu_s(session: int) -> float:
+    """CPU seconds (user + system) of every live process in ``session`` (the server's: tritonserver and its
+    Python-backend stubs; banet.server starts it in a new session), read from ``/proc``."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended meanwhile
+        if int(fields[3]) == session:  # after ")": state ppid pgrp session ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run(args, tmp: Path) -> dict:
@@ -49,17 +63,22 @@ def run(args, tmp: Path) -> dict:
     with TritonServer(repo, grpc_port=free_port(), http_port=free_port(), metrics_port=None, env=env) as server:
         segmenter = TritonSegmenter(server.grpc_url, timeout_s=10, retries=0)
         try:
-            for flight in args.max_in_flight:
-                out = Path(args.keep) if args.keep else tmp / f"out_{flight}"
-                overlay, table = output_paths(out / f"in_flight_{flight}", clip)
+            plan = [(send, flight, overlay) for overlay in args.overlay for send in args.send
+                    for flight in args.max_in_flight]
+            for send, flight, with_overlay in plan:
+                out = Path(args.keep) if args.keep else tmp / "out"
+                overlay, table = output_paths(out / f"{send}_in_flight_{flight}_overlay_{with_overlay}", clip)
                 load_before = [round(v, 2) for v in os.getloadavg()]
-                summary = stream_video(segmenter, clip, overlay, table, max_in_flight=flight,
-                                       warmup_frames=args.warmup, force=args.force)
+                server_cpu = session_cpu_s(server.process.pid)
+                summary = stream_video(segmenter, clip, overlay if with_overlay == "on" else None, table,
+                                       max_in_flight=flight, send=send, warmup_frames=args.warmup, force=args.force)
+                server_cpu = session_cpu_s(server.process.pid) - server_cpu
                 load_after = [round(v, 2) for v in os.getloadavg()]
-                row = {**summary.to_dict(), "load_before": load_before, "load_after": load_after}
+                row = {**summary.to_dict(), "load_before": load_before, "load_after": load_after,
+                       "server_cpu_ms_per_sent_frame": 1000 * server_cpu / max(summary.sent, 1)}
                 row["goal_met"] = bool(row["dropped_steady"] == 0 and not row["stopped"] and row["errors"] == 0
                                        and row["achieved_fps"] >= 0.98 * row["source_fps"])
-                log.info("max in flight %d: %d dropped (%d steady), p50 %.1f ms, p99 %.1f ms, %.2f fps", flight,
+                log.info("%s, max in flight %d: %d dropped (%d steady), p50 %.1f ms, p99 %.1f ms, %.2f fps", send, flight,
                          row["dropped"], row["dropped_steady"], row["latency_p50_ms"] or 0, row["latency_p99_ms"] or 0,
                          row["achieved_fps"] or 0)
                 streams.append(row)
@@ -76,21 +95,26 @@ def markdown(result: dict) -> str:
              f"- clip: {result['clip_description']}", f"- model: {result['checkpoint']} served at "
              f"{result['image_size']} px (ONNX Runtime in the Python backend, the default repository)",
              f"- goal: {GOAL}", "",
-             "| max in flight | frames | sent | dropped | dropped after warm-up | errors | p50 ms | p99 ms | max ms | "
-             "achieved fps | source fps | reading lag max ms | load before -> after | goal met |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| frames sent as | overlay | max in flight | frames | sent | dropped | dropped after warm-up | errors | p50 ms | p99 ms | max ms | "
+             "achieved fps | source fps | reading lag max ms | client CPU ms/frame | server CPU ms/sent frame | "
+             "load before -> after | goal met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(v, d=1):
         return "-" if v is None else f"{v:.{d}f}"
 
     for s in result["streams"]:
-        lines.append(f"| {s['max_in_flight']} | {s['frames_read']} | {s['sent']} | {s['dropped']} | "
+        lines.append(f"| {s['send']} | {'yes' if s['overlay'] else 'no'} | {s['max_in_flight']} | {s['frames_read']} | {s['sent']} | {s['dropped']} | "
                      f"{s['dropped_steady']} (warm-up {s['warmup_frames']}) | {s['errors']} | {f(s['latency_p50_ms'])} | "
                      f"{f(s['latency_p99_ms'])} | {f(s['latency_max_ms'])} | {f(s['achieved_fps'], 2)} | "
-                     f"{f(s['source_fps'], 2)} | {f(s['max_lag_ms'], 0)} | {s['load_before'][0]} -> {s['load_after'][0]} | "
+                     f"{f(s['source_fps'], 2)} | {f(s['max_lag_ms'], 0)} | {f(s['client_cpu_ms_per_frame'])} | "
+                     f"{f(s['server_cpu_ms_per_sent_frame'])} | {s['load_before'][0]} -> {s['load_after'][0]} | "
                      f"{'yes' if s['goal_met'] else 'no'} |")
-    lines += ["", "Latency is the client's: the frame's PNG encoding in TritonSegmenter.predict, the gRPC round trip "
-              "and the server's decode, network and post-processing. Achieved fps = answered frames per second of "
+    lines += ["", "Latency is the client's: the frame's encoding (array: TritonSegmenter.predict's own, a PNG on this "
+              "branch; jpeg: quality 90 in banet.video), the gRPC round trip and the server's decode, network and "
+              "post-processing. CPU per frame: the client process (decoding, request encoding, overlay and its H.264 "
+              "encoding, CSV) per frame read; the server's process tree (tritonserver and its Python-backend stubs) per "
+              "frame sent. Achieved fps = answered frames per second of "
               "the stream's duration.", ""]
     return "\n".join(lines)
 
@@ -108,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=20.0, help="length of the made clip (default: %(default)s)")
     p.add_argument("--max-in-flight", type=options.positive_ints, default=(2,),
                    help="comma-separated values, one stream each (default: 2)")
+    p.add_argument("--send", type=lambda t: tuple(v.strip() for v in t.split(",") if v.strip()), default=("array", "jpeg"),
+                   help="comma-separated ways a frame travels (banet.video.SENDS), one stream each (default: array,jpeg)")
+    p.add_argument("--overlay", type=lambda t: tuple(v.strip() for v in t.split(",") if v.strip() in ("on", "off")),
+                   default=("on", "off"), help="comma-separated on/off: with and/or without the overlay video (default: on,off)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up frames (default: one second)")
     p.add_argument("--image-size", type=int, default=128, help="served size when the checkpoint does not say")
     p.add_argument("--ort-threads", type=int, default=None, help="ONNX Runtime threads in the server (default: its own)")
