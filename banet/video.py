@@ -372,13 +372,14 @@ def output_paths(out_dir: str | Path, source: str | int | Path) -> tuple[Path, P
 def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path | None, csv_path: str | Path, *,
                  max_in_flight: int = 2, speed: float = 1.0, warmup_frames: int | None = None,
                  max_frames: int | None = None, threshold: float | None = None, force: bool = False,
-                 give_up_s: float = 10.0, camera_fps: float | None = None, send: str = "array",
+                 give_up_s: float = 10.0, camera_fps: float | None = None, send: str = "array", drop: bool = True,
                  on_frame: Callable[[FrameResult, np.ndarray, np.ndarray | None], None] | None = None) -> StreamSummary:
     """Stream ``source`` (a video file or camera index) through ``segmenter`` (a :class:`~banet.client.TritonSegmenter`).
 
     ``speed``: multiple of the source rate for files (``math.inf``: as fast as frames decode); a camera is
     read as it delivers. ``warmup_frames`` (default: one second of frames) are left out of
-    ``dropped_steady``. ``overlay_path`` None writes no overlay video (the CSV only). ``send``: how each frame travels (:data:`SENDS`). ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
+    ``dropped_steady``. ``drop=False`` waits for a free slot instead of dropping (every frame of a file is
+    segmented; the stream then falls behind the source, seen as lag). ``overlay_path`` None writes no overlay video (the CSV only). ``send``: how each frame travels (:data:`SENDS`). ``on_frame(result, image, mask)`` is called in frame order (``mask`` None unless
     ``ok``). Raises :class:`VideoError` when the source cannot be opened and ``FileExistsError`` when an
     output exists (unless ``force``), both before anything is sent.
     """
@@ -492,7 +493,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                 summary.frames_read += 1
                 summary.max_lag_ms = max(summary.max_lag_ms, 1000 * clock.wait(frame.time_s))
                 item = _Pending(frame)
-                if slots.acquire(blocking=False):
+                if slots.acquire(blocking=not drop):
                     with in_flight_lock:
                         in_flight[0] += 1
                         summary.max_in_flight_seen = max(summary.max_in_flight_seen, in_flight[0])

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the stream when the server has been unavailable this many seconds (default: %(default)s)")
     p.add_argument("--wait-ready", type=float, default=10.0,
                    help="seconds to wait for the server and model to be ready before the first frame (default: %(default)s)")
+    p.add_argument("--no-drop", action="store_true",
+                   help="wait for a free slot instead of dropping a frame: every frame of a file is segmented, "
+                        "and the stream falls behind the source rate when the server cannot keep up")
     p.add_argument("--no-overlay", action="store_true", help="write the per-frame CSV only (saves the overlay's CPU)")
     p.add_argument("--force", action="store_true", help="replace existing overlay/CSV files")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report")
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                                    speed=math.inf if args.speed == 0 else args.speed, warmup_frames=args.warmup,
                                    max_frames=args.max_frames, threshold=args.threshold, force=args.force,
                                    give_up_s=args.give_up, camera_fps=args.camera_fps, send=args.send,
-                                   on_frame=on_frame)
+                                   drop=not args.no_drop, on_frame=on_frame)
         except (VideoError, FileExistsError, ValueError) as err:
             return fail(str(err))
     finally:

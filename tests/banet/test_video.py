@@ -154,15 +154,16 @@ def test_server_that_goes_away_ends_the_stream_with_the_reason(kvasir_clip, tmp_
 @pytest.mark.needs_triton
 @pytest.mark.needs_data
 def test_clip_streams_through_triton_frame_by_frame(segmenter, kvasir_clip, tmp_path):
-    """Paced at 25 fps with 4 in flight: one CSV row per frame, an overlay of the same size, rate and
-    length, and each answered frame's mask equal to TritonSegmenter.predict of the same decoded frame."""
+    """Paced at 25 fps with 3 in flight, waiting for a slot rather than dropping (``drop=False``, so that
+    every frame is answered however loaded the machine is; dropping is tested below): one CSV row per frame,
+    an overlay of the same size, rate and length, and each frame's mask equal to TritonSegmenter.predict of
+    the same decoded frame."""
     out = tmp_path / "out"
     seen = []
     summary = stream_video(segmenter, kvasir_clip, out / "clip_overlay.mp4", out / "clip_frames.csv",
-                           max_in_flight=4, on_frame=lambda r, image, mask: seen.append((r, image, mask)))
+                           max_in_flight=3, drop=False, on_frame=lambda r, image, mask: seen.append((r, image, mask)))
     assert summary.frames_read == FRAMES and not summary.stopped and summary.errors == 0
-    assert summary.max_in_flight_seen <= 4 and summary.sent == summary.ok == FRAMES - summary.dropped
-    assert summary.ok >= FRAMES // 2, summary  # a loaded 2-core machine may drop some, not most
+    assert summary.max_in_flight_seen <= 3 and summary.sent == summary.ok == FRAMES and summary.dropped == 0
     assert summary.duration_s >= SECONDS * (FRAMES - 1) / FRAMES  # paced: not faster than the source
     rows = _rows(out / "clip_frames.csv")
     assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
