@@ -41,6 +41,28 @@ def session_cpu_s(session: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+STAT_KEYS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+def model_stats(segmenter) -> dict:
+    """Triton's cumulative statistics per model: requests and nanoseconds per step (the statistics extension)."""
+    stats = segmenter.client.get_inference_statistics(as_json=True)
+    return {m["name"]: {"count": int(m.get("inference_count", 0)),
+                        **{k: int(m["inference_stats"][k].get("ns", 0)) for k in STAT_KEYS}}
+            for m in stats.get("model_stats", [])}
+
+
+def per_request_ms(before: dict, after: dict) -> dict:
+    """Per model: mean milliseconds per request of each step between two :func:`model_stats` readings."""
+    out = {}
+    for name, now in after.items():
+        count = now["count"] - before.get(name, {}).get("count", 0)
+        if count:
+            out[name] = {"requests": count, **{k: (now[k] - before.get(name, {}).get(k, 0)) / 1e6 / count
+                                               for k in STAT_KEYS}}
+    return out
+
+
 def run(args, tmp: Path) -> dict:
     from banet.checkpoint import model_from_checkpoint
     from banet.client import TritonSegmenter
@@ -69,13 +91,15 @@ def run(args, tmp: Path) -> dict:
                 out = Path(args.keep) if args.keep else tmp / "out"
                 overlay, table = output_paths(out / f"{send}_in_flight_{flight}_overlay_{with_overlay}", clip)
                 load_before = [round(v, 2) for v in os.getloadavg()]
-                server_cpu = session_cpu_s(server.process.pid)
+                server_cpu, stats = session_cpu_s(server.process.pid), model_stats(segmenter)
                 summary = stream_video(segmenter, clip, overlay if with_overlay == "on" else None, table,
                                        max_in_flight=flight, send=send, warmup_frames=args.warmup, force=args.force)
                 server_cpu = session_cpu_s(server.process.pid) - server_cpu
+                steps = per_request_ms(stats, model_stats(segmenter))
                 load_after = [round(v, 2) for v in os.getloadavg()]
                 row = {**summary.to_dict(), "load_before": load_before, "load_after": load_after,
-                       "server_cpu_ms_per_sent_frame": 1000 * server_cpu / max(summary.sent, 1)}
+                       "server_cpu_ms_per_sent_frame": 1000 * server_cpu / max(summary.sent, 1),
+                       "triton_ms_per_request": steps}
                 row["goal_met"] = bool(row["dropped_steady"] == 0 and not row["stopped"] and row["errors"] == 0
                                        and row["achieved_fps"] >= 0.98 * row["source_fps"])
                 log.info("%s, max in flight %d: %d dropped (%d steady), p50 %.1f ms, p99 %.1f ms, %.2f fps", send, flight,
@@ -110,6 +134,15 @@ def markdown(result: dict) -> str:
                      f"{f(s['source_fps'], 2)} | {f(s['max_lag_ms'], 0)} | {f(s['client_cpu_ms_per_frame'])} | "
                      f"{f(s['server_cpu_ms_per_sent_frame'])} | {s['load_before'][0]} -> {s['load_after'][0]} | "
                      f"{'yes' if s['goal_met'] else 'no'} |")
+    lines += ["", "Triton's statistics per step (ms per request, wall time inside the server; `banet` is the "
+              "ensemble around the three steps):", "",
+              "| frames sent as | overlay | max in flight | model | requests | queue | compute input | compute infer | "
+              "compute output |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in result["streams"]:
+        for name, st in sorted(s.get("triton_ms_per_request", {}).items()):
+            lines.append(f"| {s['send']} | {'yes' if s['overlay'] else 'no'} | {s['max_in_flight']} | {name} | "
+                         f"{st['requests']} | {st['queue']:.1f} | {st['compute_input']:.1f} | {st['compute_infer']:.1f} | "
+                         f"{st['compute_output']:.1f} |")
     lines += ["", "Latency is the client's: the frame's encoding (array: TritonSegmenter.predict's own, a PNG on this "
               "branch; jpeg: quality 90 in banet.video), the gRPC round trip and the server's decode, network and "
               "post-processing. CPU per frame: the client process (decoding, request encoding, overlay and its H.264 "
