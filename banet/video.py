@@ -394,9 +394,16 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
         raise ValueError(f"speed must be > 0, got {speed}")
     if send not in SENDS:
         raise ValueError(f"send must be one of {', '.join(SENDS)}, got {send!r}")
-    overlay_out = None if overlay_path is None else Staged(overlay_path, force=force)
-    csv_out = Staged(csv_path, force=force)
+    for path in (overlay_path, csv_path):  # refused before the source is opened or a folder made
+        if path is not None and not force and Path(path).exists():
+            raise FileExistsError(f"{path} exists; pass --force to replace it")
     reader = VideoReader(source, camera_fps=camera_fps)
+    try:
+        overlay_out = None if overlay_path is None else Staged(overlay_path, force=force)
+        csv_out = Staged(csv_path, force=force)
+    except BaseException:
+        reader.close()
+        raise
     if reader.camera:
         speed = math.inf  # a camera delivers frames at its own rate: never wait on top of it
     warmup = int(round(reader.fps)) if warmup_frames is None else warmup_frames
