@@ -3,6 +3,9 @@
     banet-client IMAGES_OR_FOLDERS... --url 127.0.0.1:8001 --out DIR [--concurrency 4] [--threshold 0.5]
                  [--outputs compact|full]
 
+One video file or camera index instead streams it as live video: ``banet-client VIDEO --out DIR``
+(:mod:`banet.cli.video`, ``banet-client clip.mp4 --help``).
+
 Writes ``DIR/masks/NAME.png`` (0/255), ``DIR/overlays/NAME.png`` and appends one row per image to
 ``DIR/results.csv`` (latency, area, status, error). Existing outputs are skipped (status
 ``exists``) unless ``--force``; every PNG is written atomically, so an interrupted run leaves no
@@ -52,7 +55,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def video_source(argv: list[str]) -> str | None:
+    """The one positional argument when it is a video file or a camera index (``banet-client VIDEO``), else None."""
+    from banet.cli import video
+    from banet.video import is_video_source
+
+    takes_value = {flag for parser in (build_parser(), video.build_parser()) for action in parser._actions
+                   if action.option_strings and action.nargs != 0 for flag in action.option_strings}
+    positionals, tokens = [], iter(argv)
+    for token in tokens:
+        if token.startswith("-") and len(token) > 1:
+            if token in takes_value:
+                next(tokens, None)
+        else:
+            positionals.append(token)
+    return positionals[0] if len(positionals) == 1 and is_video_source(positionals[0]) else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if video_source(argv) is not None:  # one video file or camera index: live video (banet.cli.video)
+        from banet.cli import video
+
+        return video.main(argv)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from pathlib import Path

@@ -409,3 +409,39 @@ def test_normalization_affine_is_normalize():
     image = _rgb(6, 7)
     affine = image.astype(np.float32).transpose(2, 0, 1) * scale[:, None, None] + bias[:, None, None]
     assert np.allclose(affine, processing.normalize(image), atol=1e-6)
+
+
+def _overlay_whole_frame(image, mask, ground_truth=None, *, alpha=0.35, thickness=2):
+    """The overlay drawn over the whole frame in float (the formula before the bounding-box version)."""
+    out = image.astype(np.float32).copy()
+    pred = np.asarray(mask) > 0
+    out[pred] = (1 - alpha) * out[pred] + alpha * np.asarray(processing.PREDICTION_COLOUR, dtype=np.float32)
+    for region, rgb in ((pred, processing.PREDICTION_COLOUR), (ground_truth, processing.GROUND_TRUTH_COLOUR)):
+        if region is not None:
+            edge = np.asarray(region) > 0
+            edge = processing.boundary(edge) > 0
+            for _ in range(max(thickness - 1, 0)):
+                grown = edge.copy()
+                grown[1:] |= edge[:-1]
+                grown[:-1] |= edge[1:]
+                grown[:, 1:] |= edge[:, :-1]
+                grown[:, :-1] |= edge[:, 1:]
+                edge = grown
+            out[edge] = rgb
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def test_overlay_draws_only_the_masks_box_with_the_whole_frame_result():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(40, 56, 3), dtype=np.uint8)
+    blob = np.zeros((40, 56), bool)
+    blob[10:25, 20:38] = True
+    corner = np.zeros((40, 56), bool)
+    corner[:6, 50:] = True  # touches two image borders: the border is contour there
+    cases = [blob, corner, rng.random((40, 56)) > 0.7, np.zeros((40, 56), bool), np.ones((40, 56), bool)]
+    for mask in cases:
+        for truth in (None, corner, blob):
+            for thickness in (1, 2, 3):
+                got = processing.overlay(image, mask.astype(np.uint8) * 255, truth, thickness=thickness)
+                np.testing.assert_array_equal(got, _overlay_whole_frame(image, mask, truth, thickness=thickness))
+    assert processing.overlay(image, np.zeros((40, 56), np.uint8)) is not image  # a copy, never the input

@@ -1,0 +1,258 @@
+"""banet.video and ``banet-client VIDEO``: a clip made from real Kvasir-SEG frames, streamed through the real
+tritonserver (the session's tiny-model repository, tests/serving_fixtures.py), and bad sources.
+
+The clip is small (320x180, 25 fps, 2 s = 50 frames) so that a paced stream takes 2 s. A camera index cannot
+be tested here (no camera device); its device mapping is checked without opening one.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+
+import numpy as np
+import pytest
+
+from banet import processing
+from banet.video import (CSV_COLUMNS, PacingClock, VideoError, VideoReader, is_video_source, output_paths,
+                         stream_video)
+
+pytest.importorskip("av", reason="PyAV not installed (pip install '.[video]')")
+
+FPS, SECONDS, SIZE = 25.0, 2.0, (320, 180)
+FRAMES = round(FPS * SECONDS)
+
+
+@pytest.fixture(scope="module")
+def kvasir_clip(data_root, tmp_path_factory):
+    from references.serving.kvasir_clip import make_clip
+
+    return make_clip(tmp_path_factory.mktemp("clip") / "kvasir.mp4", data_root, size=SIZE, fps=FPS,
+                     seconds=SECONDS, hold=5)
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        return list(reader)
+
+
+def _decode(path) -> list[np.ndarray]:
+    with VideoReader(path) as video:
+        return [frame.image for frame in video]
+
+
+def _dead_segmenter():
+    from banet.client import TritonSegmenter
+    from banet.server import free_port
+
+    return TritonSegmenter(f"127.0.0.1:{free_port()}", timeout_s=2, retries=0)
+
+
+# --- without a server ------------------------------------------------------------------------------
+@pytest.mark.needs_data
+def test_clip_holds_real_kvasir_frames(kvasir_clip, data_root):
+    from banet.data.pairs import find_pairs
+    from references.serving.kvasir_clip import fit_frame
+
+    with VideoReader(kvasir_clip) as video:
+        assert (video.width, video.height, video.fps, video.frame_count) == (*SIZE, FPS, FRAMES)
+        frames = list(video)
+    assert [f.index for f in frames] == list(range(FRAMES))
+    assert [round(f.time_s * FPS) for f in frames] == list(range(FRAMES))
+    first = sorted(find_pairs(data_root / "kvasir-seg", "test"), key=lambda p: p.name)[:2]
+    for frame, pair in ((frames[0], first[0]), (frames[5], first[1])):  # hold 5: image k starts at frame 5k
+        expected = fit_frame(processing.load_image(pair.image), SIZE[0] + 8, SIZE[1] + 8)[:SIZE[1], :SIZE[0]]
+        other = fit_frame(processing.load_image(first[1 - first.index(pair)].image), SIZE[0] + 8, SIZE[1] + 8)[:SIZE[1], :SIZE[0]]
+        error = np.abs(frame.image.astype(int) - expected).mean()
+        assert error < 4 < np.abs(frame.image.astype(int) - other).mean(), error  # H.264 at crf 20: a few levels
+
+
+def test_video_sources_and_camera_devices(monkeypatch):
+    from banet import video
+
+    assert is_video_source("clip.MP4") and is_video_source("0") and is_video_source("12")
+    assert not is_video_source("polyp.jpg") and not is_video_source("folder")
+    assert output_paths("out", "a/b/clip.mp4") == (output_paths("out", "x.mkv")[0].parent / "clip_overlay.mp4",
+                                                   output_paths("out", "x.mkv")[0].parent / "clip_frames.csv")
+    assert output_paths("out", "0")[0].name == "camera0_overlay.mp4"
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert video._camera_device(2) == ("/dev/video2", "v4l2")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert video._camera_device(0) == ("0", "avfoundation")
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(VideoError, match="Linux .* and macOS .* only"):
+        video._camera_device(0)
+
+
+def test_pacing_clock_waits_for_each_frame_and_reports_lag():
+    clock = PacingClock(speed=2.0)
+    assert clock.wait(0.2) == 0.0 and clock.now() >= 0.1  # 0.2 s of video at 2x: 0.1 s
+    assert clock.wait(0.0) > 0.09  # a frame due at 0 is late by now
+    assert PacingClock(speed=math.inf).wait(100.0) == 0.0
+
+
+def test_bad_sources_get_clear_errors_and_no_outputs(tmp_path, capsys):
+    from banet.cli.client import main
+
+    (tmp_path / "notes.mp4").write_text("not a video\n")
+    (tmp_path / "empty.mkv").write_bytes(b"")
+    out = tmp_path / "out"
+    cases = {"missing.mp4": r"missing\.mp4: no such file", "notes.mp4": r"notes\.mp4: cannot open as a video",
+             "empty.mkv": r"empty\.mkv: cannot open as a video"}
+    for name, message in cases.items():
+        assert main([str(tmp_path / name), "--out", str(out), "--url", "127.0.0.1:1"]) == 2
+        err = capsys.readouterr().err
+        assert __import__("re").search(message, err), err
+    assert not out.exists()
+    with pytest.raises(VideoError, match="no such file"):
+        stream_video(_dead_segmenter(), tmp_path / "missing.mp4", out / "o.mp4", out / "o.csv")
+    assert not out.exists()  # not even the folder
+
+
+@pytest.mark.needs_data
+def test_header_truncated_video_is_not_a_video(kvasir_clip, tmp_path, capsys):
+    from banet.cli.client import main
+
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(kvasir_clip.read_bytes()[:600])  # inside the moov box (faststart puts it first)
+    assert main([str(cut), "--out", str(tmp_path / "out"), "--url", "127.0.0.1:1"]) == 2
+    assert "cut.mp4: cannot open as a video" in capsys.readouterr().err
+
+
+@pytest.mark.needs_data
+def test_no_server_is_reported_before_any_output(kvasir_clip, tmp_path, capsys):
+    from banet.cli.client import main
+    from banet.server import free_port
+
+    url = f"127.0.0.1:{free_port()}"
+    assert main([str(kvasir_clip), "--out", str(tmp_path / "out"), "--url", url, "--wait-ready", "0.5"]) == 2
+    assert f"no Triton server with model 'banet' ready at {url}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.needs_data
+def test_server_that_goes_away_ends_the_stream_with_the_reason(kvasir_clip, tmp_path):
+    """Every request fails UNAVAILABLE (nobody listens): the stream stops after ``give_up_s`` and says why;
+    the frames handled until then are in the CSV and the overlay (plain frames)."""
+    out = tmp_path / "out"
+    seg = _dead_segmenter()
+    try:
+        summary = stream_video(seg, kvasir_clip, out / "o.mp4", out / "o.csv", give_up_s=0.3)
+    finally:
+        seg.close()
+    assert "unavailable since frame 0" in summary.stopped and seg.url in summary.stopped
+    assert summary.ok == 0 and summary.errors >= 1 and summary.frames_read < FRAMES
+    rows = _rows(out / "o.csv")
+    assert len(rows) == summary.frames_read == len(_decode(out / "o.mp4"))
+    assert {r["status"] for r in rows} <= {"error", "dropped"} and "UNAVAILABLE" in rows[0]["error"]
+
+
+# --- through the real server -----------------------------------------------------------------------
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_clip_streams_through_triton_frame_by_frame(segmenter, kvasir_clip, tmp_path):
+    """Paced at 25 fps with 3 in flight, waiting for a slot rather than dropping (``drop=False``, so that
+    every frame is answered however loaded the machine is; dropping is tested below): one CSV row per frame,
+    an overlay of the same size, rate and length, and each frame's mask equal to TritonSegmenter.predict of
+    the same decoded frame."""
+    out = tmp_path / "out"
+    seen = []
+    summary = stream_video(segmenter, kvasir_clip, out / "clip_overlay.mp4", out / "clip_frames.csv",
+                           max_in_flight=3, drop=False, on_frame=lambda r, image, mask: seen.append((r, image, mask)))
+    assert summary.frames_read == FRAMES and not summary.stopped and summary.errors == 0
+    assert summary.max_in_flight_seen <= 3 and summary.sent == summary.ok == FRAMES and summary.dropped == 0
+    assert summary.duration_s >= SECONDS * (FRAMES - 1) / FRAMES  # paced: not faster than the source
+    rows = _rows(out / "clip_frames.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(FRAMES))
+    assert [r["status"] for r in rows] == [r.status for r, _, _ in seen]
+    assert sum(r["status"] == "dropped" for r in rows) == summary.dropped
+    decoded = _decode(kvasir_clip)
+    overlay = _decode(out / "clip_overlay.mp4")
+    with VideoReader(out / "clip_overlay.mp4") as video:
+        assert (video.width, video.height, video.fps, video.frame_count) == (*SIZE, FPS, FRAMES)
+    answered = 0
+    for (result, image, mask), row, original, drawn in zip(seen, rows, decoded, overlay):
+        np.testing.assert_array_equal(image, original)  # what was sent is the file's frame
+        if result.status != "ok":
+            assert mask is None and row["latency_ms"] == "" and row["area"] == ""
+            continue
+        answered += 1
+        single = segmenter.predict(image)
+        np.testing.assert_array_equal(mask, single.mask, err_msg=f"frame {result.frame}")
+        assert int(row["area"]) == single.area == processing.mask_area(mask)
+        assert float(row["latency_ms"]) > 0
+        if 0 < single.area < mask.size:  # the overlay shows this frame's mask, not the plain frame
+            tinted = processing.overlay(image, mask).astype(int)
+            assert np.abs(drawn - tinted).mean() < 0.5 * np.abs(drawn - image.astype(int)).mean()
+    assert answered == summary.ok
+
+
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_frames_are_dropped_and_counted_when_the_pace_outruns_the_server(segmenter, kvasir_clip, tmp_path):
+    """Unpaced (decoding runs far ahead of the server) with one request in flight: frames are dropped,
+    never queued: at most one outstanding, and every frame is either sent or dropped."""
+    out = tmp_path / "out"
+    summary = stream_video(segmenter, kvasir_clip, out / "o.mp4", out / "o.csv", max_in_flight=1, speed=math.inf,
+                           warmup_frames=10)
+    assert summary.max_in_flight_seen == 1
+    assert summary.frames_read == FRAMES == summary.sent + summary.dropped and summary.dropped > 0
+    rows = _rows(out / "o.csv")
+    dropped = [int(r["frame"]) for r in rows if r["status"] == "dropped"]
+    assert len(dropped) == summary.dropped and summary.dropped_steady == sum(f >= 10 for f in dropped)
+    assert sum(r["status"] == "ok" for r in rows) == summary.ok == summary.sent
+
+
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_cli_streams_a_clip_and_never_overwrites(triton_server, kvasir_clip, tmp_path, capsys):
+    from banet.cli.client import main
+
+    out = tmp_path / "out"
+    argv = [str(kvasir_clip), "--url", triton_server.grpc_url, "--out", str(out), "--speed", "4", "--max-in-flight", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"{FRAMES} frames read (320x180 at 25.00 fps, paced at 4x)" in printed and "latency p50" in printed
+    overlay, table = out / "kvasir_overlay.mp4", out / "kvasir_frames.csv"
+    assert len(_rows(table)) == FRAMES == len(_decode(overlay))
+    before = (overlay.read_bytes(), table.read_bytes())
+    assert main(argv) == 2
+    assert "kvasir_overlay.mp4 exists; pass --force" in capsys.readouterr().err
+    assert (overlay.read_bytes(), table.read_bytes()) == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_truncated_video_keeps_its_frames_and_says_so(segmenter, kvasir_clip, tmp_path, capsys):
+    from banet.cli.client import main
+
+    cut = tmp_path / "cut.mp4"
+    data = kvasir_clip.read_bytes()
+    cut.write_bytes(data[:len(data) // 2])
+    out = tmp_path / "out"
+    assert main([str(cut), "--url", segmenter.url, "--out", str(out), "--speed", "0", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "stopped early" in err and ("of the 50 frames it declares (truncated?)" in err or "decoding failed" in err), err
+    rows = _rows(out / "cut_frames.csv")
+    assert 0 < len(rows) < FRAMES and len(_decode(out / "cut_overlay.mp4")) == len(rows)
+
+
+@pytest.mark.needs_triton
+@pytest.mark.needs_data
+def test_frames_sent_as_jpeg_give_the_masks_of_those_jpegs(segmenter, kvasir_clip, tmp_path):
+    from banet.video import encode_jpeg
+
+    seen = []
+    summary = stream_video(segmenter, kvasir_clip, tmp_path / "o.mp4", tmp_path / "o.csv", max_in_flight=2,
+                           speed=math.inf, max_frames=12, send="jpeg",
+                           on_frame=lambda r, image, mask: seen.append((r, image, mask)))
+    assert summary.frames_read == 12 and summary.send == "jpeg" and summary.ok >= 1
+    for result, image, mask in seen:
+        if result.status == "ok":
+            np.testing.assert_array_equal(mask, segmenter.predict(encode_jpeg(image)).mask)
+    with pytest.raises(ValueError, match="send must be one of array, jpeg"):
+        stream_video(segmenter, kvasir_clip, tmp_path / "p.mp4", tmp_path / "p.csv", send="png")
