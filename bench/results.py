@@ -103,6 +103,16 @@ class ResultFiles:
         return {"json": self.paths["json"], "md": self.paths["md"], **written}
 
 
+def header_lines(result: dict) -> list[str]:
+    """The Markdown lines every result starts with: command, date, machine and its load average at the start."""
+    m = result["machine"]
+    load = m.get("load_average")
+    return [f"- command: `{result.get('command', '-')}`",
+            f"- date: {m.get('date', '-')}",
+            f"- machine: {m.get('cpu')}, {m.get('cores')} cores; GPU: {m.get('gpu') or 'none'}"
+            + (f"; load average {' / '.join(f'{x:.1f}' for x in load)} (1/5/15 min) at the start" if load else "")]
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "-"

@@ -167,9 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                 entries[name]["parity"] = {k: result.to_dict()[k] for k in ("mean_agreement", "worst_agreement",
                                                                             "worst_image", "passed")}
     report["candidates"] = list(entries.values())
-    paths = files.write(report, markdown)
-    print(markdown(report))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, report, markdown)
     return 0
 
 

@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     report = {"name": args.name, "date": files.machine["date"], "note": args.note,
               "spread": spread(runs), "runs": runs}
-    files.write(report, markdown)
-    print(markdown(report))
+    options.finish(files, report, markdown)
     return 0
 
 

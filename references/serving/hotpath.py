@@ -403,9 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         result["parity"] = {**measure_parity(args.checkpoint, test, trained), "size": trained}
     result["triton"] = None if args.no_triton else measure_triton(test, size, args.reps, args.concurrency, args.seconds)
     result["verdicts"] = verdicts(result)
-    paths = files.write(result, markdown, {"throughput": lambda path: plot(result, path)})
-    print(markdown(result))
-    print(f"wrote {', '.join(map(str, paths.values()))}")
+    options.finish(files, result, markdown, {"throughput": lambda path: plot(result, path)})
     return 0
 
 

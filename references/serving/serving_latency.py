@@ -237,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("measuring %s", label)
             models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)
     result = {"title": "serving latency", "goals": GOALS, "ort_spinning": args.spinning, "models": models}
-    paths = files.write(result, markdown)
-    print(markdown(result))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0
 
 

@@ -282,9 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
     result = {"title": "soak", "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
               "soak": soak}
-    paths = files.write(result, markdown)
-    print(markdown(result))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0 if all(soak["checks"].values()) else 1
 
 
