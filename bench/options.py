@@ -43,10 +43,11 @@ def add_checkpoint(p: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup
 
 
 def add_output(p: argparse.ArgumentParser, *, tag: str | None = None, name: bool | str = False,
-               out_flag: str = "--out") -> None:
+               out_flag: str = "--out", dest: str = "out") -> None:
     """``--out`` (default bench/results), ``--force``, and ``--tag`` (a file-name suffix of the dated name) or
-    ``--name`` (the stem; ``name=True``: required, ``name="optional"``: ``--name`` or else ``--tag``)."""
-    p.add_argument(out_flag, type=Path, default=RESULTS_DIR, dest="out",
+    ``--name`` (the stem; ``name=True``: required, ``name="optional"``: ``--name`` or else ``--tag``).
+    ``dest``: the attribute of the folder (another than ``out`` where a command's ``--out`` is something else)."""
+    p.add_argument(out_flag, type=Path, default=RESULTS_DIR, dest=dest,
                    help="results folder (default: bench/results)")
     p.add_argument("--force", action="store_true", help="replace existing results files of the same name")
     if name:
@@ -101,13 +102,13 @@ def export_report_parser(prog: str, doc: str, *, calib_method: bool = True) -> a
 
 
 def result_files(args: argparse.Namespace, *, kind: str | None, command: str, plots=(),
-                 parser: argparse.ArgumentParser | None = None) -> ResultFiles:
+                 parser: argparse.ArgumentParser | None = None, dest: str = "out") -> ResultFiles:
     """The one results writer for ``args`` of :func:`add_output`: ``--name`` as the stem, else a dated
     ``<kind>_<date>_<machine>_<tag>``; an existing file is a parser error (before anything is measured)."""
     try:
         if getattr(args, "name", None):
-            return ResultFiles(args.out, args.name, force=args.force, plots=plots, command=command)
-        return ResultFiles.dated(args.out, kind, getattr(args, "tag", None), force=args.force, plots=plots,
+            return ResultFiles(getattr(args, dest), args.name, force=args.force, plots=plots, command=command)
+        return ResultFiles.dated(getattr(args, dest), kind, getattr(args, "tag", None), force=args.force, plots=plots,
                                  command=command)
     except FileExistsError as err:
         if parser is None:

@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-rounds", type=int, default=20, help="interleaved timed rounds per repeat")
     p.add_argument("--latency-repeats", type=int, default=3, help="repeats of the latency block (the spread)")
     options.add_threads(p)
-    options.add_output(p, name="optional", out_flag="--results")  # --out is the folder of the runs
+    options.add_output(p, name="optional", out_flag="--results", dest="results")  # --out: the runs' folder
     p.add_argument("--resume", "--reuse", dest="reuse", action="store_true",
                    help="take finished entries already in --out (same settings) and continue killed runs from "
                         "their last checkpoint")
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--patience must be >= 1, got {args.patience}")
         entries = entries_for(args.arch, args.ablation, extra_seeds=args.extra_seeds, seed_rows=args.seed_rows)
         # refused before hours of work, not after: compare_<date>_<machine>_<data>_<preset><size>, or --name
-        files = options.result_files(args, kind="compare", plots=PLOTS,
+        files = options.result_files(args, kind="compare", plots=PLOTS, dest="results",
                                      command=command_line("banet-compare", argv))
         out = Path(args.out)
         finished = [e.label for e in entries if (out / e.label / ENTRY_FILE).exists()
