@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m references.serving.serving_latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
+    options.add_data(p, split=None, required=True, type=Path, help="datasets root holding kvasir-seg/ and isic2017/")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", type=Path, help="ONNX model to measure")
     src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight presets of --arch to export and measure")
