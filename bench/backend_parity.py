@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -67,14 +68,67 @@ def _score_end_to_end(backend: Backend, data, ref, *, gate, precision: str, batc
     return score_masks(masks, data, ref, artifact=backend.name, precision=precision, gate=gate).to_dict()
 
 
-def _score_one(backend: Backend, data, ref, *, image_size: int, batch_size: int, threshold: float) -> dict:
-    """One backend's parity row: its ``ParityResult`` as a dict, or why it was skipped or failed."""
+@dataclass
+class ParityRow:
+    """One backend's parity against FP32 PyTorch (``export.parity.ParityResult``'s fields), or why it was
+    skipped or failed. :meth:`to_dict` is the one JSON encoding (a results file's ``parity`` entry);
+    :meth:`from_dict` reads it back. ``precision`` is the gate's precision once scored (BF16 -> fp16)."""
+
+    backend: str
+    precision: str
+    device: str
+    skipped: str | None = None
+    artifact: str | None = None
+    images: int | None = None
+    mean_agreement: float | None = None
+    worst_agreement: float | None = None
+    worst_image: str | None = None
+    max_abs_logit_diff: float | None = None
+    reference_ja: float | None = None
+    artifact_ja: float | None = None
+    ja_loss: float | None = None
+    gate: dict | None = None
+    passed: bool | None = None
+    reasons: list[str] = field(default_factory=list)
+    reference_foreground: float | None = None
+    gate_precision: str | None = None
+
+    SCORED = ("artifact", "images", "mean_agreement", "worst_agreement", "worst_image", "max_abs_logit_diff",
+              "reference_ja", "artifact_ja", "ja_loss", "gate", "passed", "reasons", "reference_foreground")
+
+    @classmethod
+    def scored(cls, backend: Backend, result: dict, gate_precision: str) -> ParityRow:
+        """The row of ``result`` (``ParityResult.to_dict()``, or ``score_masks``'s) for ``backend``."""
+        return cls(backend=backend.name, device=backend.device, gate_precision=gate_precision,
+                   **{"precision": backend.precision, **result})
+
+    def to_dict(self) -> dict:
+        base = {"backend": self.backend, "precision": self.precision, "device": self.device}
+        if self.gate_precision is None:
+            return {**base, "skipped": self.skipped}
+        return {**base, **{k: getattr(self, k) for k in self.SCORED}, "gate_precision": self.gate_precision,
+                "skipped": self.skipped}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ParityRow:
+        """The row :meth:`to_dict` wrote; a scored row must hold its agreement, worst image and verdict."""
+        missing = [k for k in ("backend", "precision", "device") if k not in data]
+        if not data.get("skipped"):
+            missing += [k for k in ("mean_agreement", "worst_agreement", "worst_image", "passed", "gate_precision")
+                        if data.get(k) is None]
+        if missing:
+            raise ValueError(f"parity row {data.get('backend', '?')}: no {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _score_one(backend: Backend, data, ref, *, image_size: int, batch_size: int, threshold: float) -> ParityRow:
+    """One backend's parity row: its ``ParityResult``, or why it was skipped or failed."""
     from export.parity import DEFAULT_GATES, score
 
     ok, reason = backend.available()
-    base = {"backend": backend.name, "precision": backend.precision, "device": backend.device}
     if not ok:
-        return {**base, "skipped": reason}
+        return ParityRow(backend.name, backend.precision, backend.device, skipped=reason)
     precision = GATE_PRECISION.get(backend.precision, "fp32")
     gate = DEFAULT_GATES[precision]
     try:
@@ -87,8 +141,8 @@ def _score_one(backend: Backend, data, ref, *, image_size: int, batch_size: int,
                            batch_size=batch_size, threshold=threshold).to_dict()
     except Exception as err:  # noqa: BLE001 - report the failure, keep scoring the others
         log.warning("parity of %s failed: %s", backend.name, err)
-        return {**base, "skipped": f"failed: {type(err).__name__}: {err}"}
-    return {**base, **result, "gate_precision": precision, "skipped": None}
+        return ParityRow(backend.name, backend.precision, backend.device, skipped=f"failed: {type(err).__name__}: {err}")
+    return ParityRow.scored(backend, result, precision)
 
 
 def score_backends(backends: Sequence[Backend], reference_backend: Backend, data, *, image_size: int,
@@ -105,7 +159,8 @@ def score_backends(backends: Sequence[Backend], reference_backend: Backend, data
                     batch_size=batch_size, threshold=threshold)
     rows = []
     for backend in backends:
-        row = _score_one(backend, data, ref, image_size=image_size, batch_size=batch_size, threshold=threshold)
+        row = _score_one(backend, data, ref, image_size=image_size, batch_size=batch_size,
+                         threshold=threshold).to_dict()
         rows.append(row)
         if on_row is not None:
             on_row(row)

@@ -18,10 +18,9 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from banet.data import kvasir_split
 from banet.spec import DEFAULT_HOST, GRPC_PORT, IMAGE_SIZE
+from bench import options
 from bench.options import positive_ints
-from bench.results import RESULTS_DIR
 
 log = logging.getLogger("bench")
 
@@ -64,7 +63,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p = argparse.ArgumentParser(prog="banet-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="trained checkpoint (the FP32 PyTorch reference)")
+    options.add_checkpoint(src, help="trained checkpoint (the FP32 PyTorch reference)")
     src.add_argument("--preset", help="random-weight model of a preset of --arch (e.g. resnet50, paper): speed ratios only")
     p.add_argument("--arch", default="banet", help="the network of --preset (default banet; banet.model.ARCHITECTURES; "
                                                    "a --checkpoint records its own)")
@@ -72,7 +71,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     tri = p.add_mutually_exclusive_group()
     tri.add_argument("--url", help=f"running Triton gRPC endpoint, e.g. {DEFAULT_HOST}:{GRPC_PORT}")
     tri.add_argument("--serve", type=Path, help="start Triton on this model repository for the run")
-    p.add_argument("--data", default=kvasir_split("test"), help="dataset folder or ROOT:SPLIT (default: Kvasir-SEG test)")
+    options.add_data(p)
     p.add_argument("--batch-sizes", type=positive_ints, default=(1, 8, 32))
     p.add_argument("--iters", type=int, default=20, help="timed calls per backend and batch size")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
@@ -80,10 +79,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                    help="interleave the backends call by call instead of one block per backend (spreads load "
                         "from elsewhere over all rows; but on the CPU the runtimes' spinning thread pools then "
                         "compete: set OMP_WAIT_POLICY=PASSIVE, see docs/bench.md)")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="run the whole latency measurement (every batch size) this many times, one after the other; "
-                        "the rows pool all repeats' timed calls and the goals give the median ratio and its min-max "
-                        "over the repeats (the spread of a ratio, not one pick)")
+    options.add_repeats(p, help="run the whole latency measurement (every batch size) this many times, one after "
+                                "the other; the rows pool all repeats' timed calls and the goals give the median ratio "
+                                "and its min-max over the repeats (the spread of a ratio, not one pick)")
     p.add_argument("--row-budget", type=float, default=None, metavar="SECONDS",
                    help="cap on one backend x batch-size row: fewer timed calls (>= 3) on slow paths, "
                         "skipped with the reason when one call exceeds it (default: no cap)")
@@ -94,14 +92,11 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--triton-precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="precision of the model Triton serves (picks the parity gate)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's)")
-    p.add_argument("--backends", nargs="+", default=None, help="only backends whose name contains one of these")
+    options.add_backends(p)
     p.add_argument("--no-parity", action="store_true")
     p.add_argument("--no-perf-analyzer", action="store_true")
     p.add_argument("--image-size", type=int, default=None, help="default: the manifest's, else the checkpoint's, else 256")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR)
-    p.add_argument("--tag", default="bench", help="file name suffix")
-    p.add_argument("--force", action="store_true", help="replace existing result files")
+    options.add_output(p, tag="bench")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
     if a.iters < 1 or a.warmup < 0 or a.pool_images < 1 or a.parity_images < 1 or a.repeats < 1:

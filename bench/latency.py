@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from bench.backends import Backend
 from bench.inputs import InputPool
@@ -40,6 +40,31 @@ class LatencyRow:
             **(self.stats.to_dict() if self.stats else {}), **self.extra,
             **({"samples_ms": [round(s * 1e3, 3) for s in self.samples]} if self.samples else {}),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LatencyRow:
+        """The row :meth:`to_dict` wrote (a results file's ``latency`` entry); ``to_dict`` gives ``data`` back.
+
+        A row that is not skipped must hold every statistic; keys this class does not name go to ``extra``.
+        """
+        data = dict(data)
+        missing = [k for k in ("backend", "precision", "device", "batch_size") if k not in data]
+        if missing:
+            raise ValueError(f"not a latency row: no {', '.join(missing)} in {sorted(data)}")
+        core = {k: data.pop(k) for k in ("backend", "precision", "device", "batch_size")}
+        row = cls(**core, skipped=data.pop("skipped", None), peak_memory_mib=data.pop("peak_memory_mib", None),
+                  memory_kind=data.pop("memory_kind", None))
+        names = [f.name for f in fields(LatencyStats) if f.name != "batch_size"]
+        if any(name in data for name in names):
+            absent = [name for name in names if name not in data]
+            if absent:
+                raise ValueError(f"latency row {row.backend} batch {row.batch_size}: no {', '.join(absent)}")
+            row.stats = LatencyStats(batch_size=row.batch_size, **{name: data.pop(name) for name in names})
+        elif row.skipped is None:
+            raise ValueError(f"latency row {row.backend} batch {row.batch_size} is neither skipped nor measured")
+        row.samples = [ms / 1e3 for ms in data.pop("samples_ms", [])]
+        row.extra = data
+        return row
 
 
 def merge_repeats(repeats: Sequence[Sequence[LatencyRow]]) -> list[LatencyRow]:

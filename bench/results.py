@@ -16,6 +16,7 @@ import math
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,60 @@ class ResultFiles:
         return {"json": self.paths["json"], "md": self.paths["md"], **written}
 
 
+@dataclasses.dataclass
+class BenchRun:
+    """A banet-bench result read back through its types: what later tools (references.precision.spread) use
+    instead of the Markdown or the display strings of its goals table."""
+
+    path: Path
+    command: str | None
+    machine: dict
+    reference: str
+    model: dict
+    image_size: int | None
+    artifacts: str | None
+    latency: list  # bench.latency.LatencyRow
+    parity: list  # bench.backend_parity.ParityRow
+
+    @classmethod
+    def read(cls, path: str | Path) -> BenchRun:
+        """Parse ``path`` (a banet-bench ``.json``); :class:`ValueError` naming the file if it is not one."""
+        from bench.backend_parity import ParityRow
+        from bench.latency import LatencyRow
+
+        path = Path(path)
+        result = json.loads(path.read_text())
+        if not isinstance(result, dict) or "latency" not in result or "machine" not in result:
+            raise ValueError(f"{path}: not a banet-bench result (no latency/machine)")
+        try:
+            latency = [LatencyRow.from_dict(r) for r in result["latency"]]
+            parity = [ParityRow.from_dict(r) for r in result.get("parity") or []]
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {err}") from None
+        return cls(path=path, command=result.get("command"), machine=result["machine"],
+                   reference=result.get("reference") or "torch-fp32@cpu", model=result.get("model") or {},
+                   image_size=result.get("image_size"), artifacts=result.get("artifacts"),
+                   latency=latency, parity=parity)
+
+    def goals(self, *, trained: bool | None = None) -> list:
+        """:func:`bench.goals.goals_of_run` recomputed from the typed rows (``trained``: the model's record)."""
+        from bench.goals import goals_of_run
+
+        trained = self.model.get("trained", True) if trained is None else trained
+        return goals_of_run([r.to_dict() for r in self.latency], [r.to_dict() for r in self.parity],
+                            reference=self.reference, trained=trained)
+
+
+def header_lines(result: dict) -> list[str]:
+    """The Markdown lines every result starts with: command, date, machine and its load average at the start."""
+    m = result["machine"]
+    load = m.get("load_average")
+    return [f"- command: `{result.get('command', '-')}`",
+            f"- date: {m.get('date', '-')}",
+            f"- machine: {m.get('cpu')}, {m.get('cores')} cores; GPU: {m.get('gpu') or 'none'}"
+            + (f"; load average {' / '.join(f'{x:.1f}' for x in load)} (1/5/15 min) at the start" if load else "")]
+
+
 def _fmt(value, digits: int = 2) -> str:
     if value is None:
         return "-"
@@ -187,6 +242,23 @@ def markdown(result: dict) -> str:
 
 
 # --- plots ------------------------------------------------------------------------------------------
+@contextmanager
+def figure(path: Path, **subplots):
+    """``(fig, axes)`` of ``plt.subplots(**subplots)`` on the Agg backend, laid out, saved to ``path`` and closed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(**subplots)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def plot_latency(rows: list[dict], path: Path) -> Path | None:
     rows = [r for r in rows if not r.get("skipped")]
     if not rows:
@@ -221,30 +293,22 @@ def plot_load(rows: list[dict], path: Path) -> Path | None:
     rows = [r for r in rows if not r.get("skipped")]
     if not rows:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-    for tool in sorted({r["tool"] for r in rows}):
-        sub = sorted((r for r in rows if r["tool"] == tool), key=lambda r: r["concurrency"])
-        c = [r["concurrency"] for r in sub]
-        ax1.plot(c, [r["throughput"] for r in sub], marker="o", label=tool)
-        ax2.plot(c, [r["p50_ms"] for r in sub], marker="o", label=f"{tool} p50")
-        ax2.plot(c, [r["p99_ms"] for r in sub], marker="x", linestyle="--", label=f"{tool} p99")
-    ax1.set(xlabel="concurrency", ylabel="images/s", title="Triton throughput vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
-    ax2.set(xlabel="concurrency", ylabel="ms", title="Triton latency vs concurrency", xscale="log", xticks=[1, 2, 4, 8])
     from matplotlib.ticker import NullFormatter
 
-    for ax in (ax1, ax2):
-        ax.set_xticklabels(["1", "2", "4", "8"])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, ncols=2, figsize=(11, 4)) as (fig, (ax1, ax2)):
+        for tool in sorted({r["tool"] for r in rows}):
+            sub = sorted((r for r in rows if r["tool"] == tool), key=lambda r: r["concurrency"])
+            c = [r["concurrency"] for r in sub]
+            ax1.plot(c, [r["throughput"] for r in sub], marker="o", label=tool)
+            ax2.plot(c, [r["p50_ms"] for r in sub], marker="o", label=f"{tool} p50")
+            ax2.plot(c, [r["p99_ms"] for r in sub], marker="x", linestyle="--", label=f"{tool} p99")
+        for ax, what, unit in ((ax1, "throughput", "images/s"), (ax2, "latency", "ms")):
+            ax.set(xlabel="concurrency", ylabel=unit, title=f"Triton {what} vs concurrency", xscale="log",
+                   xticks=[1, 2, 4, 8])
+            ax.set_xticklabels(["1", "2", "4", "8"])
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
     return path
 
 

@@ -44,8 +44,9 @@ each gets a fresh process and CUDA context).
 The model of ``bench``, ``parity`` and ``tensorrt`` is ``--checkpoint``, else the ``train`` step's
 best checkpoint, else the recipe's model with seeded random weights (the results say which).
 
-Writes ``OUT/<date>_<machine>_gpu_check.json`` and ``.md`` (command, machine and GPU, date, each
-step's status, seconds and budget, every number) after every step, so a run stopped from outside
+Writes ``OUT/<date>_<machine>_gpu_check[-dry-run].json`` (``--tag``, or ``--name`` for the whole stem) and
+``.md`` (command, machine and GPU, library versions, load average, date, each step's status, seconds and
+budget, every number) through ``bench.results.ResultFiles`` after every step, so a run stopped from outside
 keeps the steps it finished; each step's log is in ``OUT/<stem>_logs/STEP.log``. Refuses to replace
 results without ``--force``. The data copy is scored at its own (256 px short side) resolution, not
 at the original images' sizes.
@@ -59,7 +60,6 @@ import json
 import logging
 import math
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -72,6 +72,7 @@ from typing import Any
 
 log = logging.getLogger("references.gpu_check")
 
+PROG = "python -m references.gpu_check"
 STEPS = ("environment", "throughput", "train", "bench", "parity", "tensorrt")
 BUDGET_S = {"environment": 20.0, "throughput": 90.0, "train": 225.0, "bench": 90.0, "parity": 90.0,
             "tensorrt": 45.0}
@@ -736,11 +737,9 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(result: dict, paths: dict[str, Path]) -> None:
-    from banet.atomic import write_text
-
-    write_text(paths["json"], json.dumps(result, indent=2, default=str) + "\n")
-    write_text(paths["md"], markdown(result))
+def _write(result: dict, files) -> None:
+    """(Re)write the results through the one results writer, claimed at the start (bench.results.ResultFiles)."""
+    files.write(result, markdown)
 
 
 def _goals(result: dict) -> dict:
@@ -752,8 +751,7 @@ def _goals(result: dict) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from banet.machine import machine_info
-    from bench.results import result_stem
+    from bench import options
 
     device = "cpu" if args.dry_run else args.device
     if not args.dry_run and _device(device).type != "cuda":
@@ -762,14 +760,13 @@ def run(args: argparse.Namespace) -> int:
     steps = [s for s in STEPS if s in args.steps]
     budgets = {s: (DRY_RUN_BUDGET_S if args.dry_run else BUDGET_S[s]) for s in steps}
     budgets.update({s: b for s, b in args.budget.items() if s in budgets})
-    machine = machine_info()
-    stem = args.tag or result_stem(machine, "gpu_check" + ("-dry-run" if args.dry_run else ""))
-    paths = {"json": args.out / f"{stem}.json", "md": args.out / f"{stem}.md"}
-    existing = [str(p) for p in paths.values() if p.exists()]
-    if existing and not args.force:
-        print(f"gpu_check: {existing[0]} exists; pass --force to replace it", file=sys.stderr)
+    if args.dry_run and not args.name:
+        args.tag = f"{args.tag}-dry-run"
+    files = options.claim(args, prog=PROG, argv=args.argv)
+    if files is None:
         return 2
-    logs = args.out / f"{stem}_logs"
+    machine = files.machine
+    logs = args.out / f"{files.stem}_logs"
     logs.mkdir(parents=True, exist_ok=True)
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -779,11 +776,11 @@ def run(args: argparse.Namespace) -> int:
            "train_modes": args.train_modes, "train_minutes": args.train_minutes, "train_epochs": args.train_epochs,
            "checkpoint": checkpoint, "checkpoint_source": f"--checkpoint {checkpoint}" if checkpoint else None,
            "throughput": None}
-    result: dict = {"command": "python -m references.gpu_check " + shlex.join(args.argv), "date": machine["date"],
+    result: dict = {"date": machine["date"],
                     "machine": machine, "dry_run": args.dry_run, "data": data,
                     "scale": asdict(DRY_RUN if args.dry_run else FULL), "device": device,
                     "budgets_s": budgets, "steps": {}, "errors": {}}
-    _write(result, paths)
+    _write(result, files)
     for name in steps:
         context = work / "context.json"
         context.write_text(json.dumps({**ctx, "budget_s": budgets[name]}, indent=2))
@@ -801,8 +798,8 @@ def run(args: argparse.Namespace) -> int:
             ctx["checkpoint"] = data_of_step["checkpoint"]
             ctx["checkpoint_source"] = f"the train step's best checkpoint ({data_of_step['epochs']} epochs)"
         result["goals"] = _goals(result)
-        _write(result, paths)
-    print("\n".join(str(p) for p in paths.values()))
+        _write(result, files)
+    print("\n".join(str(p) for p in list(files.paths.values()) + [logs]))
     return 1 if result["errors"] else 0
 
 
@@ -822,7 +819,9 @@ def _budget(text: str) -> dict[str, float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m references.gpu_check", description=__doc__,
+    from bench import options
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare-data", help="write a resized copy of a dataset (shorter side --size)")
@@ -832,8 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--quality", type=int, default=95)
     prep.add_argument("--force", action="store_true")
     r = sub.add_parser("run", help="run the check's steps and write the results file")
-    r.add_argument("--data", required=True, help="dataset folder (the prepare-data copy)")
-    r.add_argument("--out", required=True, type=Path, help="folder for the results JSON, Markdown and step logs")
+    options.add_data(r, split=None, required=True, help="dataset folder (the prepare-data copy)")
+    options.add_output(r, name="optional", tag="gpu_check")  # the step logs go beside: OUT/<stem>_logs/
     r.add_argument("--work", type=Path, default=Path("/tmp/banet_gpu_check_run"),
                    help="scratch folder of the steps (train/, export-onnx/, export-tensorrt/ are replaced)")
     r.add_argument("--steps", type=lambda s: [x for x in s.split(",") if x], default=list(STEPS),
@@ -841,8 +840,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--budget", type=_budget, default={},
                    help="seconds per step, e.g. train=570,bench=60 (default: "
                         + ", ".join(f"{k} {v:g}" for k, v in BUDGET_S.items()) + f"; dry run {DRY_RUN_BUDGET_S:g} each)")
-    r.add_argument("--checkpoint", help="model of the bench, parity and tensorrt steps (default: the train "
-                                        "step's best, else seeded random weights)")
+    options.add_checkpoint(r, help="model of the bench, parity and tensorrt steps (default: the train step's "
+                                   "best, else seeded random weights)")
     r.add_argument("--train-modes", type=lambda s: [x for x in s.split(",") if x], default=["eager", "compile"],
                    help=f"throughput modes, from {','.join(TRAIN_MODES)} (default eager,compile)")
     r.add_argument("--train-minutes", type=float, help="training time of the train step (default: 80 %% of its budget)")
@@ -851,8 +850,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--dry-run", "--tiny", dest="dry_run", action="store_true",
                    help="the CPU rehearsal: tiny model, 64 px, a few steps, on the CPU, every step in its process")
-    r.add_argument("--tag", help="file stem of the results (default <date>_<machine>_gpu_check)")
-    r.add_argument("--force", action="store_true")
     step = sub.add_parser("step", help=argparse.SUPPRESS)  # one step, in the process `run` starts for it
     step.add_argument("name", choices=STEPS)
     step.add_argument("--context", required=True, type=Path)

@@ -12,15 +12,13 @@ here, CPU-only ahead of time) parses and builds it. ModelOpt runs in the Python 
 take; docs/export.md), with its own default INT8 placement (``quantize_mode="int8"``, FP16 base, same
 calibration images). ``--extra NAME=PATH`` adds any other INT8 graph (e.g. an older export's).
 
-Writes ``<out>/int8_placement_<date>_<machine>_<tag>.{json,md}`` (refuses to replace them without ``--force``).
+Writes ``<out>/int8_placement_<date>_<machine>_<tag>.{json,md}`` (or ``--name``; refuses to replace them without ``--force``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from banet.atomic import write_text
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +93,7 @@ def _row(name: str, path: Path, fp32_logits: np.ndarray, images: np.ndarray, siz
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"# TensorRT INT8 placement: {report['tag']}", "",
+    lines = [f"# TensorRT INT8 placement: {report['tag'] or report['name']}", "",
              f"- command: `{report['command']}`", f"- date: {m['date']}",
              f"- machine: {m['cpu']} ({m['cores']} cores), load average {m.get('load_average')}",
              f"- FP32 graph: `{report['onnx']}` ({report['image_size']} px); calibration: {report['calibration']}; "
@@ -129,22 +126,29 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m references.precision.int8_placement"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m references.precision.int8_placement", description=__doc__.split("\n\n")[0])
+    from banet.data import kvasir_split
+    from bench import options
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--onnx", required=True, type=Path, help="the export's FP32 graph (model.onnx)")
-    p.add_argument("--calib-data", required=True)
-    p.add_argument("--calib-count", type=int, default=16)
-    p.add_argument("--calib-method", default="percentile")
-    p.add_argument("--parity-data", default=None, help="held-out images (default: the Kvasir-SEG test split)")
-    p.add_argument("--parity-count", type=int, default=8)
+    p.add_argument("--calib-data", required=True, help="INT8 calibration images: a folder or ROOT:SPLIT")
+    p.add_argument("--calib-count", type=int, default=16, help="calibration images (default 16)")
+    p.add_argument("--calib-method", default="percentile", help="percentile or minmax")
+    p.add_argument("--parity-data", default=kvasir_split("test"),
+                   help="held-out images: a folder or ROOT:SPLIT (default: the Kvasir-SEG test split)")
+    p.add_argument("--parity-count", type=int, default=8, help="how many of them (default 8)")
     p.add_argument("--modelopt-python", default=None, help="a Python with nvidia-modelopt (default: this one, if it has it)")
     p.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="another INT8 graph to count")
     p.add_argument("--no-build", action="store_true", help="skip the TensorRT parse + build")
-    p.add_argument("--tag", required=True)
-    p.add_argument("--note")
-    p.add_argument("--out", type=Path, default=Path("bench/results"))
-    p.add_argument("--force", action="store_true")
+    options.add_output(p, tag=None, name="optional")
+    options.add_note(p)
     args = p.parse_args(argv)
+    if not (args.tag or args.name):
+        p.error("--tag (or --name) is required: it names the graph (e.g. resnet50-random-256)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import importlib.util
@@ -152,22 +156,17 @@ def main(argv: list[str] | None = None) -> int:
     import onnx
 
     from banet import processing
-    from banet.machine import machine_info, machine_slug
     from export import parity
-    from export.pipeline import DEFAULT_PARITY_DATA
     from export.precision import _logits, quantize_int8, select_calibration_images
 
-    machine = machine_info()
-    stem = f"int8_placement_{machine['date'][:16].replace(':', '')}Z_{machine_slug(machine)}_{args.tag}"
-    targets = [args.out / f"{stem}.json", args.out / f"{stem}.md"]
-    if any(t.exists() for t in targets) and not args.force:
-        print(f"error: {targets[0]} exists; pass --force", file=sys.stderr)
+    files = options.claim(args, prog=PROG, argv=argv, kind="int8_placement")
+    if files is None:
         return 2
     model = onnx.load(str(args.onnx), load_external_data=False)
     size = model.graph.input[0].type.tensor_type.shape.dim[-1].dim_value
     calib = select_calibration_images(parity.image_paths(args.calib_data), args.calib_count, source=args.calib_data)
     calib_batch = np.stack([processing.preprocess(processing.load_image(c), size) for c in calib]).astype(np.float32)
-    par_spec = args.parity_data or DEFAULT_PARITY_DATA
+    par_spec = args.parity_data
     par_paths = parity.image_paths(par_spec)
     par_paths = [par_paths[i] for i in np.linspace(0, len(par_paths) - 1, args.parity_count).round().astype(int)]
     images = np.stack([processing.preprocess(processing.load_image(c), size) for c in par_paths]).astype(np.float32)
@@ -185,8 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             np.save(work / "calib.npy", calib_batch)
             started = time.perf_counter()
-            done = subprocess.run([python, "-c", MODELOPT_SCRIPT, str(args.onnx), str(work / "calib.npy"),
-                                   str(work / "modelopt.onnx")], capture_output=True, text=True)
+            try:
+                done = subprocess.run([python, "-c", MODELOPT_SCRIPT, str(args.onnx), str(work / "calib.npy"),
+                                       str(work / "modelopt.onnx")], capture_output=True, text=True)
+            except OSError as err:  # --modelopt-python is not a program: say so in the row, keep the others
+                done = subprocess.CompletedProcess([python], 127, "", f"cannot run --modelopt-python {python}: {err}")
             if done.returncode != 0:
                 rows.append({"graph": "modelopt", "skipped": f"failed: {done.stderr.strip().splitlines()[-1:]}"})
             else:
@@ -198,15 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         for extra in args.extra:
             name, _, path = extra.partition("=")
             rows.append(_row(name, Path(path), fp32_logits, images, size, work, not args.no_build, None))
-    report = {"tag": args.tag, "note": args.note,
-              "command": shlex.join(["python", "-m", "references.precision.int8_placement", *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine, "onnx": str(args.onnx), "image_size": size,
+    report = {"tag": args.tag, "name": files.stem, "note": args.note, "onnx": str(args.onnx), "image_size": size,
               "calibration": f"{len(calib)} images of {args.calib_data}, {args.calib_method} (ModelOpt: max)",
               "parity": f"{len(par_paths)} images of {par_spec}", "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_text(targets[0], json.dumps(report, indent=2, default=str) + "\n")
-    write_text(targets[1], markdown(report))
-    print(markdown(report))
+    options.finish(files, report, markdown)
     return 0
 
 

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.results import command_line
 
     p = argparse.ArgumentParser(prog="python -m references.precision.int8_search", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True, help="BA-Net checkpoint (banet-train, or banet-info --random-checkpoint)")
+    options.add_checkpoint(p, required=True, help="BA-Net checkpoint (banet-train, or banet-info --random-checkpoint)")
     p.add_argument("--calib-data", required=True, help="calibration images: folder or ROOT:SPLIT")
     p.add_argument("--calib-count", type=int, default=8)
     p.add_argument("--calib-method", choices=("minmax", "percentile"), default="minmax",
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", type=lambda v: tuple(int(x) for x in v.split(",")), default=(1, 8))
     p.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per batch size")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--data", default=None, help="images the timed batches come from (default: Kvasir-SEG test)")
+    options.add_data(p, help="images the timed batches come from: a folder or ROOT:SPLIT (default: Kvasir-SEG test)")
     p.add_argument("--parity-count", type=int, default=0, help="score each candidate on this many test images (0: no)")
     options.add_output(p, tag="search")
     p.add_argument("--note", help="a line of context written into the Markdown")
@@ -110,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     from banet.checkpoint import model_from_checkpoint
     from banet.inference import torch_runner
     from banet.spec import IMAGE_SIZE
-    from banet.data import kvasir_split
     from bench.inputs import load_pool
     from export import parity
     from export.onnx import export_onnx, simplify_onnx
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     model, payload = model_from_checkpoint(args.checkpoint)
     size = args.image_size or int((payload.get("train_config") or {}).get("size") or IMAGE_SIZE)
     calib = select_calibration_images(parity.image_paths(args.calib_data), args.calib_count, source=args.calib_data)
-    data = args.data or kvasir_split("test")
+    data = args.data
     root, _, split = data.rpartition(":")
     pool = load_pool(root, split=split, limit=16, size=size)
     random_weights = bool((payload.get("train_config") or {}).get("random_weights"))
@@ -167,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                 entries[name]["parity"] = {k: result.to_dict()[k] for k in ("mean_agreement", "worst_agreement",
                                                                             "worst_image", "passed")}
     report["candidates"] = list(entries.values())
-    paths = files.write(report, markdown)
-    print(markdown(report))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, report, markdown)
     return 0
 
 

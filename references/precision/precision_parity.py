@@ -11,10 +11,10 @@ processes falls on all of them alike; absolute CPU times are for the ratios only
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -74,17 +74,22 @@ def calibration_sweep(manifest: dict, config: ExportConfig, methods: list[str]) 
     return rows
 
 
-def to_markdown(report: dict) -> str:
+def header(report: dict, title: str, *, extra: Sequence[str] = (), against: str = "") -> list[str]:
+    """The opening of an export report: title, command, date, machine, ``extra`` lines, the checkpoint, the
+    size and the parity images (``against``: what they are scored against), the note."""
+    from bench.results import header_lines
+
     m = report["manifest"]
-    lines = [f"# Export: {report['name']}", "",
-             f"- command: `{report['command']}`",
-             f"- date: {report['date']}",
-             f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores",
+    lines = [f"# {title}", "", *header_lines(report), *extra,
              f"- checkpoint: `{m['checkpoint']['path']}` (sha256 {m['checkpoint']['sha256'][:12]}...)",
              f"- input size: {m['image_size']} px; parity on {m['parity_data']['images']} images of "
-             f"`{m['parity_data']['source']}`", ""]
-    if report.get("note"):
-        lines += [f"> {report['note']}", ""]
+             f"`{m['parity_data']['source']}`{against}", ""]
+    return lines + ([f"> {report['note']}", ""] if report.get("note") else [])
+
+
+def to_markdown(report: dict) -> str:
+    m = report["manifest"]
+    lines = header(report, f"Export: {report['name']}")
     lines += ["## Artifacts and accuracy gate", "",
               "| artifact | MB | export s | agreement (mean / worst) | max abs logit diff | JA (pts) | JA change (pts) | gate |",
               "|---|---|---|---|---|---|---|---|"]
@@ -121,25 +126,19 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m references.precision.precision_parity"
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench import options
-    from bench.results import command_line
 
-    p = argparse.ArgumentParser(prog="python -m references.precision.precision_parity", description=__doc__.split("\n\n")[0])
-    options.add_export(p)
-    options.add_output(p, name=True, out_flag="--results")
+    p = options.export_report_parser(PROG, __doc__)
     p.add_argument("--work", help="export directory to keep (default: a temporary one)")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
     p.add_argument("--calib-sweep", help="comma-separated calibration methods to compare for INT8 (e.g. minmax,percentile)")
     args = p.parse_args(argv)
-
-    try:
-        files = options.result_files(args, kind=None,
-                                     command=command_line("python -m references.precision.precision_parity", argv))
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
+    files = options.claim(args, prog=PROG, argv=argv)
+    if files is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="banet-export-report-") as tmp:
         config = ExportConfig(checkpoint=args.checkpoint, out=args.work or tmp, image_size=args.image_size,
@@ -157,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"name": args.name, "date": files.machine["date"],
               "note": args.note, "manifest": manifest, "latency": latency, "latency_rounds": args.rounds,
               "calibration_sweep": sweep}
-    files.write(report, to_markdown)
-    print(to_markdown(report))
+    options.finish(files, report, to_markdown)
     return 0
 
 

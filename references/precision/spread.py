@@ -13,7 +13,6 @@ Writes ``<results>/<name>.json`` and ``.md`` (refuses to replace them without ``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -25,24 +24,20 @@ RATIOS = ("ORT FP32 vs PyTorch FP32 eager", "ORT INT8 vs ORT FP32")
 
 
 def read_run(path: Path) -> dict:
-    """One banet-bench result file -> its ratios (numbers from its latency rows) and where its inputs came from.
+    """One banet-bench result file -> its ratios and where its inputs came from.
 
-    The ratios are recomputed with :mod:`bench.goals` from the typed latency rows (``p50_ms``, per-repeat
-    ``repeat_p50_ms``), never parsed back from the display strings ("3.49x") of the goals table.
+    The file is read through its types (:class:`bench.results.BenchRun`: latency and parity rows) and the
+    ratios recomputed with :mod:`bench.goals` from the rows' numbers (``p50_ms``, per-repeat ``repeat_p50_ms``),
+    never parsed back from the display strings ("3.49x") of the goals table.
     """
-    from bench.goals import goals_of_run
+    from bench.results import BenchRun
 
-    result = json.loads(path.read_text())
-    if "goals" not in result or "latency" not in result:
-        raise ValueError(f"{path}: not a banet-bench result (no goals/latency)")
-    reference = result.get("reference") or "torch-fp32@cpu"
-    found = {g.goal.split(",")[0]: g.value for g in goals_of_run(result["latency"], result.get("parity") or [],
-                                                                  reference=reference)}
+    run = BenchRun.read(path)
+    found = {g.goal.split(",")[0]: g.value for g in run.goals()}
     return {
-        "file": str(path), "date": result["machine"].get("date"), "command": result.get("command"),
-        "load_average": result["machine"].get("load_average"),
-        "model": result.get("model", {}).get("description"), "image_size": result.get("image_size"),
-        "artifacts": result.get("artifacts"),
+        "file": str(path), "date": run.machine.get("date"), "command": run.command,
+        "load_average": run.machine.get("load_average"), "model": run.model.get("description"),
+        "image_size": run.image_size, "artifacts": run.artifacts,
         "ratios": {name: found.get(name) for name in RATIOS},
     }
 
@@ -95,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     report = {"name": args.name, "date": files.machine["date"], "note": args.note,
               "spread": spread(runs), "runs": runs}
-    files.write(report, markdown)
-    print(markdown(report))
+    options.finish(files, report, markdown)
     return 0
 
 

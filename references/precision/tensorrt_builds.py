@@ -23,7 +23,6 @@ and the date.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import numpy as np
 from export import parity
 from export import tensorrt as trt_route
 from export.pipeline import ExportConfig, run_export
+from references.precision.precision_parity import header
 
 
 def fp32_compute_nodes(path: str | Path) -> dict[str, int]:
@@ -201,19 +201,11 @@ def _engine_cells(engine: dict) -> list[str]:
 def to_markdown(report: dict) -> str:
     m = report["manifest"]
     b = m.get("tensorrt_builder") or {}
-    lines = [f"# TensorRT: {report['name']}", "",
-             f"- command: `{report['command']}`",
-             f"- date: {report['date']}",
-             f"- machine: {report['machine']['cpu']}, {report['machine']['cores']} cores; load average "
-             f"{' / '.join(f'{x:.1f}' for x in report['loadavg'])} (1/5/15 min) at the start",
-             f"- builder: {b.get('builder', 'none')} {b.get('version', '')} (`{b.get('module', '-')}`); "
-             f"engines for {', '.join(next((r['engine'].get('targets', []) for r in report['rows'] if r['engine'].get('targets')), [])) or '-'}; "
-             f"GPU: {'none (CPU-only ahead-of-time build; engines not run)' if not report['gpu'] else report['gpu']['name']}",
-             f"- checkpoint: `{m['checkpoint']['path']}` (sha256 {m['checkpoint']['sha256'][:12]}...)",
-             f"- input size: {m['image_size']} px; parity on {m['parity_data']['images']} images of "
-             f"`{m['parity_data']['source']}`, against the FP32 PyTorch masks", ""]
-    if report.get("note"):
-        lines += [f"> {report['note']}", ""]
+    targets = next((r["engine"].get("targets", []) for r in report["rows"] if r["engine"].get("targets")), [])
+    lines = header(report, f"TensorRT: {report['name']}", against=", against the FP32 PyTorch masks", extra=[
+        f"- builder: {b.get('builder', 'none')} {b.get('version', '')} (`{b.get('module', '-')}`); "
+        f"engines for {', '.join(targets) or '-'}; "
+        f"GPU: {'none (CPU-only ahead-of-time build; engines not run)' if not report['gpu'] else report['gpu']['name']}"])
     lines += ["## What the TensorRT builder makes of each artifact", "",
               "| artifact | ONNX MB | parsed and built | build s | engine MB | network layers | convolutions by compute dtype | engine layers by output precision |",
               "|---|---|---|---|---|---|---|---|"]
@@ -252,25 +244,19 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+PROG = "python -m references.precision.tensorrt_builds"
+
+
 def main(argv: list[str] | None = None) -> int:
     from bench import options
-    from bench.results import command_line
 
-    p = argparse.ArgumentParser(prog="python -m references.precision.tensorrt_builds", description=__doc__.split("\n\n")[0])
-    options.add_export(p, calib_method=False)
+    p = options.export_report_parser(PROG, __doc__, calib_method=False)
     p.add_argument("--trt-builder", choices=trt_route.BUILDERS)
-    options.add_output(p, name=True, out_flag="--results")
-    p.add_argument("--threads", type=int)
     p.add_argument("--modelopt", action="store_true", help="also quantize with NVIDIA ModelOpt (if installed)")
     p.add_argument("--torch-fp16", action="store_true", help="also score PyTorch's CPU float16 forward pass")
-    p.add_argument("--note", help="a line of context written into the Markdown (e.g. 'random weights')")
     args = p.parse_args(argv)
-
-    try:
-        files = options.result_files(args, kind=None,
-                                     command=command_line("python -m references.precision.tensorrt_builds", argv))
-    except FileExistsError as err:
-        print(f"error: {err}", file=sys.stderr)
+    files = options.claim(args, prog=PROG, argv=argv)
+    if files is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="banet-trt-report-") as tmp:
         config = ExportConfig(checkpoint=args.checkpoint, out=str(Path(tmp) / "export"), image_size=args.image_size,
@@ -280,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         collected = collect(config, Path(tmp), modelopt=args.modelopt, torch_fp16=args.torch_fp16)
     report = {"name": args.name, "date": files.machine["date"], "gpu": trt_route.gpu(),
               "note": args.note, "gates": {k: vars(config.gate(k)) for k in ("fp32", "fp16", "int8")}, **collected}
-    files.write(report, to_markdown)
-    print(to_markdown(report))
+    options.finish(files, report, to_markdown)
     return 0
 
 

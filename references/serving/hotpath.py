@@ -632,8 +632,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m references.serving.hotpath", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/")
-    p.add_argument("--checkpoint", type=Path, help="a trained BA-Net checkpoint for the mask-parity table")
+    options.add_data(p, split=None, required=True, type=Path, help="datasets root holding kvasir-seg/")
+    options.add_checkpoint(p, help="a trained BA-Net checkpoint for the mask-parity table")
     p.add_argument("--size", type=int, default=256, help="network input side of the timed parts (default 256)")
     p.add_argument("--reps", type=int, default=5, help="rounds (>= 3)")
     p.add_argument("--no-triton", action="store_true", help="skip the perf_analyzer part")
@@ -661,10 +661,8 @@ def main(argv: list[str] | None = None) -> int:
     result["triton"] = None if args.no_triton else measure_triton(test, size, args.reps, args.concurrency, args.seconds,
                                                                   frames=video_frames(args.data))
     result["verdicts"] = verdicts(result)
-    paths = files.write(result, markdown, {"throughput": lambda path: plot(result, path),
-                                           "hops": lambda path: plot_hops(result, path)})
-    print(markdown(result))
-    print(f"wrote {', '.join(map(str, paths.values()))}")
+    options.finish(files, result, markdown, {"throughput": lambda path: plot(result, path),
+                                             "hops": lambda path: plot_hops(result, path)})
     return 0
 
 

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m references.serving.serving_latency", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="datasets root holding kvasir-seg/ and isic2017/")
+    options.add_data(p, split=None, required=True, type=Path, help="datasets root holding kvasir-seg/ and isic2017/")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--onnx", type=Path, help="ONNX model to measure")
     src.add_argument("--preset", nargs="+", default=["tiny"], help="random-weight presets of --arch to export and measure")
@@ -237,9 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("measuring %s", label)
             models[label] = measure(onnx_path, images, reps=args.reps, warmup=args.warmup, spinning=args.spinning)
     result = {"title": "serving latency", "goals": GOALS, "ort_spinning": args.spinning, "models": models}
-    paths = files.write(result, markdown)
-    print(markdown(result))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0
 
 

@@ -242,11 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--repository", type=Path, help="model repository to serve")
     src.add_argument("--onnx", type=Path, help="ONNX model: served from a temporary python_onnxruntime repository")
-    src.add_argument("--checkpoint", type=Path, help="checkpoint: exported to ONNX, then as --onnx")
+    options.add_checkpoint(src, help="checkpoint: exported to ONNX, then as --onnx")
     src.add_argument("--preset", help="random-weight model of a preset (seed 0) whose head bias is centred on the "
                                       "soak images, so that its masks have real boundaries; exported as --onnx")
     p.add_argument("--arch", default="banet", help="the network of --preset (default banet; banet.model.ARCHITECTURES)")
-    p.add_argument("--data", type=Path, default=None, help="datasets root (isic2017/, kvasir-seg/); default synthetic")
+    options.add_data(p, split=None, type=Path, help="datasets root (isic2017/, kvasir-seg/); default synthetic")
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--duration", type=float, default=45.0, help="seconds of load")
     p.add_argument("--images", type=int, default=8, help="distinct images cycled through")
@@ -282,9 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             soak = run_soak(server.grpc_url, images, clients=args.clients, duration_s=args.duration, rss=server.rss_bytes)
     result = {"title": "soak", "model": model, "server": "tritonserver (banet.server.TritonServer, loopback)",
               "soak": soak}
-    paths = files.write(result, markdown)
-    print(markdown(result))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0 if all(soak["checks"].values()) else 1
 
 

@@ -13,8 +13,9 @@ own folders; each version trains and evaluates with its own code.
 
 After every epoch, ``banet-eval`` of that version scores ``last.pt`` on the val and test splits
 at each image's original size; the training-resolution val JA of ``history.json`` is kept too.
-Writes ``OUT/<tag>.json`` and ``.md`` (command, machine, date, commits, both curves) and a
-``_curves.png``; refuses to replace them without ``--force``.
+Writes ``OUT/before_after_<date>_<machine>_<tag>.json`` (or ``--name``) and ``.md`` (command, machine, date,
+commits, both curves) and a ``_curves.png`` through ``bench.results.ResultFiles``; refuses to replace them without
+``--force``.
 """
 
 from __future__ import annotations
@@ -30,13 +31,11 @@ import tarfile
 import textwrap
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 log = logging.getLogger("references.training.before_after")
 
 REPO = Path(__file__).resolve().parents[2]
-from bench.results import RESULTS_DIR as DEFAULT_OUT  # noqa: E402
 TRAIN_FLAGS = ("--recipe", "paper", "--preset", "tiny", "--size", "128", "--optimizer", "adam", "--lr", "1e-3",
                "--schedule", "constant", "--batch-size", "8", "--augment", "flips", "--deep-supervision", "1",
                "--seed", "0", "--workers", "2")
@@ -133,53 +132,42 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(result: dict, path: Path) -> Path | None:
-    try:
-        import matplotlib
+def plot(result: dict, path: Path) -> Path:
+    from bench.results import figure
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name, style in (("before", "--"), ("after", "-")):
-        curve = result["versions"][name]["curve"]
-        epochs = [r["epoch"] for r in curve]
-        ax.plot(epochs, [r["val_JA"] for r in curve], style, marker="o", label=f"{name}: val JA")
-        ax.plot(epochs, [r["test_JA"] for r in curve], style, marker="s", label=f"{name}: test JA")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("JA (mean over images)")
-    ax.set_title("\n".join(textwrap.wrap(result["title"], 70)), fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(6, 3.6)) as (fig, ax):
+        for name, style in (("before", "--"), ("after", "-")):
+            curve = result["versions"][name]["curve"]
+            epochs = [r["epoch"] for r in curve]
+            ax.plot(epochs, [r["val_JA"] for r in curve], style, marker="o", label=f"{name}: val JA")
+            ax.plot(epochs, [r["test_JA"] for r in curve], style, marker="s", label=f"{name}: test JA")
+        ax.set(xlabel="epoch", ylabel="JA (mean over images)")
+        ax.set_title("\n".join(textwrap.wrap(result["title"], 70)), fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return path
 
 
+PROG = "python -m references.training.before_after"
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m references.training.before_after", description=__doc__,
+    from bench import options
+
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder (images/, masks/, a split file)")
+    options.add_data(p, split=None, required=True, help="dataset folder (images/, masks/, a split file)")
     p.add_argument("--before", required=True, help="commit whose banet/ is the 'before' code")
     p.add_argument("--after", default="HEAD", help="commit whose banet/ is the 'after' code (default HEAD)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--work", type=Path, required=True, help="folder for the old source and both run folders")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    p.add_argument("--tag", default="before_after")
+    options.add_output(p, name="optional")
     p.add_argument("--title", default="Retrained before and after")
     p.add_argument("--note", default="")
-    p.add_argument("--force", action="store_true", help="replace existing result files")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from banet.machine import machine_info
-
-    paths = {k: args.out / f"{args.tag}{suffix}" for k, suffix in (("json", ".json"), ("md", ".md"),
-                                                                   ("png", "_curves.png"))}
-    existing = [str(v) for v in paths.values() if v.exists()]
-    if existing and not args.force:
-        print(f"before_after: {existing[0]} exists; pass --force to replace it", file=sys.stderr)
+    files = options.claim(args, prog=PROG, argv=argv, kind="before_after", plots=("curves",))
+    if files is None:
         return 2
     if not Path(args.data).is_dir():
         print(f"before_after: {args.data}: not a folder", file=sys.stderr)
@@ -188,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     sources = {"before": extract(before, args.work / f"src_{before[:12]}"),
                "after": extract(after, args.work / f"src_{after[:12]}")}
-    loadavg_start = [round(v, 2) for v in os.getloadavg()]
     started = time.perf_counter()
     curves: dict[str, list] = {}
     errors: dict[str, BaseException] = {}
@@ -210,23 +197,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"before_after: the {name} run failed ({err}); see {args.work / (name + '.log')}", file=sys.stderr)
         return 1
     result = {
-        "title": args.title, "tag": args.tag,
-        "command": "python -m references.training.before_after " + shlex.join(argv if argv is not None else sys.argv[1:]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(), "loadavg_start": loadavg_start,
-        "loadavg_end": [round(v, 2) for v in os.getloadavg()],
+        "title": args.title, "tag": args.tag, "date": files.machine["date"],
+        "loadavg_start": files.machine["load_average"], "loadavg_end": [round(v, 2) for v in os.getloadavg()],
         "wall_seconds": round(time.perf_counter() - started, 1),
         "data": str(args.data), "train_flags": list(TRAIN_FLAGS), "epochs": args.epochs,
         "versions": {"before": {"commit": before, "curve": curves["before"]},
                      "after": {"commit": after, "curve": curves["after"]}},
         "note": args.note,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    if plot(result, paths["png"]) is not None:
-        result["plot"] = str(paths["png"].relative_to(REPO)) if paths["png"].is_relative_to(REPO) else str(paths["png"])
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
-    paths["md"].write_text(markdown(result))
-    print("\n".join(str(v) for v in paths.values() if v.exists()))
+    options.finish(files, result, markdown, {"curves": lambda path: plot(result, path)})
     return 0
 
 

@@ -30,20 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import options
+from bench.results import command_line
+
 log = logging.getLogger(__name__)
 
 ENTRY_FILE = "entry.json"
-from bench.results import RESULTS_DIR as DEFAULT_RESULTS  # noqa: E402
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="banet-compare", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="data set folder (any layout banet-train reads)")
+    options.add_data(p, split=None, required=True, help="data set folder (any layout banet-train reads)")
     p.add_argument("--out", required=True, help="folder for every entry's run, export and entry.json")
     p.add_argument("--arch", nargs="*", default=list(registry.ARCHITECTURES), choices=list(registry.ARCHITECTURES),
                    metavar="ARCH", help=f"architectures (default all: {' '.join(registry.ARCHITECTURES)})")
@@ -400,13 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-images", type=int, default=16)
     p.add_argument("--latency-rounds", type=int, default=20, help="interleaved timed rounds per repeat")
     p.add_argument("--latency-repeats", type=int, default=3, help="repeats of the latency block (the spread)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: its own choice)")
-    p.add_argument("--results", default=str(DEFAULT_RESULTS), help="folder for the results files")
-    p.add_argument("--name", help="results file stem (default compare_<data>_<preset><size>_<UTC date and time>)")
+    options.add_threads(p)
+    options.add_output(p, name="optional", out_flag="--results", dest="results")  # --out: the runs' folder
     p.add_argument("--resume", "--reuse", dest="reuse", action="store_true",
                    help="take finished entries already in --out (same settings) and continue killed runs from "
                         "their last checkpoint")
-    p.add_argument("--force", action="store_true", help="replace existing results files and entries in --out")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -415,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     from banet.checkpoint import CheckpointError
     from banet.data.pairs import DatasetError
     from banet.train import TrainError
-    from references.training.compare_tables import planned_paths, write_results
+    from references.training.compare_tables import PLOTS, write_results
     from export.pipeline import ExportError
 
     args = build_parser().parse_args(argv)
@@ -427,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers, test_split=args.test_split, calib_count=args.calib_count,
         parity_count=args.parity_count, latency_images=args.latency_images, latency_rounds=args.latency_rounds,
         latency_repeats=args.latency_repeats, threads=args.threads)
-    stem = args.name or (f"compare_{Path(args.data).resolve().name}_{args.preset}{args.size}_"
-                         f"{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H%MZ')}")
+    args.tag = args.tag or f"{Path(args.data).resolve().name}_{args.preset}{args.size}"
     try:
         from export.precision import MIN_CALIBRATION_IMAGES
 
@@ -442,7 +439,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.patience is not None and args.patience < 1:
             raise ValueError(f"--patience must be >= 1, got {args.patience}")
         entries = entries_for(args.arch, args.ablation, extra_seeds=args.extra_seeds, seed_rows=args.seed_rows)
-        planned_paths(args.results, stem, force=args.force)  # refuse before hours of work, not after
+        # refused before hours of work, not after: compare_<date>_<machine>_<data>_<preset><size>, or --name
+        files = options.result_files(args, kind="compare", plots=PLOTS, dest="results",
+                                     command=command_line("banet-compare", argv))
         out = Path(args.out)
         finished = [e.label for e in entries if (out / e.label / ENTRY_FILE).exists()
                     or (out / e.label / "run" / "last.pt").exists()]
@@ -451,10 +450,8 @@ def main(argv: list[str] | None = None) -> int:
                                   "continue unfinished runs) or --force to train them again")
         for label in (finished if args.force and not args.reuse else []):
             (out / label / ENTRY_FILE).unlink(missing_ok=True)
-        command = ["banet-compare", *(argv if argv is not None else sys.argv[1:])]
         result = compare(settings, entries, reuse=args.reuse)
-        result["command"] = shlex.join(command)
-        paths = write_results(result, args.results, stem=stem, force=args.force)
+        paths = write_results(result, files)
     except (CheckpointError, DatasetError, TrainError, ExportError, ValueError, FileExistsError) as err:
         print(f"banet-compare: error: {err}", file=sys.stderr)
         return 2

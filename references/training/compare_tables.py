@@ -6,7 +6,6 @@ in %), with parameters, GFLOPs, ONNX Runtime latency ratios and FP16/INT8 mask a
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from banet.metrics import METRIC_NAMES
+from bench.results import ResultFiles
 from references.training.paper_tables import plot_curves, table_markdown
 
 log = logging.getLogger(__name__)
@@ -26,14 +26,8 @@ CAVEAT = ("These are not the paper's numbers and do not rank the networks as the
           "seed or another epoch would change.")
 
 
-def planned_paths(out_dir: str | Path, stem: str, *, force: bool = False) -> dict[str, Path]:
-    """The files a comparison named ``stem`` will write; :class:`FileExistsError` if one exists (unless ``force``)."""
-    out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{stem}.json", "md": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}
-    existing = [p for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --name")
-    return paths
+PLOTS = ("comparison", "curves")
+"""The plots of a comparison: ``STEM_comparison.png`` (scores, compute, precision ratios) and ``STEM_curves.png``."""
 
 
 def _pct(value: float | None) -> str:
@@ -174,15 +168,7 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def write_results(result: dict[str, Any], out_dir: str | Path, *, stem: str, force: bool = False) -> dict[str, Path]:
-    """Write ``STEM.json``, ``STEM.md`` and ``STEM.png`` into ``out_dir``; return their paths."""
-    paths = planned_paths(out_dir, stem, force=force)
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    curves = paths["plot"].with_name(paths["plot"].stem + "_curves.png")
-    if curves.exists() and not force:
-        raise FileExistsError(f"{curves} exists; pass --force to replace it or choose another --name")
-    result["plots"] = {"comparison": str(plot(result, paths["plot"])), "curves": str(plot_curves(result["entries"], curves))}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
-    paths["md"].write_text(markdown(result))
-    log.info("wrote %s", ", ".join(str(p) for p in paths.values()))
-    return paths
+def write_results(result: dict[str, Any], files: ResultFiles) -> dict[str, Path]:
+    """Write the comparison through the one results writer (claimed with :data:`PLOTS` before the runs)."""
+    return files.write(result, markdown, {"comparison": lambda path: plot(result, path),
+                                          "curves": lambda path: plot_curves(result["entries"], path)})

@@ -54,7 +54,7 @@ def test_dry_run_runs_every_step_and_writes_the_results(copy, tmp_path, capsys):
     """The CPU rehearsal: every step in its own process, the results and each step's log written."""
     _, data, _, _ = copy
     out = tmp_path / "out"
-    args = ["run", "--data", str(data), "--out", str(out), "--dry-run", "--work", str(tmp_path / "work"), "--tag", "t"]
+    args = ["run", "--data", str(data), "--out", str(out), "--dry-run", "--work", str(tmp_path / "work"), "--name", "t"]
     assert main(args) == 0, (out / "t.md").read_text()
     result = json.loads((out / "t.json").read_text())
     assert result["dry_run"] and result["machine"]["cpu"] and "gpu" in result["machine"]
@@ -107,13 +107,13 @@ def test_a_failed_or_overrunning_step_is_recorded_and_the_next_runs(copy, tmp_pa
     snapshots = []
     write = gpu_check._write
 
-    def spy(result, paths):
-        write(result, paths)
-        snapshots.append({k: v["status"] for k, v in json.loads(paths["json"].read_text())["steps"].items()})
+    def spy(result, files):
+        write(result, files)
+        snapshots.append({k: v["status"] for k, v in json.loads(files.paths["json"].read_text())["steps"].items()})
 
     monkeypatch.setattr(gpu_check, "_write", spy)
     args = ["run", "--data", str(data), "--out", str(out), "--dry-run", "--work", str(tmp_path / "work"),
-            "--tag", "t", "--steps", "environment,throughput,bench,tensorrt", "--checkpoint", str(bad),
+            "--name", "t", "--steps", "environment,throughput,bench,tensorrt", "--checkpoint", str(bad),
             "--budget", "throughput=0.5"]
     started = time.monotonic()
     assert main(args) == 1
@@ -137,7 +137,7 @@ def test_a_failed_or_overrunning_step_is_recorded_and_the_next_runs(copy, tmp_pa
 @pytest.mark.needs_no_cuda
 def test_the_full_check_needs_cuda(copy, tmp_path, capsys):
     _, data, _, _ = copy
-    assert main(["run", "--data", str(data), "--out", str(tmp_path / "out"), "--tag", "u"]) == 2
+    assert main(["run", "--data", str(data), "--out", str(tmp_path / "out"), "--name", "u"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

@@ -6,15 +6,16 @@ import json
 
 import pytest
 
+from bench.latency import LatencyRow
+from bench.stats import summarize
 from references.precision.spread import main
 
 
 def _run(path, date, ort_vs_torch, int8):
     """A banet-bench result whose latency rows give these batch-1 ratios (its goals' display strings are
     deliberately wrong: the spread must come from the numbers, not from parsing "3.49x")."""
-    def row(name, p50):
-        return {"backend": name, "batch_size": 1, "device": "cpu", "p50_ms": p50, "throughput": 1000 / p50,
-                "skipped": None}
+    def row(name, p50):  # the one JSON encoding of a measured row (three calls of p50 ms)
+        return LatencyRow(name, "fp32", "cpu", 1, stats=summarize([p50 / 1e3] * 3)).to_dict()
 
     latency = [row("torch-fp32@cpu", 10.0 * ort_vs_torch), row("ort-fp32@cpu", 10.0)]
     if int8 is not None:
@@ -52,3 +53,14 @@ def test_a_file_that_is_not_a_bench_result_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(other), "--name", "s", "--results", str(tmp_path)])
     assert "soak.json: not a banet-bench result" in capsys.readouterr().err
+
+
+def test_a_bench_result_with_a_broken_row_is_named(tmp_path, capsys):
+    """A measured row without its statistics is refused with the file's name, not read as a missing ratio."""
+    path = _run(tmp_path / "a.json", "2026-01-01T00:02", 3.49, 0.21)
+    data = json.loads(path.read_text())
+    del data["latency"][1]["p90_ms"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit):
+        main([str(path), "--name", "s", "--results", str(tmp_path / "out")])
+    assert "a.json: latency row ort-fp32@cpu batch 1: no p90_ms" in capsys.readouterr().err

@@ -69,8 +69,9 @@ def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
     # every repeat timed all six artifacts
     assert all(len(rep) == 6 for rep in result["latency"]["repeats"])
     md = (root / "results" / "cmp.md").read_text()
-    assert "not the paper's numbers" in md and "| unet | full |" in md and "cmp.png" in md
-    assert (root / "results" / "cmp.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "not the paper's numbers" in md and "| unet | full |" in md and "cmp_comparison.png" in md
+    for plot in ("comparison", "curves"):  # the one results writer's STEM_<plot>.png
+        assert (root / "results" / f"cmp_{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_existing_results_and_entries_are_never_replaced_silently(compared, capsys):
