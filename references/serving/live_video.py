@@ -195,9 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                                           + ("" if args.clip else " (Kvasir-SEG test frames, references.serving.kvasir_clip)"))
     result["note"] = args.note
     result["title"] = "live video"
-    paths = files.write(result, markdown)
-    print(markdown({**result, "command": files.command, "machine": files.machine}))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0
 
 

@@ -226,9 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                                f"{v.stat().st_size / 1e6:.1f} MB (Kvasir-SEG test frames)" for k, v in clips.items()},
                   **measured}
     result["choice"] = choose(result)
-    paths = files.write(result, markdown)
-    print(markdown({**result, "command": files.command, "machine": files.machine}))
-    print(f"wrote {paths['json']} and {paths['md']}")
+    options.finish(files, result, markdown)
     return 0
 
 
