@@ -98,6 +98,11 @@ class ResultFiles:
                 written[name] = path
         if written:
             result["plots"] = {k: str(v) for k, v in written.items()}
+        # claimed at the start, checked again now: another run of the same name may have finished meanwhile
+        taken = [p for p in (self.paths["json"], self.paths["md"]) if p.exists()]
+        if taken and not self.force:
+            raise FileExistsError(f"{taken[0]} was written by another run since this one started; pass --force "
+                                  "to replace it or choose another --out/--tag/--name")
         write_text(self.paths["json"], json.dumps(result, indent=2, default=to_jsonable) + "\n")
         write_text(self.paths["md"], markdown(result) if callable(markdown) else markdown)
         log.info("wrote %s", ", ".join(str(p) for p in [self.paths["json"], self.paths["md"], *written.values()]))
@@ -140,10 +145,12 @@ class BenchRun:
                    latency=latency, parity=parity)
 
     def goals(self, *, trained: bool | None = None) -> list:
-        """:func:`bench.goals.goals_of_run` recomputed from the typed rows (``trained``: the model's record)."""
+        """:func:`bench.goals.goals_of_run` recomputed from the typed rows. ``trained``: the model's record; a run
+        that does not record it (files older than the field) counts as untrained, so its gates stay unscored
+        unless the caller knows better: a goal never passes on a condition nobody recorded."""
         from bench.goals import goals_of_run
 
-        trained = self.model.get("trained", True) if trained is None else trained
+        trained = bool(self.model.get("trained", False)) if trained is None else trained
         return goals_of_run([r.to_dict() for r in self.latency], [r.to_dict() for r in self.parity],
                             reference=self.reference, trained=trained)
 

@@ -145,3 +145,14 @@ def test_a_goal_row_cannot_read_pass_with_a_condition_unmeasured(parity, trained
     # every goal row of the run: PASS only where every condition it names was measured and holds
     for g in goals:
         assert (g["met"] is True) == (bool(g["conditions"]) and all(v is True for v in g["conditions"].values()))
+
+
+def test_write_refuses_a_file_another_run_wrote_since_the_claim(tmp_path):
+    from bench.results import ResultFiles
+
+    files = ResultFiles(tmp_path, "same")  # claimed: nothing there yet
+    (tmp_path / "same.json").write_text('{"other": "run"}')  # another run of the same name finished meanwhile
+    with pytest.raises(FileExistsError, match="written by another run"):
+        files.write({"x": 1}, "# x\n")
+    assert (tmp_path / "same.json").read_text() == '{"other": "run"}'
+    ResultFiles(tmp_path, "same2", force=True).write({"x": 1}, "# x\n")  # --force still replaces
