@@ -1,6 +1,7 @@
-"""Compact responses and the raw-pixel ensemble on the real tritonserver: the encoded mask is the mask, only the
-named outputs are computed, decoded pixels give the masks of their PNG, and Triton's ensemble contract that
-the request parameter rests on."""
+"""Compact responses and the raw-pixel ensemble through the client, on the real tritonserver (beside banet's
+serving side, like test_client.py): the encoded mask is the mask, only the named outputs are computed, decoded
+pixels give the masks of their PNG, arrays go to the ensemble the client was told to use, and Triton's ensemble
+contract that the request parameter rests on."""
 
 from __future__ import annotations
 
