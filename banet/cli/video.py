@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
     p.add_argument("--out", required=True, help="output folder (NAME_overlay.mp4, NAME_frames.csv)")
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
+    p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
+                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same network "
+                        "as --model; auto: banet_raw for the default banet, none for another --model; none: send "
+                        "arrays as PNG to --model (default: %(default)s)")
     p.add_argument("--max-in-flight", type=int, default=2,
                    help="requests outstanding at most; a frame arriving when all are busy is dropped (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
@@ -92,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                 total = probe.frame_count
         except VideoError as err:
             return fail(str(err))
-    segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries)
+    segmenter = TritonSegmenter(args.url, model=args.model, raw_model=args.raw_model, timeout_s=args.timeout,
+                                retries=args.retries)
     bar = None
     try:
         try:
