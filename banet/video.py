@@ -53,8 +53,11 @@ class VideoError(RuntimeError):
 
 
 def is_camera(source: str | int | Path) -> bool:
-    """A camera index (``0``, ``"1"``) rather than a file."""
-    return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+    """A camera index (``0``, ``"1"``) rather than a file: an int, or a digit string that names no existing path
+    (a DICOM export's ``00000001`` or a folder ``2024`` in the current directory is a file or folder)."""
+    if isinstance(source, int):
+        return True
+    return isinstance(source, str) and source.isdigit() and not Path(source).exists()
 
 
 def is_video_source(source: str | Path) -> bool:

@@ -87,6 +87,37 @@ def test_video_sources_and_camera_devices(monkeypatch):
         video._camera_device(0)
 
 
+@pytest.mark.needs_dicom
+def test_an_all_digit_file_or_folder_is_not_a_camera(tmp_path, monkeypatch, capsys):
+    """A DICOM export's ``00000001`` (no suffix) and a folder ``2024`` in the current directory are inputs to
+    segment, not cameras 1 and 2024; a digit string that names nothing is still a camera index."""
+    import shutil
+
+    from banet.cli.client import main, video_source
+    from banet.dicom import is_dicom_file
+    from banet.video import is_camera
+    from dicom_helpers import pydicom_test_files
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(pydicom_test_files() / "CT_small.dcm", "00000001")
+    (tmp_path / "2024").mkdir()
+    processing.save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "2024" / "a.png")
+    assert is_dicom_file(tmp_path / "00000001")
+    for name in ("00000001", "2024"):
+        assert not is_camera(name) and not is_video_source(name) and video_source([name, "--out", "o"]) is None
+        assert output_paths("o", name)[0].name == f"{name}_overlay.mp4"
+    assert is_camera("7") and is_camera(3) and video_source(["7", "--out", "o"]) == "7"
+    # the image route: each input gets its own row (a failure: nobody listens there), no "cannot open as a camera"
+    url = _dead_segmenter().url
+    for name, image in (("00000001", "00000001"), ("2024", "2024/a.png")):
+        argv = [name, "--out", "out", "--url", url, "--retries", "0", "--timeout", "2", "--quiet"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "camera" not in err and "Triton server with model" not in err and f"FAILED {image}:" in err, err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv", newline="")))
+    assert [(r["image"], r["status"]) for r in rows] == [("00000001", "error"), ("2024/a.png", "error")]
+
+
 def test_pacing_clock_waits_for_each_frame_and_reports_lag():
     clock = PacingClock(speed=2.0)
     assert clock.wait(0.2) == 0.0 and clock.now() >= 0.1  # 0.2 s of video at 2x: 0.1 s
