@@ -9,8 +9,9 @@ its own rate, ``speed`` times faster if asked; a camera paces itself); at most `
 requests are outstanding, and a frame whose turn comes while all slots are busy is **dropped** and
 counted, never queued. Every frame (sent, dropped or failed) goes to the overlay video, in order: the
 mask tinted with its contour over the frame for answered frames, the plain frame otherwise; one CSV row
-per frame says which. A per-frame error does not end the stream; a server that stays unavailable for
-``give_up_s`` does, with that reason in the summary. Outputs are written under temporary names and
+per frame says which. A per-frame error does not end the stream; failures with no answered frame
+between them for ``give_up_s`` (a server gone: UNAVAILABLE; a server hung: DEADLINE_EXCEEDED; or one
+refusing every frame) do, with that reason in the summary. Outputs are written under temporary names and
 renamed into place at the end (:class:`banet.atomic.Staged`), also after Ctrl-C or a decode error, so
 the frames handled so far are kept; an existing output is replaced only with ``force``.
 
@@ -421,7 +422,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
     in_flight_lock = threading.Lock()
     stop = threading.Event()
     latencies: list[float] = []
-    state = {"unavailable_since": None, "last_answer": 0.0}
+    state = {"failing_since": None, "last_answer": 0.0}  # failing_since: (sent_s, frame) of a streak's first failure
     clock = PacingClock(speed)
 
     def release(_future) -> None:
@@ -444,7 +445,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                     err = ValueError(f"server mask {mask.shape} != frame {frame.image.shape[:2]}")
                     mask = None
             if err is None:
-                state["unavailable_since"] = None
+                state["failing_since"] = None
                 result = FrameResult(frame.index, frame.time_s, "ok", item.sent_s, 1000 * latency_s, pred.area,
                                      pred.attempts)
                 summary.ok += 1
@@ -456,17 +457,16 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                 summary.errors += 1
                 if len(summary.error_examples) < 5:
                     summary.error_examples.append(f"frame {frame.index}: {result.error}")
-                if status == UNAVAILABLE:
-                    if state["unavailable_since"] is None:
-                        state["unavailable_since"] = (item.sent_s, frame.index)
-                    since, first = state["unavailable_since"]
-                    gone = item.sent_s + latency_s - since
-                    if gone >= give_up_s and not stop.is_set():
-                        summary.stopped = (f"the server at {segmenter.url} has been unavailable since frame {first} "
-                                           f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
-                        stop.set()
-                else:
-                    state["unavailable_since"] = None
+                # every failure counts, not only UNAVAILABLE: a hung server answers DEADLINE_EXCEEDED forever
+                if state["failing_since"] is None:
+                    state["failing_since"] = (item.sent_s, frame.index)
+                since, first = state["failing_since"]
+                gone = item.sent_s + latency_s - since
+                if gone >= give_up_s and not stop.is_set():
+                    what = "has been unavailable" if status == UNAVAILABLE else "has answered no frame"
+                    summary.stopped = (f"the server at {segmenter.url} {what} since frame {first} "
+                                       f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
+                    stop.set()
         if video is not None:
             video.write(processing.overlay(frame.image, mask) if mask is not None else frame.image)
         rows.writerow(result.row())

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=0,
                    help="retries of UNAVAILABLE per frame (default 0: a live frame is not worth waiting for)")
     p.add_argument("--give-up", type=float, default=10.0,
-                   help="end the stream when the server has been unavailable this many seconds (default: %(default)s)")
+                   help="end the stream when no frame has been answered for this many seconds of failures "
+                        "(unavailable, deadline exceeded, refused) (default: %(default)s)")
     p.add_argument("--wait-ready", type=float, default=10.0,
                    help="seconds to wait for the server and model to be ready before the first frame (default: %(default)s)")
     p.add_argument("--no-drop", action="store_true",

@@ -16,7 +16,7 @@ import pytest
 
 from banet import processing
 from banet.video import (CSV_COLUMNS, PacingClock, VideoError, VideoReader, is_video_source, output_paths,
-                         stream_video)
+                         stream_video, write_video)
 
 pytestmark = [pytest.mark.needs_video]  # PyAV: a skip here, a failure under CI (tests/conftest.py)
 
@@ -179,6 +179,52 @@ def test_server_that_goes_away_ends_the_stream_with_the_reason(kvasir_clip, tmp_
     rows = _rows(out / "o.csv")
     assert len(rows) == summary.frames_read == len(_decode(out / "o.mp4"))
     assert {r["status"] for r in rows} <= {"error", "dropped"} and "UNAVAILABLE" in rows[0]["error"]
+
+
+HUNG_CONFIG = """name: "hung"
+backend: "python"
+max_batch_size: 8
+input [ { name: "IMAGE_BYTES" data_type: TYPE_STRING dims: [ 1 ] },
+        { name: "THRESHOLD" data_type: TYPE_FP32 dims: [ 1 ] optional: true } ]
+output [ { name: "MASK_ENCODED" data_type: TYPE_STRING dims: [ 1 ] }, { name: "AREA" data_type: TYPE_INT64 dims: [ 1 ] } ]
+"""
+HUNG_MODEL = '''import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):  # a server that accepts requests and never answers in time
+        time.sleep(0.5)
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("too late")) for _ in requests]
+'''
+
+
+@pytest.mark.needs_triton
+def test_hung_server_ends_the_stream_after_give_up(tmp_path):
+    """A real tritonserver whose model accepts every frame and answers none within the deadline: every frame
+    fails DEADLINE_EXCEEDED, and the stream stops after ``give_up_s`` with the reason, keeping the CSV and
+    overlay of the frames read until then (before review 1820 #7 only UNAVAILABLE counted: it ran to the end)."""
+    from banet.client import TritonSegmenter
+    from triton_helpers import start_server
+
+    (tmp_path / "repo" / "hung" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "hung" / "config.pbtxt").write_text(HUNG_CONFIG)
+    (tmp_path / "repo" / "hung" / "1" / "model.py").write_text(HUNG_MODEL)
+    clip = write_video((np.full((48, 64, 3), 10 * (i % 20), np.uint8) for i in range(100)), tmp_path / "clip.mp4",
+                       fps=25)
+    server = start_server(tmp_path / "repo")
+    seg = TritonSegmenter(server.grpc_url, model="hung", timeout_s=0.2, retries=0)
+    try:
+        summary = stream_video(seg, clip, tmp_path / "out" / "o.mp4", tmp_path / "out" / "o.csv", give_up_s=1.0)
+    finally:
+        seg.close()
+        server.kill()  # SIGTERM would wait for the queued requests (Triton's 30 s exit timeout)
+    assert "has answered no frame since frame 0" in summary.stopped and "DEADLINE_EXCEEDED" in summary.stopped
+    assert summary.ok == 0 and summary.errors >= 3 and summary.frames_read < 100, summary
+    rows = _rows(tmp_path / "out" / "o.csv")
+    assert len(rows) == summary.frames_read == len(_decode(tmp_path / "out" / "o.mp4"))
+    assert {r["status"] for r in rows} <= {"error", "dropped"} and "DEADLINE_EXCEEDED" in rows[0]["error"]
 
 
 # --- through the real server -----------------------------------------------------------------------
