@@ -13,7 +13,10 @@ per frame says which. A per-frame error does not end the stream; failures with n
 between them for ``give_up_s`` (a server gone: UNAVAILABLE; a server hung: DEADLINE_EXCEEDED; or one
 refusing every frame) do, with that reason in the summary. Outputs are written under temporary names and
 renamed into place at the end (:class:`banet.atomic.Staged`), also after Ctrl-C or a decode error, so
-the frames handled so far are kept; an existing output is replaced only with ``force``.
+the frames handled so far are kept; an existing output is replaced only with ``force``. The CSV is kept
+first and apart from the overlay: a frame whose size differs from the first (a stream that changes
+resolution) is scaled to the overlay's size, and an overlay that cannot be written (a full disk) ends
+there, with the reason in the summary, while the CSV goes on.
 
 Decoding and encoding use PyAV (FFmpeg's libraries in one wheel, the ``video`` extra), chosen over
 OpenCV by measurement (``references/serving/video_decoders.py``, docs/serving.md "Live video"). The
@@ -280,6 +283,11 @@ class StreamSummary:
     client_cpu_ms_per_frame: float = float("nan")
     """This process's CPU time (every thread: decoding, encoding requests, overlay, writing) per frame read."""
     frames_declared: int | None = None
+    overlay_scaled: int = 0
+    """Frames whose size differed from the first (the stream changed resolution): scaled to the overlay's size
+    there; their masks and CSV rows are at their own size."""
+    overlay_error: str = ""
+    """Why the overlay ended before the stream did (a write error); the CSV went on."""
     stopped: str = ""
     """Why the stream ended early (server unavailable, interrupted, decode error); empty when it ran to its end."""
     overlay: str = ""
@@ -467,9 +475,20 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                     summary.stopped = (f"the server at {segmenter.url} {what} since frame {first} "
                                        f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
                     stop.set()
-        if video is not None:
-            video.write(processing.overlay(frame.image, mask) if mask is not None else frame.image)
-        rows.writerow(result.row())
+        rows.writerow(result.row())  # before the overlay: the CSV does not depend on it
+        if video is not None and not summary.overlay_error:
+            shown = processing.overlay(frame.image, mask) if mask is not None else frame.image
+            if shown.shape[:2] != video.size:  # the stream changed resolution: the overlay keeps its first size
+                if not summary.overlay_scaled:
+                    log.warning("%s: frame %d is %dx%d, the overlay %dx%d: scaled there", source, frame.index,
+                                shown.shape[1], shown.shape[0], video.size[1], video.size[0])
+                summary.overlay_scaled += 1
+                shown = processing.resize_image(shown, video.size)
+            try:
+                video.write(shown)
+            except Exception as err:  # noqa: BLE001 - a full disk, an encoder error: the CSV goes on
+                summary.overlay_error = f"the overlay ended at frame {frame.index}: {err}"
+                log.warning("%s", summary.overlay_error)
         if on_frame is not None:
             on_frame(result, frame.image, mask)
 
@@ -496,7 +515,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
     writer = threading.Thread(target=write_all, args=(video, rows), name="banet-video-writer", daemon=True)
     writer.start()
     pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="banet-video-request")
-    committed = False
+    committed = csv_kept = False
     try:
         try:
             for frame in reader:
@@ -524,25 +543,33 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
             writer.join()
             pool.shutdown(wait=True)
             reader.close()
-        if writer_error:
-            raise writer_error[0]
-        if not summary.stopped and reader.frame_count and not reader.camera and max_frames is None \
+        if not summary.stopped and not writer_error and reader.frame_count and not reader.camera and max_frames is None \
                 and summary.frames_read < reader.frame_count:
             summary.stopped = (f"{source}: the stream ended after {summary.frames_read} of the "
                                f"{reader.frame_count} frames it declares (truncated?)")
         summary.client_cpu_ms_per_frame = 1000 * (time.process_time() - cpu_start) / max(summary.frames_read, 1)
-        if video is not None:
-            video.close()
-        csv_file.close()
         if summary.frames_read == 0:
             raise VideoError(f"{source}: no frame could be decoded" + (f" ({summary.stopped})" if summary.stopped else ""))
-        if overlay_out is not None:
-            overlay_out.commit()
+        # the CSV first: every frame's answer, whatever becomes of the overlay
+        csv_file.close()
         csv_out.commit()
+        csv_kept = True
+        if overlay_out is not None:
+            try:
+                video.close()  # a partial overlay (ended by a write error) is kept when it can be finished
+            except Exception as err:  # noqa: BLE001 - e.g. the disk is still full: no playable file
+                finished = f"{overlay_path} could not be finished and was not written ({err})"
+                summary.overlay_error = "; ".join(filter(None, (summary.overlay_error, finished)))
+                summary.overlay = ""
+                overlay_out.discard()
+            else:
+                overlay_out.commit()
         committed = True
     finally:
         if not committed:
-            csv_file.close()
+            if not csv_kept:
+                csv_file.close()
+                csv_out.discard()
             try:
                 if video is not None:
                     video.container.close()
@@ -550,7 +577,8 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                 pass
             if overlay_out is not None:
                 overlay_out.discard()
-            csv_out.discard()
+    if writer_error:  # after the files are kept: the frames handled so far are not lost to it
+        raise writer_error[0]
     if latencies:
         summary.latency_p50_ms = float(np.percentile(latencies, 50))
         summary.latency_p99_ms = float(np.percentile(latencies, 99))
@@ -574,6 +602,11 @@ def summary_lines(s: StreamSummary) -> list[str]:
              f"of {s.source_fps * (1 if math.isinf(s.speed) else s.speed):.2f} paced; reading lagged at most {s.max_lag_ms:.0f} ms",
              f"client CPU {s.client_cpu_ms_per_frame:.1f} ms per frame; overlay: {s.overlay or 'not written'}; "
              f"per-frame CSV: {s.csv}"]
+    if s.overlay_scaled:
+        lines.append(f"{s.overlay_scaled} frame(s) of another size than the first were scaled to the overlay's "
+                     f"{s.width}x{s.height} (their masks and CSV rows keep their own size)")
+    if s.overlay_error:
+        lines.append(f"overlay: {s.overlay_error}")
     if s.stopped:
         lines.append(f"stopped early: {s.stopped}")
     return lines

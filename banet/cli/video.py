@@ -11,7 +11,7 @@ ones) and ``DIR/NAME_frames.csv`` (frame, pts_s, sent_s, status ok/dropped/error
 attempts, error), both renamed into place when the stream ends (Ctrl-C ends a camera stream and keeps
 what was written); existing outputs are refused unless ``--force``. Prints frames read, sent, dropped (and
 dropped after the warm-up), p50/p99 latency and achieved fps. Exit status 0 when every frame sent was
-answered and the stream ran to its end, 1 otherwise, 2 for a bad source or option.
+answered, the overlay was written and the stream ran to its end, 1 otherwise, 2 for a bad source or option.
 """
 
 from __future__ import annotations
@@ -135,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         for example in summary.error_examples:
             print(f"  failed: {example}", file=sys.stderr)
+    if summary.overlay_error:
+        print(f"banet-client: overlay: {summary.overlay_error}", file=sys.stderr)
     if summary.stopped:
         print(f"banet-client: stopped early: {summary.stopped}", file=sys.stderr)
-    return 1 if summary.errors or summary.stopped else 0
+    return 1 if summary.errors or summary.stopped or summary.overlay_error else 0
 
 
 if __name__ == "__main__":

@@ -227,6 +227,70 @@ def test_hung_server_ends_the_stream_after_give_up(tmp_path):
     assert {r["status"] for r in rows} <= {"error", "dropped"} and "DEADLINE_EXCEEDED" in rows[0]["error"]
 
 
+def _noise_clip(path, sizes, frames: int = 10):
+    """An MPEG-TS clip of random frames, ``frames`` at each ``(width, height)`` of ``sizes`` in turn: TS segments
+    joined byte by byte, as a capture that changes resolution mid-stream gives them (FFmpeg decodes each frame at
+    its own size)."""
+    from banet.video import VideoWriter
+
+    rng = np.random.default_rng(3)
+    data = b""
+    for index, (width, height) in enumerate(sizes):
+        part = path.with_name(f"{path.stem}_{index}.ts")
+        with VideoWriter(part, fps=25, width=width, height=height) as video:
+            for _ in range(frames):
+                video.write(rng.integers(0, 256, (height, width, 3), np.uint8))
+        data += part.read_bytes()
+    path.write_bytes(data)
+    return path
+
+
+def test_overlay_write_error_keeps_the_csv_and_the_overlay_so_far(tmp_path, monkeypatch):
+    """The overlay's writer fails at frame 5 (a full disk, simulated: a real one cannot be made here): the CSV
+    still gets one row per frame read, the overlay keeps its first 5 frames, and the summary says why it ended;
+    an overlay that cannot even be finished is not written, and the CSV is kept all the same."""
+    from banet.video import VideoWriter
+
+    clip = write_video((np.full((48, 64, 3), 12 * i, np.uint8) for i in range(20)), tmp_path / "clip.mp4", fps=25)
+    write = VideoWriter.write
+
+    def full_disk(self, image):
+        if self.frames >= 5:
+            raise OSError(28, "No space left on device")
+        write(self, image)
+
+    monkeypatch.setattr(VideoWriter, "write", full_disk)
+    seg = _dead_segmenter()
+    try:
+        summary = stream_video(seg, clip, tmp_path / "a.mp4", tmp_path / "a.csv", speed=math.inf, drop=False,
+                               give_up_s=60)
+        assert summary.frames_read == 20 and summary.overlay_error.startswith("the overlay ended at frame 5")
+        assert "No space left on device" in summary.overlay_error
+        assert [int(r["frame"]) for r in _rows(tmp_path / "a.csv")] == list(range(20))
+        assert len(_decode(tmp_path / "a.mp4")) == 5
+        monkeypatch.setattr(VideoWriter, "close", lambda self: (_ for _ in ()).throw(OSError(28, "No space left")))
+        summary = stream_video(seg, clip, tmp_path / "b.mp4", tmp_path / "b.csv", speed=math.inf, drop=False,
+                               give_up_s=60)
+    finally:
+        seg.close()
+    assert "b.mp4 could not be finished and was not written" in summary.overlay_error and summary.overlay == ""
+    assert len(_rows(tmp_path / "b.csv")) == 20 and not (tmp_path / "b.mp4").exists()
+    monkeypatch.undo()
+
+    def broken(result, image, mask):  # any other error in the writer thread ends the stream, raised to the caller
+        if result.frame == 3:
+            raise RuntimeError("on_frame failed")
+
+    seg = _dead_segmenter()
+    with pytest.raises(RuntimeError, match="on_frame failed"):
+        stream_video(seg, clip, tmp_path / "c.mp4", tmp_path / "c.csv", speed=math.inf, drop=False, give_up_s=60,
+                     on_frame=broken)
+    seg.close()
+    assert [int(r["frame"]) for r in _rows(tmp_path / "c.csv")] == [0, 1, 2, 3]  # kept before it is raised
+    assert len(_decode(tmp_path / "c.mp4")) == 4
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
 # --- through the real server -----------------------------------------------------------------------
 @pytest.mark.needs_triton
 @pytest.mark.needs_data
@@ -333,3 +397,20 @@ def test_frames_sent_as_jpeg_give_the_masks_of_those_jpegs(segmenter, kvasir_cli
             np.testing.assert_array_equal(mask, segmenter.predict(encode_jpeg(image)).mask)
     with pytest.raises(ValueError, match="send must be one of array, jpeg"):
         stream_video(segmenter, kvasir_clip, tmp_path / "p.mp4", tmp_path / "p.csv", send="png")
+
+
+@pytest.mark.needs_triton
+def test_a_stream_that_changes_resolution_keeps_every_frame(segmenter, tmp_path):
+    """A TS capture that goes from 64x48 to 32x24 after 10 frames: every frame is answered with a mask of its own
+    size and has its CSV row; the overlay keeps the first size, the later frames scaled to it."""
+    clip = _noise_clip(tmp_path / "capture.ts", [(64, 48), (32, 24)])
+    seen = []
+    summary = stream_video(segmenter, clip, tmp_path / "out" / "o.mp4", tmp_path / "out" / "o.csv", speed=math.inf,
+                           drop=False, on_frame=lambda r, image, mask: seen.append((r.status, image.shape, mask)))
+    assert summary.frames_read == 20 and summary.ok == 20 and not summary.overlay_error and not summary.stopped
+    assert summary.overlay_scaled == 10
+    assert [shape[:2] for _, shape, _ in seen] == [(48, 64)] * 10 + [(24, 32)] * 10
+    assert all(status == "ok" and mask.shape == shape[:2] for status, shape, mask in seen)
+    assert [r["status"] for r in _rows(tmp_path / "out" / "o.csv")] == ["ok"] * 20
+    overlay = _decode(tmp_path / "out" / "o.mp4")
+    assert len(overlay) == 20 and {frame.shape for frame in overlay} == {(48, 64, 3)}
