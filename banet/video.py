@@ -543,8 +543,8 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
             writer.join()
             pool.shutdown(wait=True)
             reader.close()
-        if not summary.stopped and not writer_error and reader.frame_count and not reader.camera and max_frames is None \
-                and summary.frames_read < reader.frame_count:
+        if not summary.stopped and not writer_error and reader.frame_count and not reader.camera \
+                and max_frames is None and summary.frames_read < reader.frame_count:
             summary.stopped = (f"{source}: the stream ended after {summary.frames_read} of the "
                                f"{reader.frame_count} frames it declares (truncated?)")
         summary.client_cpu_ms_per_frame = 1000 * (time.process_time() - cpu_start) / max(summary.frames_read, 1)

@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (masks/, overlays/, results.csv)")
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
     p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
-                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same network "
-                        "as --model; auto: banet_raw for the default banet, none for another --model; none: send "
-                        "arrays as PNG to --model (default: %(default)s)")
+                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
+                        "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
+                        "send arrays as PNG to --model (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=None, help=f"mask threshold in [0, 1] (server default {spec.MASK_THRESHOLD})")
     p.add_argument("--outputs", choices=("compact", "full"), default="compact",

@@ -32,9 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (NAME_overlay.mp4, NAME_frames.csv)")
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
     p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
-                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same network "
-                        "as --model; auto: banet_raw for the default banet, none for another --model; none: send "
-                        "arrays as PNG to --model (default: %(default)s)")
+                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
+                        "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
+                        "send arrays as PNG to --model (default: %(default)s)")
     p.add_argument("--max-in-flight", type=int, default=2,
                    help="requests outstanding at most; a frame arriving when all are busy is dropped (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
