@@ -9,7 +9,8 @@ By default (``outputs="compact"``) the server computes and sends only the compac
 :mod:`banet.mask_codec`, about 1 kB for a 1920x1080 frame) and the area; the client decodes it and derives the
 boundary from it with the server's own :func:`banet.processing.boundary` when it is first read (so both are what
 ``outputs="full"``, the uncompressed ``MASK`` and ``BOUNDARY`` tensors, gives). A decoded array goes to the
-``banet_raw`` ensemble as pixels (no PNG encode here, no decode there) when the server has it.
+raw-pixel ensemble (``banet_raw`` beside the default ``banet``) as pixels, no PNG encode here and no decode
+there, when the server has it; otherwise, and for any other ``model`` unless its ``raw_model`` is named, as a PNG.
 
 UNAVAILABLE (server down or restarting) is retried with exponential backoff; every call has a
 deadline; gRPC message-size limits are raised to carry :data:`banet.spec.MAX_REQUEST_BYTES`.
@@ -36,6 +37,20 @@ OUTPUT_MODES = {"compact": spec.COMPACT_OUTPUTS, "full": spec.FULL_OUTPUTS}
 
 RETRY_CODES = ("StatusCode.UNAVAILABLE",)
 """gRPC statuses worth retrying: the server is down, starting or restarting."""
+
+AUTO = "auto"
+"""``TritonSegmenter(raw_model=AUTO)`` (the default): :data:`banet.spec.RAW_ENSEMBLE_MODEL` when ``model`` is
+:data:`banet.spec.ENSEMBLE_MODEL` (the pair the exported repository holds), else None (arrays go as PNG to
+``model``: another repository's raw ensemble is unknown, and the default one would answer for the wrong network)."""
+
+RAW_REPROBE_S = 5.0
+"""Seconds before a raw model that was not ready (still loading, or absent) is asked for again."""
+
+
+def _raw_model_missing(err: "InferenceError") -> bool:
+    """The raw model is not on the server (NOT_FOUND: "Request for unknown model: 'banet_raw' is not found",
+    seen on tritonserver 2.x here) or has no loaded version (UNAVAILABLE "unknown model ... no available versions")."""
+    return err.status == "StatusCode.NOT_FOUND" or "unknown model" in str(err).lower()
 
 
 class InferenceError(RuntimeError):
@@ -111,23 +126,32 @@ class TritonSegmenter:
 
     ``outputs``: ``"compact"`` (default: the encoded mask and the area travel, the boundary is derived here) or
     ``"full"`` (the ``MASK`` and ``BOUNDARY`` tensors as the server computed them). ``raw_model``: the ensemble
-    that takes decoded pixels (``banet_raw``), used for numpy arrays when the server has it (checked once; None:
-    arrays are sent as PNG to ``model``). ``retries`` extra attempts on UNAVAILABLE, sleeping ``backoff_s * 2**k``
-    (capped at ``max_backoff_s``) between them; ``timeout_s`` is each attempt's deadline.
+    that takes decoded pixels and runs the same network as ``model``, used for numpy arrays when the server has
+    it; :data:`AUTO` (default) names ``banet_raw`` for the default ``banet`` and nothing for another ``model``;
+    None sends arrays as PNG to ``model``. A ready raw model is remembered; a not-ready one is asked for again
+    after ``raw_reprobe_s`` (PNGs meanwhile), and one that the server does not know (NOT_FOUND, e.g. after a
+    restart on another repository) is forgotten and that request resent as a PNG. ``retries`` extra attempts on
+    UNAVAILABLE, sleeping ``backoff_s * 2**k`` (capped at ``max_backoff_s``) between them; ``timeout_s`` is each
+    attempt's deadline.
     """
 
     def __init__(self, url: str = f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", *, model: str = spec.ENSEMBLE_MODEL,
                  timeout_s: float = 60.0, retries: int = 5, backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 outputs: str = "compact", raw_model: str | None = spec.RAW_ENSEMBLE_MODEL) -> None:
+                 outputs: str = "compact", raw_model: str | None = AUTO, raw_reprobe_s: float = RAW_REPROBE_S) -> None:
         if outputs not in OUTPUT_MODES:
             raise ValueError(f"outputs must be one of {', '.join(OUTPUT_MODES)}, got {outputs!r}")
+        if raw_model == AUTO:
+            raw_model = spec.RAW_ENSEMBLE_MODEL if model == spec.ENSEMBLE_MODEL else None
         self.url, self.model, self.outputs, self.raw_model = url, model, outputs, raw_model
         self.timeout_s, self.retries = timeout_s, retries
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._local = threading.local()
         self._clients: list = []  # every thread's client, so that close() closes them all
         self._clients_lock = threading.Lock()
-        self._raw_ready: bool | None = None
+        self.raw_reprobe_s = raw_reprobe_s
+        self._raw_lock = threading.Lock()
+        self._raw_ready = False  # only a positive answer is kept
+        self._raw_next_probe = 0.0  # time.monotonic() before which a negative answer stands
 
     @property
     def client(self):
@@ -173,17 +197,33 @@ class TritonSegmenter:
             time.sleep(0.25)
 
     def raw_available(self) -> bool:
-        """True when the server serves ``raw_model`` (asked once; a server without it gets PNGs)."""
+        """True when the server serves ``raw_model`` ready. A yes is kept (until :meth:`forget_raw`); a no, or no
+        answer, stands for ``raw_reprobe_s`` and is then asked again. Thread-safe: concurrent first calls wait
+        for one probe."""
         if self.raw_model is None:
             return False
-        if self._raw_ready is None:
-            try:
-                self._raw_ready = bool(self.client.is_model_ready(self.raw_model, client_timeout=self.timeout_s))
-            except Exception:  # noqa: BLE001 - not reachable: decide on the next call
+        with self._raw_lock:
+            if self._raw_ready:
+                return True
+            now = time.monotonic()
+            if now < self._raw_next_probe:
                 return False
-            if not self._raw_ready:
-                log.info("%s: no model %r; arrays are sent as PNG to %r", self.url, self.raw_model, self.model)
-        return self._raw_ready
+            try:
+                ready = bool(self.client.is_model_ready(self.raw_model, client_timeout=self.timeout_s))
+            except Exception:  # noqa: BLE001 - not reachable is not ready; asked again later
+                ready = False
+            self._raw_ready = ready
+            if not ready:
+                self._raw_next_probe = time.monotonic() + self.raw_reprobe_s
+                log.info("%s: model %r not ready; arrays go as PNG to %r (asked again in %g s)", self.url,
+                         self.raw_model, self.model, self.raw_reprobe_s)
+            return ready
+
+    def forget_raw(self) -> None:
+        """Drop a kept "ready" (the server answered that it does not know ``raw_model``): ask again later."""
+        with self._raw_lock:
+            self._raw_ready = False
+            self._raw_next_probe = time.monotonic() + self.raw_reprobe_s
 
     @staticmethod
     def _encoded_input(payloads: list[bytes]):
@@ -213,6 +253,8 @@ class TritonSegmenter:
         from tritonclient.utils import InferenceServerException
 
         if isinstance(payloads, np.ndarray):
+            if model is None and self.raw_model is None:
+                raise ValueError(f"{name}: pixels need a raw-pixel model, and this segmenter has none (raw_model=None)")
             image, model, count = self._pixels_input(payloads), model or self.raw_model, len(payloads)
         else:
             image, model, count = self._encoded_input(payloads), model or self.model, len(payloads)
@@ -280,14 +322,29 @@ class TritonSegmenter:
             return None
         return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else np.ascontiguousarray(image)
 
+    def _send(self, pixels: np.ndarray | None, images: list, threshold: float | None, name: str):
+        """``(result, attempts, latency_s)``: ``pixels`` ``(B, H, W, 3)`` to ``raw_model`` when given, else (and
+        when the server does not know ``raw_model`` any more) ``images`` encoded to ``model``."""
+        if pixels is not None:
+            started = time.perf_counter()
+            try:
+                result, attempts = self.infer(pixels, threshold, name=name)
+                return result, attempts, time.perf_counter() - started
+            except InferenceError as err:
+                if not _raw_model_missing(err):
+                    raise
+                log.warning("%s: %s; sending PNGs to %r until it is back", self.url, err, self.model)
+                self.forget_raw()
+        data = [encode_image(image, name=name) for image in images]
+        started = time.perf_counter()
+        result, attempts = self.infer(data, threshold, name=name)
+        return result, attempts, time.perf_counter() - started
+
     def predict(self, image: str | Path | bytes | np.ndarray, *, threshold: float | None = None) -> Prediction:
         """Segment one image (a path, encoded bytes or an ``(H, W, 3)`` / ``(H, W)`` uint8 array)."""
         name = str(image) if isinstance(image, (str, Path)) else "image"
         pixels = self._pixels(image, name) if isinstance(image, np.ndarray) else None
-        data = pixels[None] if pixels is not None else [encode_image(image, name=name)]
-        started = time.perf_counter()
-        result, attempts = self.infer(data, threshold, name=name)
-        latency = time.perf_counter() - started
+        result, attempts, latency = self._send(None if pixels is None else pixels[None], [image], threshold, name)
         return self._predictions(result, 1, latency, attempts, name)[0]
 
     def predict_batch(self, images: list, *, threshold: float | None = None) -> list[Prediction]:
@@ -295,13 +352,8 @@ class TritonSegmenter:
         name = f"batch of {len(images)}"
         pixels = ([self._pixels(img, name) for img in images]
                   if images and all(isinstance(img, np.ndarray) for img in images) else [None])
-        if all(p is not None for p in pixels) and len({p.shape for p in pixels}) == 1:
-            data = np.stack(pixels)
-        else:
-            data = [encode_image(img) for img in images]
-        started = time.perf_counter()
-        result, attempts = self.infer(data, threshold, name=name)
-        latency = time.perf_counter() - started
+        same = all(p is not None for p in pixels) and len({p.shape for p in pixels}) == 1
+        result, attempts, latency = self._send(np.stack(pixels) if same else None, images, threshold, name)
         return self._predictions(result, len(images), latency, attempts, name)
 
     def close(self) -> None:

@@ -9,10 +9,14 @@ its own rate, ``speed`` times faster if asked; a camera paces itself); at most `
 requests are outstanding, and a frame whose turn comes while all slots are busy is **dropped** and
 counted, never queued. Every frame (sent, dropped or failed) goes to the overlay video, in order: the
 mask tinted with its contour over the frame for answered frames, the plain frame otherwise; one CSV row
-per frame says which. A per-frame error does not end the stream; a server that stays unavailable for
-``give_up_s`` does, with that reason in the summary. Outputs are written under temporary names and
+per frame says which. A per-frame error does not end the stream; failures with no answered frame
+between them for ``give_up_s`` (a server gone: UNAVAILABLE; a server hung: DEADLINE_EXCEEDED; or one
+refusing every frame) do, with that reason in the summary. Outputs are written under temporary names and
 renamed into place at the end (:class:`banet.atomic.Staged`), also after Ctrl-C or a decode error, so
-the frames handled so far are kept; an existing output is replaced only with ``force``.
+the frames handled so far are kept; an existing output is replaced only with ``force``. The CSV is kept
+first and apart from the overlay: a frame whose size differs from the first (a stream that changes
+resolution) is scaled to the overlay's size, and an overlay that cannot be written (a full disk) ends
+there, with the reason in the summary, while the CSV goes on.
 
 Decoding and encoding use PyAV (FFmpeg's libraries in one wheel, the ``video`` extra), chosen over
 OpenCV by measurement (``references/serving/video_decoders.py``, docs/serving.md "Live video"). The
@@ -53,8 +57,11 @@ class VideoError(RuntimeError):
 
 
 def is_camera(source: str | int | Path) -> bool:
-    """A camera index (``0``, ``"1"``) rather than a file."""
-    return isinstance(source, int) or (isinstance(source, str) and source.isdigit())
+    """A camera index (``0``, ``"1"``) rather than a file: an int, or a digit string that names no existing path
+    (a DICOM export's ``00000001`` or a folder ``2024`` in the current directory is a file or folder)."""
+    if isinstance(source, int):
+        return True
+    return isinstance(source, str) and source.isdigit() and not Path(source).exists()
 
 
 def is_video_source(source: str | Path) -> bool:
@@ -276,6 +283,11 @@ class StreamSummary:
     client_cpu_ms_per_frame: float = float("nan")
     """This process's CPU time (every thread: decoding, encoding requests, overlay, writing) per frame read."""
     frames_declared: int | None = None
+    overlay_scaled: int = 0
+    """Frames whose size differed from the first (the stream changed resolution): scaled to the overlay's size
+    there; their masks and CSV rows are at their own size."""
+    overlay_error: str = ""
+    """Why the overlay ended before the stream did (a write error); the CSV went on."""
     stopped: str = ""
     """Why the stream ended early (server unavailable, interrupted, decode error); empty when it ran to its end."""
     overlay: str = ""
@@ -418,7 +430,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
     in_flight_lock = threading.Lock()
     stop = threading.Event()
     latencies: list[float] = []
-    state = {"unavailable_since": None, "last_answer": 0.0}
+    state = {"failing_since": None, "last_answer": 0.0}  # failing_since: (sent_s, frame) of a streak's first failure
     clock = PacingClock(speed)
 
     def release(_future) -> None:
@@ -441,7 +453,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                     err = ValueError(f"server mask {mask.shape} != frame {frame.image.shape[:2]}")
                     mask = None
             if err is None:
-                state["unavailable_since"] = None
+                state["failing_since"] = None
                 result = FrameResult(frame.index, frame.time_s, "ok", item.sent_s, 1000 * latency_s, pred.area,
                                      pred.attempts)
                 summary.ok += 1
@@ -453,20 +465,30 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                 summary.errors += 1
                 if len(summary.error_examples) < 5:
                     summary.error_examples.append(f"frame {frame.index}: {result.error}")
-                if status == UNAVAILABLE:
-                    if state["unavailable_since"] is None:
-                        state["unavailable_since"] = (item.sent_s, frame.index)
-                    since, first = state["unavailable_since"]
-                    gone = item.sent_s + latency_s - since
-                    if gone >= give_up_s and not stop.is_set():
-                        summary.stopped = (f"the server at {segmenter.url} has been unavailable since frame {first} "
-                                           f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
-                        stop.set()
-                else:
-                    state["unavailable_since"] = None
-        if video is not None:
-            video.write(processing.overlay(frame.image, mask) if mask is not None else frame.image)
-        rows.writerow(result.row())
+                # every failure counts, not only UNAVAILABLE: a hung server answers DEADLINE_EXCEEDED forever
+                if state["failing_since"] is None:
+                    state["failing_since"] = (item.sent_s, frame.index)
+                since, first = state["failing_since"]
+                gone = item.sent_s + latency_s - since
+                if gone >= give_up_s and not stop.is_set():
+                    what = "has been unavailable" if status == UNAVAILABLE else "has answered no frame"
+                    summary.stopped = (f"the server at {segmenter.url} {what} since frame {first} "
+                                       f"({gone:.1f} s, the limit is {give_up_s:g} s): {result.error}")
+                    stop.set()
+        rows.writerow(result.row())  # before the overlay: the CSV does not depend on it
+        if video is not None and not summary.overlay_error:
+            shown = processing.overlay(frame.image, mask) if mask is not None else frame.image
+            if shown.shape[:2] != video.size:  # the stream changed resolution: the overlay keeps its first size
+                if not summary.overlay_scaled:
+                    log.warning("%s: frame %d is %dx%d, the overlay %dx%d: scaled there", source, frame.index,
+                                shown.shape[1], shown.shape[0], video.size[1], video.size[0])
+                summary.overlay_scaled += 1
+                shown = processing.resize_image(shown, video.size)
+            try:
+                video.write(shown)
+            except Exception as err:  # noqa: BLE001 - a full disk, an encoder error: the CSV goes on
+                summary.overlay_error = f"the overlay ended at frame {frame.index}: {err}"
+                log.warning("%s", summary.overlay_error)
         if on_frame is not None:
             on_frame(result, frame.image, mask)
 
@@ -493,7 +515,7 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
     writer = threading.Thread(target=write_all, args=(video, rows), name="banet-video-writer", daemon=True)
     writer.start()
     pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="banet-video-request")
-    committed = False
+    committed = csv_kept = False
     try:
         try:
             for frame in reader:
@@ -521,25 +543,33 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
             writer.join()
             pool.shutdown(wait=True)
             reader.close()
-        if writer_error:
-            raise writer_error[0]
-        if not summary.stopped and reader.frame_count and not reader.camera and max_frames is None \
-                and summary.frames_read < reader.frame_count:
+        if not summary.stopped and not writer_error and reader.frame_count and not reader.camera \
+                and max_frames is None and summary.frames_read < reader.frame_count:
             summary.stopped = (f"{source}: the stream ended after {summary.frames_read} of the "
                                f"{reader.frame_count} frames it declares (truncated?)")
         summary.client_cpu_ms_per_frame = 1000 * (time.process_time() - cpu_start) / max(summary.frames_read, 1)
-        if video is not None:
-            video.close()
-        csv_file.close()
         if summary.frames_read == 0:
             raise VideoError(f"{source}: no frame could be decoded" + (f" ({summary.stopped})" if summary.stopped else ""))
-        if overlay_out is not None:
-            overlay_out.commit()
+        # the CSV first: every frame's answer, whatever becomes of the overlay
+        csv_file.close()
         csv_out.commit()
+        csv_kept = True
+        if overlay_out is not None:
+            try:
+                video.close()  # a partial overlay (ended by a write error) is kept when it can be finished
+            except Exception as err:  # noqa: BLE001 - e.g. the disk is still full: no playable file
+                finished = f"{overlay_path} could not be finished and was not written ({err})"
+                summary.overlay_error = "; ".join(filter(None, (summary.overlay_error, finished)))
+                summary.overlay = ""
+                overlay_out.discard()
+            else:
+                overlay_out.commit()
         committed = True
     finally:
         if not committed:
-            csv_file.close()
+            if not csv_kept:
+                csv_file.close()
+                csv_out.discard()
             try:
                 if video is not None:
                     video.container.close()
@@ -547,7 +577,8 @@ def stream_video(segmenter, source: str | int | Path, overlay_path: str | Path |
                 pass
             if overlay_out is not None:
                 overlay_out.discard()
-            csv_out.discard()
+    if writer_error:  # after the files are kept: the frames handled so far are not lost to it
+        raise writer_error[0]
     if latencies:
         summary.latency_p50_ms = float(np.percentile(latencies, 50))
         summary.latency_p99_ms = float(np.percentile(latencies, 99))
@@ -571,6 +602,11 @@ def summary_lines(s: StreamSummary) -> list[str]:
              f"of {s.source_fps * (1 if math.isinf(s.speed) else s.speed):.2f} paced; reading lagged at most {s.max_lag_ms:.0f} ms",
              f"client CPU {s.client_cpu_ms_per_frame:.1f} ms per frame; overlay: {s.overlay or 'not written'}; "
              f"per-frame CSV: {s.csv}"]
+    if s.overlay_scaled:
+        lines.append(f"{s.overlay_scaled} frame(s) of another size than the first were scaled to the overlay's "
+                     f"{s.width}x{s.height} (their masks and CSV rows keep their own size)")
+    if s.overlay_error:
+        lines.append(f"overlay: {s.overlay_error}")
     if s.stopped:
         lines.append(f"stopped early: {s.stopped}")
     return lines

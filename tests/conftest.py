@@ -15,9 +15,10 @@ Markers that turn into skips with a reason:
 - What CI must have: ``needs_data`` (the real datasets in ``../shared/data`` or ``$BANET_DATA``),
   ``needs_triton`` (a tritonserver binary), ``needs_perf_analyzer`` (Triton's load generator, set up
   by ``python -m bench.perf_analyzer --setup``), ``needs_trt_builder`` (the TensorRT-RTX builder,
-  which installs from PyPI and builds on a CPU), ``needs_dali``, ``needs_dicom`` (the ``dicom`` extra). On a user's machine a missing one
-  is a skip with its reason; under CI it is a failure with the same reason. A new requirement is one
-  entry in ``REQUIREMENTS`` (and its line in pyproject.toml's markers).
+  which installs from PyPI and builds on a CPU), ``needs_dali``, ``needs_dicom`` (the ``dicom`` extra),
+  ``needs_video`` (PyAV, the ``video`` extra). On a user's machine a missing one is a skip with its
+  reason; under CI it is a failure with the same reason. A new requirement is one entry in
+  ``REQUIREMENTS`` (and its line in pyproject.toml's markers).
 
 Under CI (the ``CI`` environment variable set, e.g. ``CI=true``) a skip is allowed only when it is
 the skip this file applied for a ``CI_MAY_SKIP`` marker, with that marker's reason. Every other
@@ -141,6 +142,14 @@ def _missing_dicom() -> str | None:
     return f"the dicom extra is not installed ({', '.join(missing)} missing; pip install '.[dicom]')" if missing else None
 
 
+def _missing_video() -> str | None:
+    try:
+        importlib.import_module("av")
+    except Exception as err:  # noqa: BLE001 - not installed, or installed without its FFmpeg libraries
+        return f"PyAV is not usable ({err}; pip install '.[video]')"
+    return None
+
+
 # marker -> a check that returns why the requirement is missing (None: present). Checked only when
 # a collected test carries the marker.
 REQUIREMENTS: dict[str, Callable[[], str | None]] = {
@@ -150,6 +159,7 @@ REQUIREMENTS: dict[str, Callable[[], str | None]] = {
     "needs_trt_builder": _missing_trt_builder,
     "needs_dali": _missing_dali,
     "needs_dicom": _missing_dicom,
+    "needs_video": _missing_video,
 }
 
 

@@ -10,6 +10,7 @@ the simulated GPU: only tests that skip there are run under it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -191,3 +192,31 @@ def test_project_no_gpu_tests_pass_ci_on_a_gpu_tensorrt_host(tmp_path):
     assert sorted(skipped) == sorted(t.rsplit("::", 1)[-1] for t in NO_GPU_TESTS), tail
     assert all("run instead" in why or "torch_tensorrt is not installed" in why for why in skipped.values()), \
         json.dumps(skipped, indent=1)
+
+
+REQUIREMENT_CASES = textwrap.dedent('''
+    import pytest
+
+    @pytest.mark.needs_video
+    def test_video_path():
+        import av  # noqa: F401
+''')
+
+
+@pytest.mark.parametrize("ci", [False, True], ids=["local", "CI=true"])
+def test_a_missing_requirement_skips_locally_and_fails_under_ci(pytester, monkeypatch, ci):
+    """needs_video with PyAV hidden (``sys.modules['av'] = None``: its import fails): a skip with the reason on a
+    user's machine, a failure with the same reason under CI; with PyAV there it runs."""
+    pytester.makeconftest((REPO_ROOT / "tests" / "conftest.py").read_text())
+    pytester.makepyfile(test_requirements=REQUIREMENT_CASES)
+    monkeypatch.setenv("CI", "true") if ci else monkeypatch.delenv("CI", raising=False)
+    args = ("-p", "no:cacheprovider")
+    if importlib.util.find_spec("av") is not None:  # present: the test runs (a failure if the probe were wrong)
+        assert outcomes(pytester.inline_run(*args)) == {"test_video_path": "passed"}
+    monkeypatch.setitem(sys.modules, "av", None)
+    reprec = pytester.inline_run(*args)
+    assert outcomes(reprec) == {"test_video_path": "failed" if ci else "skipped"}
+    (report,) = [r for r in reprec.getreports("pytest_runtest_logreport") if r.outcome != "passed"]
+    assert "PyAV is not usable" in str(report.longrepr) and "pip install '.[video]'" in str(report.longrepr)
+    if ci:
+        assert "which must run this test" in str(report.longrepr)

@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
     p.add_argument("--out", required=True, help="output folder (masks/, overlays/, results.csv)")
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
+    p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
+                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
+                        "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
+                        "send arrays as PNG to --model (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=None, help=f"mask threshold in [0, 1] (server default {spec.MASK_THRESHOLD})")
     p.add_argument("--outputs", choices=("compact", "full"), default="compact",
@@ -99,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries,
-                                backoff_s=args.backoff, outputs=args.outputs)
+    segmenter = TritonSegmenter(args.url, model=args.model, raw_model=args.raw_model, timeout_s=args.timeout,
+                                retries=args.retries, backoff_s=args.backoff, outputs=args.outputs)
     dicom = None
     from banet.dicom import is_dicom_file
 

@@ -11,7 +11,7 @@ ones) and ``DIR/NAME_frames.csv`` (frame, pts_s, sent_s, status ok/dropped/error
 attempts, error), both renamed into place when the stream ends (Ctrl-C ends a camera stream and keeps
 what was written); existing outputs are refused unless ``--force``. Prints frames read, sent, dropped (and
 dropped after the warm-up), p50/p99 latency and achieved fps. Exit status 0 when every frame sent was
-answered and the stream ran to its end, 1 otherwise, 2 for a bad source or option.
+answered, the overlay was written and the stream ran to its end, 1 otherwise, 2 for a bad source or option.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
     p.add_argument("--out", required=True, help="output folder (NAME_overlay.mp4, NAME_frames.csv)")
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
+    p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
+                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
+                        "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
+                        "send arrays as PNG to --model (default: %(default)s)")
     p.add_argument("--max-in-flight", type=int, default=2,
                    help="requests outstanding at most; a frame arriving when all are busy is dropped (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
@@ -47,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retries", type=int, default=0,
                    help="retries of UNAVAILABLE per frame (default 0: a live frame is not worth waiting for)")
     p.add_argument("--give-up", type=float, default=10.0,
-                   help="end the stream when the server has been unavailable this many seconds (default: %(default)s)")
+                   help="end the stream when no frame has been answered for this many seconds of failures "
+                        "(unavailable, deadline exceeded, refused) (default: %(default)s)")
     p.add_argument("--wait-ready", type=float, default=10.0,
                    help="seconds to wait for the server and model to be ready before the first frame (default: %(default)s)")
     p.add_argument("--no-drop", action="store_true",
@@ -92,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 total = probe.frame_count
         except VideoError as err:
             return fail(str(err))
-    segmenter = TritonSegmenter(args.url, model=args.model, timeout_s=args.timeout, retries=args.retries)
+    segmenter = TritonSegmenter(args.url, model=args.model, raw_model=args.raw_model, timeout_s=args.timeout,
+                                retries=args.retries)
     bar = None
     try:
         try:
@@ -129,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
             print(line)
         for example in summary.error_examples:
             print(f"  failed: {example}", file=sys.stderr)
+    if summary.overlay_error:
+        print(f"banet-client: overlay: {summary.overlay_error}", file=sys.stderr)
     if summary.stopped:
         print(f"banet-client: stopped early: {summary.stopped}", file=sys.stderr)
-    return 1 if summary.errors or summary.stopped else 0
+    return 1 if summary.errors or summary.stopped or summary.overlay_error else 0
 
 
 if __name__ == "__main__":

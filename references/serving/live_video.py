@@ -106,9 +106,13 @@ def run(args, tmp: Path) -> dict:
                          row["dropped"], row["dropped_steady"], row["latency_p50_ms"] or 0, row["latency_p99_ms"] or 0,
                          row["achieved_fps"] or 0)
                 streams.append(row)
+            # what send=array became (TritonSegmenter chooses): raw pixels to banet_raw, or a PNG to banet
+            array_route = (f"raw pixels to {segmenter.raw_model}" if segmenter.raw_available()
+                           else f"PNG to {segmenter.model}")
         finally:
             segmenter.close()
-    return {"clip": str(clip), "checkpoint": str(args.checkpoint), "image_size": size, "streams": streams}
+    return {"clip": str(clip), "checkpoint": str(args.checkpoint), "image_size": size, "array_route": array_route,
+            "streams": streams}
 
 
 def markdown(result: dict) -> str:
@@ -118,6 +122,7 @@ def markdown(result: dict) -> str:
              f"{m.get('load_average')}", f"- note: {result.get('note', '')}",
              f"- clip: {result['clip_description']}", f"- model: {result['checkpoint']} served at "
              f"{result['image_size']} px (ONNX Runtime in the Python backend, the default repository)",
+             f"- frames sent as array went as: {result.get('array_route', 'a PNG (not recorded)')}",
              f"- goal: {GOAL}", "",
              "| frames sent as | overlay | max in flight | frames | sent | dropped | dropped after warm-up | errors | p50 ms | p99 ms | max ms | "
              "achieved fps | source fps | reading lag max ms | client CPU ms/frame | server CPU ms/sent frame | "
@@ -143,9 +148,9 @@ def markdown(result: dict) -> str:
             lines.append(f"| {s['send']} | {'yes' if s['overlay'] else 'no'} | {s['max_in_flight']} | {name} | "
                          f"{st['requests']} | {st['queue']:.1f} | {st['compute_input']:.1f} | {st['compute_infer']:.1f} | "
                          f"{st['compute_output']:.1f} |")
-    lines += ["", "Latency is the client's: the frame's encoding (array: TritonSegmenter.predict's own, a PNG on this "
-              "branch; jpeg: quality 90 in banet.video), the gRPC round trip and the server's decode, network and "
-              "post-processing. CPU per frame: the client process (decoding, request encoding, overlay and its H.264 "
+    lines += ["", "Latency is the client's: the frame's encoding (array: TritonSegmenter.predict's own, raw pixels to "
+              "banet_raw when the server has it, else a PNG; jpeg: quality 90 in banet.video), the gRPC round trip and "
+              "the server's decode (none for raw pixels: a resize only), network and post-processing. CPU per frame: the client process (decoding, request encoding, overlay and its H.264 "
               "encoding, CSV) per frame read; the server's process tree (tritonserver and its Python-backend stubs) per "
               "frame sent. Achieved fps = answered frames per second of "
               "the stream's duration.", ""]

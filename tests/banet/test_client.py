@@ -1,6 +1,6 @@
 """banet.client without a server: payload checks, file collection, output naming, retries on a dead port.
 
-(The client against a real tritonserver is tested in tests/triton_repo/.)
+(The client against a real tritonserver: test_client_compact.py, test_client_faults.py and tests/triton_repo/.)
 """
 
 from __future__ import annotations
@@ -153,3 +153,19 @@ def test_full_responses_keep_the_servers_boundary_and_modes_are_checked():
 
     assert build_parser().parse_args(["x", "--out", "o"]).outputs == "compact"
     assert build_parser().parse_args(["x", "--out", "o", "--outputs", "full"]).outputs == "full"
+
+
+def test_raw_model_follows_the_model_unless_named():
+    """Arrays go to banet_raw only beside the default banet; another --model gets PNGs unless --raw-model names
+    its raw ensemble (review 1820 #3; the routing itself on the real server: test_client_compact.py)."""
+    from banet.cli import client as cli_client, video as cli_video
+
+    assert TritonSegmenter().raw_model == spec.RAW_ENSEMBLE_MODEL
+    assert TritonSegmenter(model="other").raw_model is None
+    assert TritonSegmenter(model="other", raw_model="other_raw").raw_model == "other_raw"
+    assert TritonSegmenter(raw_model=None).raw_model is None
+    with pytest.raises(ValueError, match="pixels need a raw-pixel model"):
+        TritonSegmenter(_dead_url(), raw_model=None).infer(np.zeros((1, 4, 4, 3), np.uint8))
+    for parser, first in ((cli_client.build_parser(), "a.png"), (cli_video.build_parser(), "clip.mp4")):
+        for extra, want in (([], "auto"), (["--raw-model", "none"], None), (["--raw-model", "x_raw"], "x_raw")):
+            assert parser.parse_args([first, "--out", "o", *extra]).raw_model == want

@@ -16,9 +16,9 @@ import pytest
 
 from banet import processing
 from banet.video import (CSV_COLUMNS, PacingClock, VideoError, VideoReader, is_video_source, output_paths,
-                         stream_video)
+                         stream_video, write_video)
 
-pytest.importorskip("av", reason="PyAV not installed (pip install '.[video]')")
+pytestmark = [pytest.mark.needs_video]  # PyAV: a skip here, a failure under CI (tests/conftest.py)
 
 FPS, SECONDS, SIZE = 25.0, 2.0, (320, 180)
 FRAMES = round(FPS * SECONDS)
@@ -87,6 +87,37 @@ def test_video_sources_and_camera_devices(monkeypatch):
         video._camera_device(0)
 
 
+@pytest.mark.needs_dicom
+def test_an_all_digit_file_or_folder_is_not_a_camera(tmp_path, monkeypatch, capsys):
+    """A DICOM export's ``00000001`` (no suffix) and a folder ``2024`` in the current directory are inputs to
+    segment, not cameras 1 and 2024; a digit string that names nothing is still a camera index."""
+    import shutil
+
+    from banet.cli.client import main, video_source
+    from banet.dicom import is_dicom_file
+    from banet.video import is_camera
+    from dicom_helpers import pydicom_test_files
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(pydicom_test_files() / "CT_small.dcm", "00000001")
+    (tmp_path / "2024").mkdir()
+    processing.save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "2024" / "a.png")
+    assert is_dicom_file(tmp_path / "00000001")
+    for name in ("00000001", "2024"):
+        assert not is_camera(name) and not is_video_source(name) and video_source([name, "--out", "o"]) is None
+        assert output_paths("o", name)[0].name == f"{name}_overlay.mp4"
+    assert is_camera("7") and is_camera(3) and video_source(["7", "--out", "o"]) == "7"
+    # the image route: each input gets its own row (a failure: nobody listens there), no "cannot open as a camera"
+    url = _dead_segmenter().url
+    for name, image in (("00000001", "00000001"), ("2024", "2024/a.png")):
+        argv = [name, "--out", "out", "--url", url, "--retries", "0", "--timeout", "2", "--quiet"]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "camera" not in err and "Triton server with model" not in err and f"FAILED {image}:" in err, err
+    rows = list(csv.DictReader(open(tmp_path / "out" / "results.csv", newline="")))
+    assert [(r["image"], r["status"]) for r in rows] == [("00000001", "error"), ("2024/a.png", "error")]
+
+
 def test_pacing_clock_waits_for_each_frame_and_reports_lag():
     clock = PacingClock(speed=2.0)
     assert clock.wait(0.2) == 0.0 and clock.now() >= 0.1  # 0.2 s of video at 2x: 0.1 s
@@ -148,6 +179,116 @@ def test_server_that_goes_away_ends_the_stream_with_the_reason(kvasir_clip, tmp_
     rows = _rows(out / "o.csv")
     assert len(rows) == summary.frames_read == len(_decode(out / "o.mp4"))
     assert {r["status"] for r in rows} <= {"error", "dropped"} and "UNAVAILABLE" in rows[0]["error"]
+
+
+HUNG_CONFIG = """name: "hung"
+backend: "python"
+max_batch_size: 8
+input [ { name: "IMAGE_BYTES" data_type: TYPE_STRING dims: [ 1 ] },
+        { name: "THRESHOLD" data_type: TYPE_FP32 dims: [ 1 ] optional: true } ]
+output [ { name: "MASK_ENCODED" data_type: TYPE_STRING dims: [ 1 ] }, { name: "AREA" data_type: TYPE_INT64 dims: [ 1 ] } ]
+"""
+HUNG_MODEL = '''import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):  # a server that accepts requests and never answers in time
+        time.sleep(0.5)
+        return [pb_utils.InferenceResponse(error=pb_utils.TritonError("too late")) for _ in requests]
+'''
+
+
+@pytest.mark.needs_triton
+def test_hung_server_ends_the_stream_after_give_up(tmp_path):
+    """A real tritonserver whose model accepts every frame and answers none within the deadline: every frame
+    fails DEADLINE_EXCEEDED, and the stream stops after ``give_up_s`` with the reason, keeping the CSV and
+    overlay of the frames read until then (before review 1820 #7 only UNAVAILABLE counted: it ran to the end)."""
+    from banet.client import TritonSegmenter
+    from triton_helpers import start_server
+
+    (tmp_path / "repo" / "hung" / "1").mkdir(parents=True)
+    (tmp_path / "repo" / "hung" / "config.pbtxt").write_text(HUNG_CONFIG)
+    (tmp_path / "repo" / "hung" / "1" / "model.py").write_text(HUNG_MODEL)
+    clip = write_video((np.full((48, 64, 3), 10 * (i % 20), np.uint8) for i in range(100)), tmp_path / "clip.mp4",
+                       fps=25)
+    server = start_server(tmp_path / "repo")
+    seg = TritonSegmenter(server.grpc_url, model="hung", timeout_s=0.2, retries=0)
+    try:
+        summary = stream_video(seg, clip, tmp_path / "out" / "o.mp4", tmp_path / "out" / "o.csv", give_up_s=1.0)
+    finally:
+        seg.close()
+        server.kill()  # SIGTERM would wait for the queued requests (Triton's 30 s exit timeout)
+    assert "has answered no frame since frame 0" in summary.stopped and "DEADLINE_EXCEEDED" in summary.stopped
+    assert summary.ok == 0 and summary.errors >= 3 and summary.frames_read < 100, summary
+    rows = _rows(tmp_path / "out" / "o.csv")
+    assert len(rows) == summary.frames_read == len(_decode(tmp_path / "out" / "o.mp4"))
+    assert {r["status"] for r in rows} <= {"error", "dropped"} and "DEADLINE_EXCEEDED" in rows[0]["error"]
+
+
+def _noise_clip(path, sizes, frames: int = 10):
+    """An MPEG-TS clip of random frames, ``frames`` at each ``(width, height)`` of ``sizes`` in turn: TS segments
+    joined byte by byte, as a capture that changes resolution mid-stream gives them (FFmpeg decodes each frame at
+    its own size)."""
+    from banet.video import VideoWriter
+
+    rng = np.random.default_rng(3)
+    data = b""
+    for index, (width, height) in enumerate(sizes):
+        part = path.with_name(f"{path.stem}_{index}.ts")
+        with VideoWriter(part, fps=25, width=width, height=height) as video:
+            for _ in range(frames):
+                video.write(rng.integers(0, 256, (height, width, 3), np.uint8))
+        data += part.read_bytes()
+    path.write_bytes(data)
+    return path
+
+
+def test_overlay_write_error_keeps_the_csv_and_the_overlay_so_far(tmp_path, monkeypatch):
+    """The overlay's writer fails at frame 5 (a full disk, simulated: a real one cannot be made here): the CSV
+    still gets one row per frame read, the overlay keeps its first 5 frames, and the summary says why it ended;
+    an overlay that cannot even be finished is not written, and the CSV is kept all the same."""
+    from banet.video import VideoWriter
+
+    clip = write_video((np.full((48, 64, 3), 12 * i, np.uint8) for i in range(20)), tmp_path / "clip.mp4", fps=25)
+    write = VideoWriter.write
+
+    def full_disk(self, image):
+        if self.frames >= 5:
+            raise OSError(28, "No space left on device")
+        write(self, image)
+
+    monkeypatch.setattr(VideoWriter, "write", full_disk)
+    seg = _dead_segmenter()
+    try:
+        summary = stream_video(seg, clip, tmp_path / "a.mp4", tmp_path / "a.csv", speed=math.inf, drop=False,
+                               give_up_s=60)
+        assert summary.frames_read == 20 and summary.overlay_error.startswith("the overlay ended at frame 5")
+        assert "No space left on device" in summary.overlay_error
+        assert [int(r["frame"]) for r in _rows(tmp_path / "a.csv")] == list(range(20))
+        assert len(_decode(tmp_path / "a.mp4")) == 5
+        monkeypatch.setattr(VideoWriter, "close", lambda self: (_ for _ in ()).throw(OSError(28, "No space left")))
+        summary = stream_video(seg, clip, tmp_path / "b.mp4", tmp_path / "b.csv", speed=math.inf, drop=False,
+                               give_up_s=60)
+    finally:
+        seg.close()
+    assert "b.mp4 could not be finished and was not written" in summary.overlay_error and summary.overlay == ""
+    assert len(_rows(tmp_path / "b.csv")) == 20 and not (tmp_path / "b.mp4").exists()
+    monkeypatch.undo()
+
+    def broken(result, image, mask):  # any other error in the writer thread ends the stream, raised to the caller
+        if result.frame == 3:
+            raise RuntimeError("on_frame failed")
+
+    seg = _dead_segmenter()
+    with pytest.raises(RuntimeError, match="on_frame failed"):
+        stream_video(seg, clip, tmp_path / "c.mp4", tmp_path / "c.csv", speed=math.inf, drop=False, give_up_s=60,
+                     on_frame=broken)
+    seg.close()
+    assert [int(r["frame"]) for r in _rows(tmp_path / "c.csv")] == [0, 1, 2, 3]  # kept before it is raised
+    assert len(_decode(tmp_path / "c.mp4")) == 4
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
 
 
 # --- through the real server -----------------------------------------------------------------------
@@ -256,3 +397,20 @@ def test_frames_sent_as_jpeg_give_the_masks_of_those_jpegs(segmenter, kvasir_cli
             np.testing.assert_array_equal(mask, segmenter.predict(encode_jpeg(image)).mask)
     with pytest.raises(ValueError, match="send must be one of array, jpeg"):
         stream_video(segmenter, kvasir_clip, tmp_path / "p.mp4", tmp_path / "p.csv", send="png")
+
+
+@pytest.mark.needs_triton
+def test_a_stream_that_changes_resolution_keeps_every_frame(segmenter, tmp_path):
+    """A TS capture that goes from 64x48 to 32x24 after 10 frames: every frame is answered with a mask of its own
+    size and has its CSV row; the overlay keeps the first size, the later frames scaled to it."""
+    clip = _noise_clip(tmp_path / "capture.ts", [(64, 48), (32, 24)])
+    seen = []
+    summary = stream_video(segmenter, clip, tmp_path / "out" / "o.mp4", tmp_path / "out" / "o.csv", speed=math.inf,
+                           drop=False, on_frame=lambda r, image, mask: seen.append((r.status, image.shape, mask)))
+    assert summary.frames_read == 20 and summary.ok == 20 and not summary.overlay_error and not summary.stopped
+    assert summary.overlay_scaled == 10
+    assert [shape[:2] for _, shape, _ in seen] == [(48, 64)] * 10 + [(24, 32)] * 10
+    assert all(status == "ok" and mask.shape == shape[:2] for status, shape, mask in seen)
+    assert [r["status"] for r in _rows(tmp_path / "out" / "o.csv")] == ["ok"] * 20
+    overlay = _decode(tmp_path / "out" / "o.mp4")
+    assert len(overlay) == 20 and {frame.shape for frame in overlay} == {(48, 64, 3)}

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-pytest.importorskip("av", reason="PyAV not installed (pip install '.[video]')")
+pytestmark = [pytest.mark.needs_video]  # PyAV: a skip here, a failure under CI (tests/conftest.py)
 
 
 @pytest.mark.needs_data

@@ -1,6 +1,7 @@
-"""Compact responses and the raw-pixel ensemble on the real tritonserver: the encoded mask is the mask, only the
-named outputs are computed, decoded pixels give the masks of their PNG, and Triton's ensemble contract that
-the request parameter rests on."""
+"""Compact responses and the raw-pixel ensemble through the client, on the real tritonserver (beside banet's
+serving side, like test_client.py): the encoded mask is the mask, only the named outputs are computed, decoded
+pixels give the masks of their PNG, arrays go to the ensemble the client was told to use, and Triton's ensemble
+contract that the request parameter rests on."""
 
 from __future__ import annotations
 
@@ -214,3 +215,147 @@ def test_tritons_ensemble_requests_every_mapped_output_and_forwards_parameters(t
     finally:
         client.close()
         server.stop()
+
+
+# --- which ensemble an array goes to (review 1820 #3, #4) ------------------------------------------
+COPY_MODEL = "banet_copy"
+
+
+@pytest.fixture(scope="module")
+def explicit_server(model_repository, tmp_path_factory):
+    """The session's repository plus ``banet_copy`` (the ``banet`` ensemble under another name), served with
+    explicit model control so that a test can unload and load ``banet_raw`` as a server restarted on another
+    repository, or one still loading, would show it to the client."""
+    import shutil
+
+    from triton_helpers import start_server
+
+    repo = tmp_path_factory.mktemp("explicit") / "model_repository"
+    shutil.copytree(model_repository, repo)
+    shutil.copytree(repo / spec.ENSEMBLE_MODEL, repo / COPY_MODEL)
+    config = repo / COPY_MODEL / "config.pbtxt"
+    text = config.read_text()
+    assert text.count(f'name: "{spec.ENSEMBLE_MODEL}"') == 1
+    config.write_text(text.replace(f'name: "{spec.ENSEMBLE_MODEL}"', f'name: "{COPY_MODEL}"'))
+    server = start_server(repo, extra_args=("--model-control-mode=explicit", "--load-model=*"))
+    yield server
+    server.stop()
+
+
+def _answered(client, models) -> dict[str, int]:
+    """Successful requests per ensemble so far (Triton's statistics; 0 for one not loaded)."""
+    from tritonclient.utils import InferenceServerException
+
+    counts = {}
+    for model in models:
+        try:
+            stats = client.get_inference_statistics(model, as_json=True)["model_stats"]
+        except InferenceServerException:
+            stats = []
+        counts[model] = sum(int(s["inference_stats"]["success"].get("count", 0)) for s in stats)
+    return counts
+
+
+ENSEMBLES = (spec.ENSEMBLE_MODEL, spec.RAW_ENSEMBLE_MODEL, COPY_MODEL)
+
+
+def test_arrays_go_to_the_model_the_client_was_given(explicit_server):
+    """``model="banet_copy"``: an array goes as a PNG to banet_copy, not as pixels to the default repository's
+    banet_raw (which would answer for another network); ``raw_model`` names a raw ensemble explicitly."""
+    from banet.client import TritonSegmenter
+
+    image = np.random.default_rng(7).integers(0, 256, (48, 64, 3), np.uint8)
+    admin = TritonSegmenter(explicit_server.grpc_url, timeout_s=120)
+    other = TritonSegmenter(explicit_server.grpc_url, model=COPY_MODEL, timeout_s=120)
+    named = TritonSegmenter(explicit_server.grpc_url, model=COPY_MODEL, raw_model=spec.RAW_ENSEMBLE_MODEL,
+                            timeout_s=120)
+    try:
+        before = _answered(admin.client, ENSEMBLES)
+        assert other.predict(image).mask.shape == (48, 64)
+        after = _answered(admin.client, ENSEMBLES)
+        assert {m: after[m] - before[m] for m in ENSEMBLES} == {spec.ENSEMBLE_MODEL: 0, spec.RAW_ENSEMBLE_MODEL: 0,
+                                                                 COPY_MODEL: 1}
+        assert named.predict(image).mask.shape == (48, 64)
+        again = _answered(admin.client, ENSEMBLES)
+        assert {m: again[m] - after[m] for m in ENSEMBLES} == {spec.ENSEMBLE_MODEL: 0, spec.RAW_ENSEMBLE_MODEL: 1,
+                                                                COPY_MODEL: 0}
+        assert other.raw_model is None and named.raw_model == admin.raw_model == spec.RAW_ENSEMBLE_MODEL
+    finally:
+        for seg in (admin, other, named):
+            seg.close()
+
+
+def test_raw_model_gone_or_back_is_noticed_by_a_shared_segmenter(explicit_server):
+    """One segmenter shared by 6 threads (the video pool, segment_files): banet_raw unloaded after it was seen
+    ready (a restart on a repository without it) costs no request, they are resent as PNGs to banet; once it is
+    loaded again (a model that was still loading), arrays go back to banet_raw after ``raw_reprobe_s``."""
+    from banet.client import TritonSegmenter
+
+    images = [np.random.default_rng(i).integers(0, 256, (40 + i, 56, 3), np.uint8) for i in range(6)]
+    admin = TritonSegmenter(explicit_server.grpc_url, timeout_s=120)
+    seg = TritonSegmenter(explicit_server.grpc_url, timeout_s=120, retries=1, backoff_s=0.1)
+    seg.raw_reprobe_s = 0.5  # an attribute, so that the code before the fix runs this test too (default 5 s)
+
+    def predict_all() -> list:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            return list(pool.map(seg.predict, images))
+
+    def routed(work) -> dict[str, int]:
+        before = _answered(admin.client, ENSEMBLES[:2])
+        results = work()
+        after = _answered(admin.client, ENSEMBLES[:2])
+        for image, pred in zip(images, results):
+            assert pred.mask.shape == image.shape[:2]
+        return {m: after[m] - before[m] for m in ENSEMBLES[:2]}
+
+    try:
+        reference = [seg.predict(image).mask for image in images]
+        assert routed(predict_all) == {spec.ENSEMBLE_MODEL: 0, spec.RAW_ENSEMBLE_MODEL: 6}
+        admin.client.unload_model(spec.RAW_ENSEMBLE_MODEL)
+        assert not admin.client.is_model_ready(spec.RAW_ENSEMBLE_MODEL)
+        gone = routed(predict_all)  # every request answered, by banet
+        assert gone[spec.ENSEMBLE_MODEL] == 6, gone
+        admin.client.load_model(spec.RAW_ENSEMBLE_MODEL)
+        import time
+
+        time.sleep(seg.raw_reprobe_s + 0.1)
+        assert routed(predict_all) == {spec.ENSEMBLE_MODEL: 0, spec.RAW_ENSEMBLE_MODEL: 6}
+        for image, mask in zip(images, reference):
+            np.testing.assert_array_equal(seg.predict(image).mask, mask)
+    finally:
+        if not admin.client.is_model_ready(spec.RAW_ENSEMBLE_MODEL):
+            admin.client.load_model(spec.RAW_ENSEMBLE_MODEL)
+        seg.close()
+        admin.close()
+
+
+def test_raw_model_not_ready_at_first_is_asked_again(explicit_server):
+    """A segmenter whose first probe finds no banet_raw (still loading) sends PNGs for ``raw_reprobe_s`` only,
+    then pixels, without being made anew; concurrent first calls share one answer."""
+    import time
+
+    from banet.client import TritonSegmenter
+
+    image = np.random.default_rng(9).integers(0, 256, (36, 52, 3), np.uint8)
+    admin = TritonSegmenter(explicit_server.grpc_url, timeout_s=120)
+    seg = TritonSegmenter(explicit_server.grpc_url, timeout_s=120)
+    seg.raw_reprobe_s = 0.5
+    try:
+        admin.client.unload_model(spec.RAW_ENSEMBLE_MODEL)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert not any(pool.map(lambda _: seg.raw_available(), range(4)))
+        def routed() -> dict[str, int]:  # counted around one request: loading an ensemble may reset its statistics
+            before = _answered(admin.client, ENSEMBLES[:2])
+            seg.predict(image)
+            after = _answered(admin.client, ENSEMBLES[:2])
+            return {m: after[m] - before[m] for m in ENSEMBLES[:2]}
+
+        assert routed() == {spec.ENSEMBLE_MODEL: 1, spec.RAW_ENSEMBLE_MODEL: 0}
+        admin.client.load_model(spec.RAW_ENSEMBLE_MODEL)
+        time.sleep(seg.raw_reprobe_s + 0.1)
+        assert routed() == {spec.ENSEMBLE_MODEL: 0, spec.RAW_ENSEMBLE_MODEL: 1}
+    finally:
+        if not admin.client.is_model_ready(spec.RAW_ENSEMBLE_MODEL):
+            admin.client.load_model(spec.RAW_ENSEMBLE_MODEL)
+        seg.close()
+        admin.close()
