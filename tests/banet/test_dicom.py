@@ -24,9 +24,34 @@ def files():
 
 
 def test_import_banet_dicom_does_not_import_pydicom():
-    code = "import sys, banet.dicom, banet.dicom_seg, banet.client; print('pydicom' in sys.modules)"
+    code = ("import sys, banet.dicom, banet.dicom_seg, banet.client, banet.data.annotations, banet.data.layouts; "
+            "print('pydicom' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_dicom_suffixes_are_defined_once_in_the_spec():
+    """One definition (banet.spec), read by the DICOM reader, the data-set reader and the data-set layouts."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import banet
+    from banet import dicom, spec
+    from banet.data import layouts
+
+    # by name: banet.data's own ``from __future__ import annotations`` shadows the submodule as an attribute
+    annotations = importlib.import_module("banet.data.annotations")
+
+    assert dicom.DICOM_SUFFIXES is spec.DICOM_SUFFIXES and annotations.DICOM_SUFFIXES is spec.DICOM_SUFFIXES
+    assert set(spec.DICOM_SUFFIXES) <= set(layouts.IMAGE_EXTENSIONS)
+    package = Path(banet.__file__).parent
+    defined = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assign)
+               and any(isinstance(t, ast.Name) and t.id == "DICOM_SUFFIXES" for t in node.targets)]
+    assert defined == ["spec.py"]
+    literal = [str(path.relative_to(package)) for path in package.rglob("*.py") if '".dcm", ".dicom"' in path.read_text()]
+    assert literal == ["spec.py"]
 
 
 def test_monochrome1_12bit_window_reproduces_the_8bit_image(tmp_path):
