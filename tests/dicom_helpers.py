@@ -157,8 +157,9 @@ def enhanced_ct(path: Path, frames: int = 3) -> Path:
         ds.ImagePositionPatient, ds.SliceLocation = [x, y, z + 5.0 * index], z + 5.0 * index
         ds.PixelData = np.roll(source.pixel_array, 16 * index, axis=1).tobytes()
         legacy.append(ds)
-    image = hd.legacy.LegacyConvertedEnhancedCTImage(legacy_datasets=legacy, series_instance_uid=generate_uid(),
-                                                     series_number=9, sop_instance_uid=generate_uid(), instance_number=1)
+    image = hd.legacy.LegacyConvertedEnhancedCTImage(
+        legacy_datasets=legacy, series_instance_uid=generate_uid(), series_number=9, sop_instance_uid=generate_uid(),
+        instance_number=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save_as(path, enforce_file_format=True)
     return path

@@ -50,7 +50,8 @@ def test_dicom_suffixes_are_defined_once_in_the_spec():
                for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assign)
                and any(isinstance(t, ast.Name) and t.id == "DICOM_SUFFIXES" for t in node.targets)]
     assert defined == ["spec.py"]
-    literal = [str(path.relative_to(package)) for path in package.rglob("*.py") if '".dcm", ".dicom"' in path.read_text()]
+    literal = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               if '".dcm", ".dicom"' in path.read_text()]
     assert literal == ["spec.py"]
 
 
