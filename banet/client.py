@@ -408,6 +408,18 @@ def output_paths(out_dir: Path, image: Path) -> tuple[Path, Path]:
     return out_dir / "masks" / f"{image.stem}.png", out_dir / "overlays" / f"{image.stem}.png"
 
 
+def output_names(image: Path) -> list[str]:
+    """The outputs ``image`` claims, relative to the output folder (overlays mirror the masks): ``masks/<stem>.png``,
+    or a DICOM file's own (:func:`banet.dicom_seg.output_names`: one mask per frame and its SEG)."""
+    from banet.dicom import is_dicom_file
+
+    if is_dicom_file(image):
+        from banet.dicom_seg import output_names as dicom_output_names
+
+        return dicom_output_names(image)
+    return [f"masks/{image.stem}.png"]
+
+
 def segment_file(segmenter: TritonSegmenter, image: Path, out_dir: Path, *, force: bool = False,
                  threshold: float | None = None, dicom=None) -> FileResult:
     """Segment one file and write its mask and overlay PNGs atomically; never raises for a bad file.
@@ -447,8 +459,9 @@ def segment_files(segmenter: TritonSegmenter, images: list[Path], out_dir: str |
                   force: bool = False, threshold: float | None = None, on_result=None, dicom=None) -> list[FileResult]:
     """Segment ``images`` with ``concurrency`` requests in flight; results in input order.
 
-    Two inputs that would write the same output name (same stem) are a per-file error for the
-    later one, never an overwrite. ``on_result(FileResult)`` is called as each one finishes.
+    Two inputs that would write the same output name are a per-file error for the later one, never an overwrite:
+    the names each really writes, a multi-frame DICOM file's per-frame ``masks/<stem>_frame0001.png`` ... and
+    ``seg/<stem>.dcm`` included (:func:`output_names`). ``on_result(FileResult)`` is called as each one finishes.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -457,13 +470,15 @@ def segment_files(segmenter: TritonSegmenter, images: list[Path], out_dir: str |
     seen: dict[str, Path] = {}
     todo = []
     for index, image in enumerate(images):
-        first = seen.setdefault(image.stem, image)
-        if first != image:
+        names = output_names(image)
+        clash = next((n for n in names if seen.get(n, image) != image), None)
+        if clash is not None:
             results[index] = FileResult(str(image), "error",
-                                        error=f"{image}: output name {image.stem}.png already used by {first}")
+                                        error=f"{image}: output name {clash} already used by {seen[clash]}")
             if on_result:
                 on_result(results[index])
         else:
+            seen.update(dict.fromkeys(names, image))
             todo.append(index)
 
     def work(index: int) -> None:

@@ -240,6 +240,20 @@ def output_paths(out_dir: Path, image: Path, frames: int) -> tuple[list[Path], l
             out_dir / "seg" / f"{image.stem}.dcm")
 
 
+def output_names(image: Path) -> list[str]:
+    """What :func:`segment_dicom_file` writes for ``image``, relative to the output folder (``masks/...png`` per frame
+    and ``seg/<stem>.dcm``; overlays mirror the masks), from the header only (``stop_before_pixels``). A file whose
+    header cannot be read claims the one-frame names: it is reported as an error when it is segmented."""
+    from banet.dicom import DicomError, read_dataset
+
+    try:
+        frames = max(1, int(read_dataset(image, stop_before_pixels=True).get("NumberOfFrames", 1) or 1))
+    except (DicomError, TypeError, ValueError):
+        frames = 1
+    masks, _, seg = output_paths(Path("."), image, frames)
+    return [*(p.as_posix() for p in masks), seg.as_posix()]
+
+
 def segment_dicom_file(segmenter, image: Path, out_dir: Path, *, force: bool = False, threshold: float | None = None,
                        options: SegOptions | None = None):
     """Segment every frame of one DICOM file with ``segmenter.predict(frame)`` and write the PNG masks, overlays and

@@ -33,6 +33,17 @@ MAX_IMAGE_PIXELS = 64_000_000
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
 """Largest encoded image accepted by the client and the Triton pre-processing model."""
 
+DICOM_SUFFIXES = (".dcm", ".dicom")
+"""File suffixes (any case) of DICOM inputs and data-set files; suffix-less files are found by their ``DICM`` marker."""
+
+MAX_DICOM_BYTES = 16 * MAX_REQUEST_BYTES
+"""Largest DICOM file accepted (1 GiB), three times over, each before the step it guards (banet/dicom.py): the file on
+disk (before ``dcmread``), a deflated data set inflated (counted while inflating, before pydicom inflates it
+unbounded), and the decoded pixels from the header (frames x rows x columns x (samples x bytes per sample + 3): the
+decoded frames and their RGB uint8 display frames, both held until the file is served), before any pixel is decoded.
+:data:`MAX_IMAGE_PIXELS` still bounds each frame, and with it the one frame's float temporaries of the display
+transform. 1 GiB holds a 500-slice 512x512 16-bit CT (655 MB) or 86 frames of 1080p RGB."""
+
 
 # --- the exported network ------------------------------------------------------------------------
 @dataclass(frozen=True)

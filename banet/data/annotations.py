@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from banet import processing
+from banet.spec import DICOM_SUFFIXES
 from banet.data.errors import DatasetError
 
 COMBINE_RULES = ("majority", "union", "intersection")
@@ -69,8 +70,6 @@ def combine(masks: Sequence[np.ndarray], rule: str) -> np.ndarray:
         return stack.all(axis=0)
     raise ValueError(f"rule must be one of {COMBINE_RULES}, got {rule!r}")
 
-
-DICOM_SUFFIXES = (".dcm", ".dicom")
 
 
 def _dicom_image(path: Path) -> np.ndarray:

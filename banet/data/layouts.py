@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from banet.data.errors import DatasetError
+from banet.spec import DICOM_SUFFIXES
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm", ".dicom")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", *DICOM_SUFFIXES)
 """Image (and mask) files of a data set; ``.dcm``/``.dicom``: DICOM images, and DICOM SEG masks (banet.data.annotations)."""
 IMAGE_DIRS = ("images", "CXR_png", "Original")
 MASK_DIRS = ("masks", "mask", "Ground Truth", "GroundTruth")

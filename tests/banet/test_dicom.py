@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from banet.dicom import DicomError, is_dicom_file, read_dicom
-from dicom_helpers import (expected_monochrome1_display, monochrome1_12bit, pydicom_test_files,
-                           secondary_capture_rgb)
+from banet.spec import MAX_DICOM_BYTES
+from dicom_helpers import (cr_with_voi_lut_and_window, deflate_bomb, expected_monochrome1_display, frame_count_bomb,
+                           monochrome1_12bit, pydicom_test_files, secondary_capture_rgb, voi_lut_entries)
 
 pytestmark = pytest.mark.needs_dicom
 
@@ -23,9 +24,35 @@ def files():
 
 
 def test_import_banet_dicom_does_not_import_pydicom():
-    code = "import sys, banet.dicom, banet.dicom_seg, banet.client; print('pydicom' in sys.modules)"
+    code = ("import sys, banet.dicom, banet.dicom_seg, banet.client, banet.data.annotations, banet.data.layouts; "
+            "print('pydicom' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_dicom_suffixes_are_defined_once_in_the_spec():
+    """One definition (banet.spec), read by the DICOM reader, the data-set reader and the data-set layouts."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import banet
+    from banet import dicom, spec
+    from banet.data import layouts
+
+    # by name: banet.data's own ``from __future__ import annotations`` shadows the submodule as an attribute
+    annotations = importlib.import_module("banet.data.annotations")
+
+    assert dicom.DICOM_SUFFIXES is spec.DICOM_SUFFIXES and annotations.DICOM_SUFFIXES is spec.DICOM_SUFFIXES
+    assert set(spec.DICOM_SUFFIXES) <= set(layouts.IMAGE_EXTENSIONS)
+    package = Path(banet.__file__).parent
+    defined = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Assign)
+               and any(isinstance(t, ast.Name) and t.id == "DICOM_SUFFIXES" for t in node.targets)]
+    assert defined == ["spec.py"]
+    literal = [str(path.relative_to(package)) for path in package.rglob("*.py")
+               if '".dcm", ".dicom"' in path.read_text()]
+    assert literal == ["spec.py"]
 
 
 def test_monochrome1_12bit_window_reproduces_the_8bit_image(tmp_path):
@@ -58,6 +85,42 @@ def test_without_a_window_the_full_range_of_the_values_is_shown(tmp_path):
     expected = np.rint((stored - low) * (255.0 / (high - low))).astype(np.uint8)
     np.testing.assert_array_equal(frame, expected)
     assert frame.min() == 0 and frame.max() == 255
+
+
+@pytest.mark.parametrize("lut_bits", [8, 16])
+def test_a_file_with_a_voi_lut_and_a_window_is_shown_with_its_lut_and_says_so(tmp_path, lut_bits):
+    """PS3.3 C.11.2: a VOI LUT Sequence and a window are alternative views; the LUT is shown (docs/dicom.md), over the
+    LUT's own output range. The window (centre 2048, width 400) would give [0, 0, 128, 255, 255]; the LUT through
+    the window's range gave [0, 0, 0, 0, 255]. 8-bit entries: pydicom 3.0's apply_voi wraps the indices of a LUT of
+    more than 256 entries (banet.dicom._voi_lut_view)."""
+    import pydicom
+
+    stored = np.array([[0, 1024, 2048, 3072, 4095]], dtype=np.uint16)
+    path = cr_with_voi_lut_and_window(stored, tmp_path / "cr.dcm", lut_bits=lut_bits)
+    image = read_dicom(path)
+    lut = voi_lut_entries()
+    expected = np.rint(lut[stored] * 255.0 / lut.max()).astype(np.uint8)  # the LUT's range 0..255 onto 0..255
+    np.testing.assert_array_equal(image.frames[0][..., 0], expected)
+    np.testing.assert_array_equal(expected, [[0, 64, 128, 191, 255]])
+    assert image.display.startswith("VOI LUT (first of the VOI LUT Sequence: linear, 4096 entries, output 0..255)")
+    assert "window (centre 2048 width 400), an alternative view, not applied" in image.display
+    assert pydicom.dcmread(path).VOILUTSequence[0].LUTDescriptor[2] == lut_bits  # the caller's dataset unchanged
+    assert image.dataset.VOILUTSequence[0].LUTDescriptor[2] == lut_bits
+
+
+def test_a_voi_lut_is_given_integers_after_a_fractional_modality_lut(tmp_path):
+    """Rescale slope 0.5: the LUT indexes the rounded rescaled values (x = 0.5 s), clipped to its 4096 entries."""
+    import pydicom
+
+    stored = np.array([[0, 1025, 4097, 8190, 8191]], dtype=np.uint16)
+    path = cr_with_voi_lut_and_window(stored, tmp_path / "cr.dcm", lut_bits=16)
+    ds = pydicom.dcmread(path)
+    ds.BitsStored, ds.HighBit, ds.RescaleSlope, ds.RescaleIntercept = 13, 12, 0.5, 0
+    ds.save_as(path, enforce_file_format=True)
+    image = read_dicom(path)
+    index = np.clip(np.rint(stored * 0.5), 0, 4095).astype(int)
+    np.testing.assert_array_equal(image.frames[0][..., 0], voi_lut_entries()[index])
+    assert image.display.startswith("modality LUT, then VOI LUT")
 
 
 def test_rgb_secondary_capture_is_read_unchanged(tmp_path):
@@ -173,3 +236,34 @@ def test_a_dicom_data_set_is_found_read_and_scored(tmp_path, tiny_checkpoint):
         np.testing.assert_array_equal(mask, truth[pair.name][1])
     result = evaluate(tiny_checkpoint, tmp_path, None)
     assert result["model"]["images"] == 2 and [r["name"] for r in result["per_image"]] == ["case0", "case1"]
+
+
+@pytest.mark.parametrize(("frames", "size"), [(10_000, 4096), (100_000, 64)])
+def test_a_header_claiming_more_pixels_than_the_limit_is_refused_before_decoding(tmp_path, frames, size):
+    """Every frame is under MAX_IMAGE_PIXELS; together they decode past MAX_DICOM_BYTES (10000 frames of 4096x4096:
+    168 GB; 100000 of 64x64: 1.6 GB with their display frames). Refused from the header, nothing allocated."""
+    path = frame_count_bomb(tmp_path / "bomb.dcm", frames=frames, rows=size, columns=size)
+    assert path.stat().st_size < 10_000
+    with pytest.raises(DicomError, match=rf"{frames} frame\(s\) of {size}x{size} pixels .* over the DICOM file limit "
+                       rf"of {MAX_DICOM_BYTES} bytes \(banet.spec.MAX_DICOM_BYTES\); refused before decoding"):
+        read_dicom(path)
+
+
+def test_a_deflated_file_inflating_past_the_limit_is_refused_naming_the_syntax(tmp_path):
+    """About 1 MB on disk, MAX_DICOM_BYTES + 1 inflated: refused while inflating in bounded chunks (pydicom's dcmread
+    would inflate it whole first). A deflated file within the limit is still read (pydicom's image_dfl.dcm)."""
+    path = deflate_bomb(tmp_path / "bomb.dcm", MAX_DICOM_BYTES + 1)
+    assert path.stat().st_size < MAX_DICOM_BYTES // 500
+    with pytest.raises(DicomError, match=r"bomb.dcm: transfer syntax 1.2.840.10008.1.2.1.99 \(Deflated Explicit VR "
+                       r"Little Endian\) inflates to more than the DICOM file limit"):
+        read_dicom(path)
+    assert read_dicom(pydicom_test_files() / "image_dfl.dcm").frames[0].shape[:2] == (512, 512)
+
+
+def test_a_file_larger_than_the_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "huge.dcm"
+    with open(path, "wb") as fh:  # sparse: no disk used
+        fh.write(b"\0" * 128 + b"DICM")
+        fh.truncate(MAX_DICOM_BYTES + 1)
+    with pytest.raises(DicomError, match=rf"huge.dcm: {MAX_DICOM_BYTES + 1} bytes on disk, over the DICOM file limit"):
+        read_dicom(path)

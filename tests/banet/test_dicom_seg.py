@@ -10,7 +10,8 @@ import pytest
 
 from banet.dicom import read_dicom
 from banet.dicom_seg import Algorithm, build_segmentation, read_segmentation_masks, save_dataset
-from dicom_helpers import pydicom_test_files, read_seg_with_highdicom, secondary_capture_rgb
+from dicom_helpers import (ThresholdSegmenter, enhanced_ct, pydicom_test_files, read_seg_with_highdicom,
+                           secondary_capture_rgb)
 
 pytestmark = pytest.mark.needs_dicom
 
@@ -119,3 +120,47 @@ def test_algorithm_from_an_export_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="no promoted artifact"):
         Algorithm.from_manifest(tmp_path / "manifest.json")
+
+
+def test_a_multi_frame_source_in_a_coordinate_system_gives_a_seg_with_a_frame_per_source_frame(tmp_path):
+    """docs/dicom.md: a multi-frame input ``cine.dcm`` gives ``masks/cine_frame0001.png`` ... and a SEG with F frames,
+    SEG frame N the mask of source frame N (read back by source frame with highdicom, and with pydicom)."""
+    import pydicom
+
+    from banet import processing
+    from banet.client import segment_files
+
+    source_path = enhanced_ct(tmp_path / "in" / "cine.dcm", frames=3)
+    source = pydicom.dcmread(source_path)
+    assert int(source.NumberOfFrames) == 3 and "FrameOfReferenceUID" in source
+    (result,) = segment_files(ThresholdSegmenter(), [source_path], tmp_path / "out")
+    assert result.status == "ok", result.error
+    masks = [processing.load_mask(tmp_path / "out" / "masks" / f"cine_frame{i:04d}.png") for i in (1, 2, 3)]
+    assert all(0 < m.mean() < 1 for m in masks) and not (masks[0] == masks[1]).all()  # frames differ: order matters
+    seg_path = tmp_path / "out" / "seg" / "cine.dcm"
+    seg = pydicom.dcmread(seg_path)
+    assert int(seg.NumberOfFrames) == 3 and seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    check_references(seg, source)
+    from_hd = read_seg_with_highdicom(seg_path, source, label="lesion")
+    for from_highdicom, from_pydicom, mask in zip(from_hd, read_segmentation_masks(seg_path), masks):
+        np.testing.assert_array_equal(from_highdicom, mask)
+        np.testing.assert_array_equal(from_pydicom, mask)
+
+
+@pytest.mark.parametrize("dicom_first", [False, True])
+def test_a_multi_frame_dicom_and_an_image_with_the_same_output_name_collide(tmp_path, dicom_first):
+    """``scan.dcm`` (3 frames) writes masks/scan_frame0001.png, as does the image ``scan_frame0001.png``: the later of
+    the two is an error naming the clash, and the mask on disk is the earlier one's."""
+    from banet import processing
+    from banet.client import segment_files
+
+    dicom = enhanced_ct(tmp_path / "in" / "scan.dcm", frames=3)
+    image = tmp_path / "in" / "scan_frame0001.png"
+    processing.save_png(np.full((8, 8, 3), 255, np.uint8), image)  # all foreground: unlike any CT frame's mask
+    inputs = [dicom, image] if dicom_first else [image, dicom]
+    first, later = segment_files(ThresholdSegmenter(), inputs, tmp_path / "out")
+    assert first.status == "ok", first.error
+    assert later.status == "error" and later.error == (
+        f"{inputs[1]}: output name masks/scan_frame0001.png already used by {inputs[0]}")
+    mask = processing.load_mask(tmp_path / "out" / "masks" / "scan_frame0001.png")
+    assert mask.shape == ((128, 128) if dicom_first else (8, 8))

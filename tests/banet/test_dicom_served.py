@@ -15,8 +15,10 @@ import pytest
 from banet import processing
 from banet.client import collect_images, segment_files
 from banet.dicom_seg import Algorithm, SegOptions, read_segmentation_masks
-from dicom_helpers import (expected_monochrome1_display, monochrome1_12bit, pydicom_test_files,
-                           read_seg_with_highdicom, secondary_capture_jpeg, secondary_capture_rgb)
+from banet.spec import MAX_DICOM_BYTES
+from dicom_helpers import (deflate_bomb, enhanced_ct, expected_monochrome1_display, frame_count_bomb,
+                           monochrome1_12bit, pydicom_test_files, read_seg_with_highdicom, secondary_capture_jpeg,
+                           secondary_capture_rgb)
 
 pytestmark = [pytest.mark.needs_dicom, pytest.mark.needs_triton]
 
@@ -163,3 +165,25 @@ def test_banet_client_on_a_dicom_file_writes_its_mask_and_seg(triton_server, tmp
     assert mask.shape == (128, 128)
     (from_hd,) = read_seg_with_highdicom(out / "seg" / "scan.dcm", pydicom.dcmread(scan), label="lesion")
     np.testing.assert_array_equal(from_hd, mask)
+
+
+def test_bombs_get_their_own_error_and_the_batch_goes_on_to_a_multi_frame_seg(segmenter, tmp_path):
+    """One at a time (concurrency 1): a header claiming 10000 frames of 4096x4096 and a 1 MB deflated file inflating
+    past MAX_DICOM_BYTES are each refused with their reason; the next file, a 3-frame enhanced CT in a patient
+    coordinate system, is served: 3 masks and a SEG of 3 frames, read back by source frame with highdicom."""
+    import pydicom
+
+    inputs = [frame_count_bomb(tmp_path / "frames.dcm", frames=10_000, rows=4096, columns=4096),
+              deflate_bomb(tmp_path / "deflated.dcm", MAX_DICOM_BYTES + 1),
+              enhanced_ct(tmp_path / "cine.dcm", frames=3)]
+    frames, deflated, cine = segment_files(segmenter, inputs, tmp_path / "out", concurrency=1)
+    assert frames.status == "error" and "10000 frame(s) of 4096x4096 pixels" in frames.error
+    assert "refused before decoding" in frames.error
+    assert deflated.status == "error" and "Deflated Explicit VR Little Endian) inflates to more than" in deflated.error
+    assert cine.status == "ok", cine.error
+    masks = [processing.load_mask(tmp_path / "out" / "masks" / f"cine_frame{i:04d}.png") for i in (1, 2, 3)]
+    from_hd = read_seg_with_highdicom(tmp_path / "out" / "seg" / "cine.dcm", pydicom.dcmread(inputs[2]), label="lesion")
+    for from_highdicom, mask in zip(from_hd, masks):
+        np.testing.assert_array_equal(from_highdicom, mask)
+    assert sorted(p.name for p in (tmp_path / "out" / "masks").iterdir()) == [
+        "cine_frame0001.png", "cine_frame0002.png", "cine_frame0003.png"]
