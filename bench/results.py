@@ -70,6 +70,7 @@ class ResultFiles:
         self.command, self.machine = command, machine or machine_info()
         self.paths = {"json": self.out_dir / f"{stem}.json", "md": self.out_dir / f"{stem}.md",
                       **{name: self.out_dir / f"{stem}_{name}.png" for name in plots}}
+        self._written: set[Path] = set()
         existing = [p for p in self.paths.values() if p.exists()]
         if existing and not force:
             raise FileExistsError(f"{existing[0]} exists; pass --force to replace it or choose another --out/--tag/--name")
@@ -99,12 +100,13 @@ class ResultFiles:
         if written:
             result["plots"] = {k: str(v) for k, v in written.items()}
         # claimed at the start, checked again now: another run of the same name may have finished meanwhile
-        taken = [p for p in (self.paths["json"], self.paths["md"]) if p.exists()]
+        taken = [p for p in (self.paths["json"], self.paths["md"]) if p.exists() and p not in self._written]
         if taken and not self.force:
             raise FileExistsError(f"{taken[0]} was written by another run since this one started; pass --force "
                                   "to replace it or choose another --out/--tag/--name")
         write_text(self.paths["json"], json.dumps(result, indent=2, default=to_jsonable) + "\n")
         write_text(self.paths["md"], markdown(result) if callable(markdown) else markdown)
+        self._written.update((self.paths["json"], self.paths["md"]))  # a command may rewrite its own files
         log.info("wrote %s", ", ".join(str(p) for p in [self.paths["json"], self.paths["md"], *written.values()]))
         return {"json": self.paths["json"], "md": self.paths["md"], **written}
 

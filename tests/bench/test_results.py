@@ -156,3 +156,7 @@ def test_write_refuses_a_file_another_run_wrote_since_the_claim(tmp_path):
         files.write({"x": 1}, "# x\n")
     assert (tmp_path / "same.json").read_text() == '{"other": "run"}'
     ResultFiles(tmp_path, "same2", force=True).write({"x": 1}, "# x\n")  # --force still replaces
+    own = ResultFiles(tmp_path, "own")
+    own.write({"step": 1}, "# 1\n")
+    own.write({"step": 2}, "# 2\n")  # a command that rewrites its own file after every step (gpu_check)
+    assert '"step": 2' in (tmp_path / "own.json").read_text()
