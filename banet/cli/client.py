@@ -31,17 +31,22 @@ from datetime import datetime, timezone
 from banet import spec
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="banet-client", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+def add_server_options(p: argparse.ArgumentParser, *, out_help: str) -> None:
+    """``--url``, ``--out``, ``--model``, ``--raw-model``: what every banet-client mode (files, video) takes."""
     p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
-    p.add_argument("--out", required=True, help="output folder (masks/, overlays/, results.csv)")
+    p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
     p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
                    help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
                         "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
                         "send arrays as PNG to --model (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="banet-client", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", help="image files and/or folders of images")
+    add_server_options(p, out_help="output folder (masks/, overlays/, results.csv)")
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=None, help=f"mask threshold in [0, 1] (server default {spec.MASK_THRESHOLD})")
     p.add_argument("--outputs", choices=("compact", "full"), default="compact",

@@ -28,13 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="banet-client", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("video", help="a video file (.mp4, .mkv, .avi, ...) or a camera index (0, 1, ...)")
-    p.add_argument("--url", default=f"{spec.DEFAULT_HOST}:{spec.GRPC_PORT}", help="Triton gRPC HOST:PORT")
-    p.add_argument("--out", required=True, help="output folder (NAME_overlay.mp4, NAME_frames.csv)")
-    p.add_argument("--model", default=spec.ENSEMBLE_MODEL, help="ensemble to call (default: %(default)s)")
-    p.add_argument("--raw-model", default="auto", type=lambda v: None if v.lower() == "none" else v,
-                   help="ensemble that takes decoded pixels (arrays: DICOM frames, video frames) and runs the same "
-                        "network as --model; auto: banet_raw for the default banet, none for another --model; none: "
-                        "send arrays as PNG to --model (default: %(default)s)")
+    from banet.cli.client import add_server_options
+
+    add_server_options(p, out_help="output folder (NAME_overlay.mp4, NAME_frames.csv)")
     p.add_argument("--max-in-flight", type=int, default=2,
                    help="requests outstanding at most; a frame arriving when all are busy is dropped (default: %(default)s)")
     p.add_argument("--speed", type=float, default=1.0,
