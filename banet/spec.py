@@ -8,6 +8,7 @@ This module imports nothing beyond the standard library so that the Triton serve
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 # --- pre-processing: what the network was trained on -------------------------------------------
@@ -148,6 +149,23 @@ OPT_BATCH_SIZE = 8
 """Batch size the TensorRT profile is tuned for."""
 
 # --- Triton model repository ----------------------------------------------------------------------
+IMAGE_SIZE_PARAMETER = "image_size"
+"""Config parameter of the pre-processing steps: the side the image is resized to (the network's input size)."""
+DECODE_OVERSAMPLE_PARAMETER = "decode_oversample"
+"""``banet_preprocess`` config parameter: :data:`banet.processing.REDUCED_DECODE_OVERSAMPLE` for this repository."""
+NETWORK_IO_PARAMETER = "network_io"
+"""Config parameter of the pre/post-processing steps: the network's I/O (:data:`NETWORK_IO`)."""
+
+
+def step_parameters(model_config: str) -> dict[str, str]:
+    """A Python-backend step's config.pbtxt ``parameters`` (``args["model_config"]``, JSON) as name -> string
+    value; :data:`NETWORK_IO_PARAMETER` is ``float32`` in configs written before it existed."""
+    parameters = {name: value.get("string_value", "")
+                  for name, value in json.loads(model_config).get("parameters", {}).items()}
+    parameters.setdefault(NETWORK_IO_PARAMETER, "float32")
+    return parameters
+
+
 ENSEMBLE_MODEL = "banet"
 RAW_ENSEMBLE_MODEL = "banet_raw"
 """The ensemble that takes decoded pixels (:data:`IMAGE_PIXELS`) instead of an encoded file."""

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from banet import processing, spec
 from banet.atomic import write_text
-from banet.spec import TensorSpec
+from banet.spec import DECODE_OVERSAMPLE_PARAMETER, IMAGE_SIZE_PARAMETER, NETWORK_IO_PARAMETER, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,6 @@ PREPROCESSORS = ("python", "dali")
 QUEUE_DELAY_US = 2000
 """Dynamic batching of the network step: the longest a request waits there for others to join its batch
 (microseconds). The pre/post steps get no delay (:func:`dynamic_batching`)."""
-IMAGE_SIZE_PARAMETER = "image_size"
-"""``banet_preprocess`` config parameter: the side the image is resized to (the network's input size)."""
-DECODE_OVERSAMPLE_PARAMETER = "decode_oversample"
-"""``banet_preprocess`` config parameter: :data:`banet.processing.REDUCED_DECODE_OVERSAMPLE` for this repository."""
-NETWORK_IO_PARAMETER = "network_io"
-"""``banet_preprocess`` / ``banet_postprocess`` config parameter: the network's I/O (``spec.NETWORK_IO``)."""
 MODEL_FILES = {"python_onnxruntime": "model.onnx", "onnxruntime_onnx": "model.onnx", "tensorrt_plan": "model.plan"}
 
 

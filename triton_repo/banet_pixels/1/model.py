@@ -9,7 +9,6 @@ A request over :data:`banet.spec.MAX_IMAGE_PIXELS` pixels, or with no pixels, ge
 requests of the batch succeed.
 """
 
-import json
 import os
 import sys
 
@@ -28,9 +27,9 @@ from banet import processing, spec  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         self.model_name = args["model_name"]
-        parameters = json.loads(args["model_config"]).get("parameters", {})
-        self.image_size = int(parameters.get("image_size", {}).get("string_value", spec.IMAGE_SIZE))
-        self.network_io = parameters.get("network_io", {}).get("string_value", "float32")
+        parameters = spec.step_parameters(args["model_config"])
+        self.image_size = int(parameters.get(spec.IMAGE_SIZE_PARAMETER, spec.IMAGE_SIZE))
+        self.network_io = parameters[spec.NETWORK_IO_PARAMETER]
         self.output_name = spec.network_tensors(self.network_io)[0].name
 
     def execute(self, requests):

@@ -33,8 +33,7 @@ from banet import mask_codec, processing, spec  # noqa: E402
 class TritonPythonModel:
     def initialize(self, args):
         self.model_name = args["model_name"]
-        parameters = json.loads(args["model_config"]).get("parameters", {})
-        network_io = parameters.get("network_io", {}).get("string_value", "float32")
+        network_io = spec.step_parameters(args["model_config"])[spec.NETWORK_IO_PARAMETER]
         self.input_name = spec.network_tensors(network_io)[1].name
         self.to_mask = processing.mask_from_probability if network_io == "uint8" else processing.postprocess
 

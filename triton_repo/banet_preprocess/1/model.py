@@ -10,7 +10,6 @@ only handed to the image decoder (never unpickled or evaluated); the byte count 
 decoding and the pixel count from the header before any pixel is decoded.
 """
 
-import json
 import os
 import sys
 
@@ -30,12 +29,11 @@ class TritonPythonModel:
     def initialize(self, args):
         self.model_name = args["model_name"]
         # the network's input side, written into config.pbtxt by export.repository
-        parameters = json.loads(args["model_config"]).get("parameters", {})
-        self.image_size = int(parameters.get("image_size", {}).get("string_value", spec.IMAGE_SIZE))
-        self.network_io = parameters.get("network_io", {}).get("string_value", "float32")
+        parameters = spec.step_parameters(args["model_config"])
+        self.image_size = int(parameters.get(spec.IMAGE_SIZE_PARAMETER, spec.IMAGE_SIZE))
+        self.network_io = parameters[spec.NETWORK_IO_PARAMETER]
         self.output_name = spec.network_tensors(self.network_io)[0].name
-        self.oversample = float(parameters.get("decode_oversample", {}).get(
-            "string_value", processing.REDUCED_DECODE_OVERSAMPLE))
+        self.oversample = float(parameters.get(spec.DECODE_OVERSAMPLE_PARAMETER, processing.REDUCED_DECODE_OVERSAMPLE))
 
     def execute(self, requests):
         responses = []
