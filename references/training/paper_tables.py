@@ -69,6 +69,26 @@ class Row:
     """Scored at each test image's original size."""
     epochs: tuple[int, ...]
     stopped_early: tuple[bool, ...]
+    ends: tuple[str, ...] = ()
+    """How each seed's run ended (:func:`run_end`)."""
+
+
+def run_end(record: dict[str, Any]) -> str:
+    """``"46/38 patience"``: epochs run / best epoch, and why the run ended. ``"50/50 cap +0.4"``: it reached the
+    epoch cap (where the recipes' poly schedule brings the learning rate to 0), and its best validation JA rose
+    0.4 points in the last ``patience`` epochs: the size of the step it was still taking, for the reader to judge
+    the plateau."""
+    training = record["training"]
+    hist = [h for h in training.get("val_history", []) if h.get("JA") is not None]
+    best = max(hist, key=lambda h: h["JA"]) if hist else None
+    text = f"{training['epochs']}/{best['epoch'] if best else '-'}"
+    if training.get("stopped_early"):
+        return f"{text} patience"
+    patience = (record.get("key") or {}).get("patience") or 0
+    before = [h["JA"] for h in hist if h["epoch"] <= training["epochs"] - patience]
+    if best is None or not patience or not before:
+        return f"{text} cap"
+    return f"{text} cap {100 * (best['JA'] - max(before)):+.1f}"
 
 
 def rows_of(records: list[dict[str, Any]]) -> dict[str, Row]:
@@ -85,7 +105,8 @@ def rows_of(records: list[dict[str, Any]]) -> dict[str, Row]:
         out[name] = Row(row=name, arch=runs[0]["arch"], ablation=runs[0]["ablation"],
                         seeds=tuple(int(r.get("seed", 0)) for r in runs), paper=spread("metrics_paper"),
                         original=spread("metrics"), epochs=tuple(int(r["training"]["epochs"]) for r in runs),
-                        stopped_early=tuple(bool(r["training"].get("stopped_early")) for r in runs))
+                        stopped_early=tuple(bool(r["training"].get("stopped_early")) for r in runs),
+                        ends=tuple(run_end(r) for r in runs))
     return out
 
 
@@ -115,7 +136,7 @@ def table_markdown(records: list[dict[str, Any]], *, size: int, data_name: str) 
     spread = seed_spread(rows)
     paper_numbers = PAPER_KVASIR if "kvasir" in data_name.lower() else {}
     head = ("| {what} | seeds | " + " | ".join(f"{m}" for m in METRIC_NAMES) + " | JA at original size | "
-            "JA vs BA-Net (points) | epochs (stopped early) | paper DI / JA |")
+            "JA vs BA-Net (points) | epochs run/best, end | paper DI / JA |")
     rule = "|---|---:|" + "---:|" * len(METRIC_NAMES) + "---:|---|---|---|"
     lines: list[str] = []
     for title, order, what in (("Table I: the networks", NETWORK_ROWS, "network"),
@@ -134,12 +155,16 @@ def table_markdown(records: list[dict[str, Any]], *, size: int, data_name: str) 
                                                             for m in METRIC_NAMES)
                 + f" | {r.original['JA'].text() if 'JA' in r.original else '-'} | "
                 f"{versus_reference(r, reference, spread)} | "
-                + ", ".join(f"{e}{' (yes)' if s else ''}" for e, s in zip(r.epochs, r.stopped_early))
+                + ", ".join(r.ends)
                 + f" | {published} |")
         lines.append("")
     lines.append("Rows with several seeds show the mean and, in brackets, the range over the seeds. The seed spread is "
                  "the largest JA range over the seeds of any row" + (f": {100 * spread:.1f} points." if spread is not None
                                                                         else "; no row has more than one seed yet."))
+    lines += ["", "Epochs run/best, end: the epochs a run trained and its best validation epoch (the checkpoint "
+              "scored), then `patience` (validation JA had not improved for the patience: stopped early) or `cap` "
+              "(it reached the epoch cap, where the poly schedule's learning rate is 0) with the points its best "
+              "validation JA gained in the last patience-many epochs."]
     return lines
 
 

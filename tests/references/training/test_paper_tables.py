@@ -42,6 +42,17 @@ def test_difference_from_banet_against_the_seed_spread():
     assert "no seed spread" in versus_reference(one_seed["unet"], one_seed["banet"], None)
 
 
+def test_how_each_run_ended():
+    from references.training.paper_tables import run_end
+
+    hist = [{"epoch": e, "JA": j} for e, j in enumerate([0.5, 0.6, 0.70, 0.69, 0.70, 0.704, 0.70, 0.706], start=1)]
+    capped = {"key": {"patience": 4}, "training": {"epochs": 8, "stopped_early": False, "val_history": hist}}
+    assert run_end(capped) == "8/8 cap +0.6"  # best of epochs 1-4: 0.70; best overall 0.706
+    stopped = {"key": {"patience": 4}, "training": {"epochs": 8, "stopped_early": True, "val_history": hist[:6]}}
+    assert run_end(stopped) == "8/6 patience"
+    assert run_end({"training": {"epochs": 3, "stopped_early": False, "val_history": []}}) == "3/- cap"
+
+
 def test_tables_follow_the_papers_layout(tmp_path):
     lines = "\n".join(table_markdown(RECORDS, size=128, data_name="kvasir-seg"))
     assert "Table I" in lines and "Table IV" in lines
@@ -49,7 +60,9 @@ def test_tables_follow_the_papers_layout(tmp_path):
     assert table1.index("| unet |") < table1.index("| banet |")  # the paper's order, BA-Net last
     assert "| banet | 3 | 90.0 (90.0-90.0) | 82.0 (80.0-84.0) | 72.0 (70.0-74.0) |" in table1
     assert "91.1 / 86.1" in table1  # the paper's published BA-Net numbers on Kvasir-SEG
-    assert "50" in lines.split("### Table IV")[1] and "| banet-baseline | 1 |" in lines
+    assert "| banet-baseline | 1 |" in lines
+    assert "| 50/50 cap | - |" in lines.split("### Table IV")[1]  # no patience in these records: no window
+    assert "| 10/10 patience, 10/10 patience, 10/10 patience |" in table1
     assert NETWORK_ROWS[-1] == ABLATION_ROWS[-1] == "banet"
     png = plot_curves(RECORDS, tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
