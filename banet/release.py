@@ -54,7 +54,8 @@ def _row(name: str, result: dict[str, Any]) -> str:
 
 
 def model_card(checkpoint: str | Path, evaluations: list[dict[str, Any]], *, data: str | Path,
-               command: str, machine: dict[str, Any], run: dict[str, Any] | None = None) -> str:
+               command: str, machine: dict[str, Any], run: dict[str, Any] | None = None,
+               chosen: str | None = None) -> str:
     """The Markdown model card of a released checkpoint (``evaluations``: one ``evaluate`` result per split)."""
     from banet.checkpoint import file_sha256, load_checkpoint
 
@@ -76,6 +77,7 @@ def model_card(checkpoint: str | Path, evaluations: list[dict[str, Any]], *, dat
         f"- kept: the epoch with the best validation JA: epoch {best['epoch']} (validation JA "
         f"{best['val']['mean']['JA']:.4f} at the training size) of {(run or payload).get('epoch')} epochs run"
         + (", the run stopped early" if (run or {}).get("stopped_early") else "") if best else None,
+        f"- chosen: {chosen}" if chosen else None,
         f"- sha256 `{file_sha256(checkpoint)}`",
         f"- card written by `{command}` on {machine.get('cpu')} ({machine.get('cores')} cores), {machine.get('date')}",
         "", "## Scores (mean over images, %)", "",
@@ -96,9 +98,11 @@ def model_card(checkpoint: str | Path, evaluations: list[dict[str, Any]], *, dat
 
 
 def write_release(source: str | Path, out_dir: str | Path, *, data: str | Path, splits: tuple[str, ...] = ("test",),
-                  name: str | None = None, command: str = "", force: bool = False) -> dict[str, Path]:
+                  name: str | None = None, command: str = "", force: bool = False,
+                  chosen: str | None = None) -> dict[str, Path]:
     """Evaluate ``source`` on ``splits`` of ``data``, then write ``OUT/NAME.pt`` (slim), ``OUT/NAME.md`` (the card)
-    and ``OUT/NAME.json`` (the scores). Nothing is replaced without ``force``."""
+    and ``OUT/NAME.json`` (the scores). ``chosen``: why this run was released among others (a line of the card and
+    a field of the JSON). Nothing is replaced without ``force``."""
     from banet.atomic import write_text
     from banet.evaluate import evaluate, machine_info
 
@@ -121,6 +125,7 @@ def write_release(source: str | Path, out_dir: str | Path, *, data: str | Path, 
         state = load_checkpoint(last)
         run = {"epoch": state.get("epoch"), "stopped_early": state.get("stopped_early")}
     write_text(paths["card"], model_card(paths["checkpoint"], evaluations, data=data, command=command, machine=machine,
-                                         run=run))
-    write_text(paths["scores"], json.dumps({"command": command, "machine": machine, "scores": summary}, indent=2) + "\n")
+                                         run=run, chosen=chosen))
+    record = {"command": command, "machine": machine, "scores": summary, **({"chosen": chosen} if chosen else {})}
+    write_text(paths["scores"], json.dumps(record, indent=2) + "\n")
     return paths

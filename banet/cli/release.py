@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", help="split(s) to score for the card (default: test)")
     p.add_argument("--out", required=True, help="folder for NAME.pt, NAME.md, NAME.json")
     p.add_argument("--name", help="file stem (default: the checkpoint's run folder name)")
+    p.add_argument("--chosen", metavar="TEXT",
+                   help="why this run is the one released, for the card (e.g. 'the best of seeds 0-2 by validation "
+                        "JA: 70.6 vs 70.3, 69.7')")
     p.add_argument("--force", action="store_true", help="replace existing files")
     return p
 
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["banet-release", *(argv if argv is not None else sys.argv[1:])])
     try:
         paths = write_release(args.checkpoint, args.out, data=args.data, splits=tuple(args.split or ["test"]),
-                              name=args.name, command=command, force=args.force)
+                              name=args.name, command=command, force=args.force, chosen=args.chosen)
     except (CheckpointError, DatasetError, FileExistsError, ValueError) as err:
         print(f"banet-release: error: {err}", file=sys.stderr)
         return 2

@@ -41,6 +41,11 @@ def test_release_keeps_the_model_drops_training_state_and_writes_a_card(trained,
     card = (tmp_path / "models" / "tiny.md").read_text()
     assert "256x256" in card and "original size" in card and "sha256" in card and "banet-release" in card
     assert "of 1 epochs run" in card  # the run's end is read from last.pt beside best.pt
+    assert "chosen" not in card and "chosen" not in json.loads((tmp_path / "models" / "tiny.json").read_text())
     assert release_main(argv) == 2 and "exists" in capsys.readouterr().err  # never replaced silently
+    why = "the best of seeds 0-2 by validation JA"
+    assert release_main([*argv, "--force", "--chosen", why]) == 0
+    assert f"- chosen: {why}" in (tmp_path / "models" / "tiny.md").read_text()
+    assert json.loads((tmp_path / "models" / "tiny.json").read_text())["chosen"] == why
     assert release_main([str(tmp_path / "missing.pt"), *argv[1:], "--force"]) == 2
     assert "not found" in capsys.readouterr().err
