@@ -77,14 +77,17 @@ def run_end(record: dict[str, Any]) -> str:
     """``"46/38 patience"``: epochs run / best epoch, and why the run ended. ``"50/50 cap +0.4"``: it reached the
     epoch cap (where the recipes' poly schedule brings the learning rate to 0), and its best validation JA rose
     0.4 points in the last ``patience`` epochs: the size of the step it was still taking, for the reader to judge
-    the plateau."""
+    the plateau. ``"12/12 end"``: fewer epochs than the cap without an early stop (``--max-steps``)."""
     training = record["training"]
     hist = [h for h in training.get("val_history", []) if h.get("JA") is not None]
     best = max(hist, key=lambda h: h["JA"]) if hist else None
     text = f"{training['epochs']}/{best['epoch'] if best else '-'}"
     if training.get("stopped_early"):
         return f"{text} patience"
-    patience = (record.get("key") or {}).get("patience") or 0
+    key = record.get("key") or {}
+    if key.get("epochs") is not None and training["epochs"] < key["epochs"]:
+        return f"{text} end"  # neither patience nor the cap: a step limit (--max-steps) or a run cut short
+    patience = key.get("patience") or 0
     before = [h["JA"] for h in hist if h["epoch"] <= training["epochs"] - patience]
     if best is None or not patience or not before:
         return f"{text} cap"

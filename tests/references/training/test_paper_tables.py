@@ -51,6 +51,10 @@ def test_how_each_run_ended():
     stopped = {"key": {"patience": 4}, "training": {"epochs": 8, "stopped_early": True, "val_history": hist[:6]}}
     assert run_end(stopped) == "8/6 patience"
     assert run_end({"training": {"epochs": 3, "stopped_early": False, "val_history": []}}) == "3/- cap"
+    short = {"key": {"patience": 4, "epochs": 50}, "training": {"epochs": 8, "stopped_early": False,
+                                                                "val_history": hist}}
+    assert run_end(short) == "8/8 end"  # a step limit, not the cap
+    assert run_end({**capped, "key": {"patience": 4, "epochs": 8}}) == "8/8 cap +0.6"
 
 
 def test_tables_follow_the_papers_layout(tmp_path):
