@@ -74,14 +74,16 @@ def markdown(result: dict[str, Any]) -> str:
         "## Every run: Table I columns scored at each image's original size (mean over test images, %), and "
         "deployment columns",
         "",
-        "| network | ablation | " + " | ".join(METRIC_NAMES) + " | params (M) | GFLOPs | FP32 time vs BA-Net | "
-        "FP16 / FP32 time | INT8 / FP32 time | FP16 agreement (mean / worst) | INT8 agreement (mean / worst) |",
-        "|---|---|" + "---:|" * len(METRIC_NAMES) + "---:|---:|---:|---:|---:|---:|---:|",
+        "| network | ablation | seed | " + " | ".join(METRIC_NAMES) + " | params (M) | GFLOPs | FP32 time vs BA-Net | "
+        "FP16 / FP32 time | CPU INT8 / FP32 time | FP16 agreement (mean / worst) | "
+        "CPU INT8 agreement (mean / worst) |",
+        "|---|---|---:|" + "---:|" * len(METRIC_NAMES) + "---:|---:|---:|---:|---:|---:|---:|",
     ]
     for e in entries:
         r = lat["ratios"].get(e["label"], {})
         lines.append(
-            f"| {e['arch']} | {e['ablation']} | " + " | ".join(_pct(e["metrics"].get(k)) for k in METRIC_NAMES)
+            f"| {e['arch']} | {e['ablation']} | {e.get('seed', '-')} | "
+            + " | ".join(_pct(e["metrics"].get(k)) for k in METRIC_NAMES)
             + f" | {e['params'] / 1e6:.2f} | {e['gflops']:.2f} | {_ratio(r.get('fp32_vs_reference'))} | "
             f"{_ratio(r.get('fp16_vs_fp32'))} | {_ratio(r.get('int8_vs_fp32'))} | "
             f"{_agreement(e['artifacts'].get('fp16'))} | {_agreement(e['artifacts'].get('int8'))} |")
@@ -99,17 +101,19 @@ def markdown(result: dict[str, Any]) -> str:
         "A time ratio below 1 is faster. Absolute CPU times on this shared machine mean little.",
         f"- Agreement: `export.parity` (the export gate): Jaccard of each artifact's masks with the FP32 PyTorch "
         f"model's, on {', '.join(str(n) for n in sorted(parity_images)) or '-'} test images; ONNX Runtime's CPU "
-        "provider runs FP16 convolutions in FP32, so FP16 agreement checks weight rounding only.",
+        "provider runs FP16 convolutions in FP32, so FP16 agreement checks weight rounding only. CPU INT8 is "
+        "`model_int8_cpu.onnx`, the INT8 artifact ONNX Runtime runs; the TensorRT INT8 graph's gate is in each "
+        "entry's export manifest (`OUT/<entry>/export/1/manifest.json`).",
         "",
         "## Training",
         "",
-        "| network | ablation | epochs | steps | train s | val JA per epoch | train + eval + export s |",
-        "|---|---|---:|---:|---:|---|---:|",
+        "| network | ablation | seed | epochs | steps | train s | val JA per epoch | train + eval + export s |",
+        "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for e in entries:
         t = e["training"]
         val = ", ".join(f"{h['JA']:.3f}" for h in t["val_history"] if h.get("JA") is not None)
-        lines.append(f"| {e['arch']} | {e['ablation']} | {t['epochs']} | {t['steps']} | {t['train_seconds']:.0f} | "
+        lines.append(f"| {e['arch']} | {e['ablation']} | {e.get('seed', '-')} | {t['epochs']} | {t['steps']} | {t['train_seconds']:.0f} | "
                      f"{val} | {sum(e['timings'].values()):.0f} |")
     if lat.get("skipped"):
         lines += ["", "## Latency rows skipped", ""] + [f"- {k}: {v}" for k, v in lat["skipped"].items()]
