@@ -251,6 +251,24 @@ def run_entry(entry: Entry, settings: Settings, *, reuse: bool = False, say=prin
     return record
 
 
+def tensorrt_int8(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The TensorRT INT8 graph of an entry's export (what TensorRT and ORT's CUDA provider would run: not timed
+    here) with its gate, read from the export's manifest beside the entry's FP32 artifact; None without one."""
+    from export.pipeline import MANIFEST, runtime_artifact
+
+    fp32 = (record.get("artifacts") or {}).get("fp32")
+    manifest = Path(fp32["path"]).parent / MANIFEST if fp32 and fp32.get("path") else None
+    if manifest is None or not manifest.is_file():
+        return None
+    item = runtime_artifact(json.loads(manifest.read_text())["artifacts"], "int8", "tensorrt")
+    if item is None:
+        return None
+    p = item.get("parity", {})
+    return {"name": item["name"], "gate": item.get("gate"), "placement": item.get("placement"),
+            "mean_agreement": p.get("mean_agreement"), "worst_agreement": p.get("worst_agreement"),
+            "images": p.get("images")}
+
+
 def _best_epoch(val_history: list[dict[str, Any]]) -> int | None:
     scored = [h for h in val_history if h.get("JA") is not None]
     return max(scored, key=lambda h: h["JA"])["epoch"] if scored else None
@@ -345,7 +363,9 @@ def compare(settings: Settings, entries: list[Entry], *, reuse: bool = False, sa
     records = []
     for i, entry in enumerate(entries, start=1):
         say(f"[{i}/{len(entries)}] {entry.label}")
-        records.append(run_entry(entry, settings, reuse=reuse, say=say))
+        record = run_entry(entry, settings, reuse=reuse, say=say)
+        record["tensorrt_int8"] = tensorrt_int8(record)  # also for entries reused from before this field
+        records.append(record)
         write_progress(records, settings.out)
     labels = [r["label"] for r in records]
     reference = "banet" if "banet" in labels else None

@@ -46,6 +46,12 @@ def _agreement(art: dict[str, Any] | None) -> str:
     return f"{art['mean_agreement']:.4f} / {art['worst_agreement']:.3f}"
 
 
+def _tensorrt_int8(art: dict[str, Any] | None) -> str:
+    if not art or art.get("mean_agreement") is None:
+        return "-"
+    return f"{_agreement(art)}, {art.get('gate')} ({art.get('placement')})"
+
+
 def markdown(result: dict[str, Any]) -> str:
     s, m, lat = result["settings"], result["machine"], result["latency"]
     entries = result["entries"]
@@ -76,8 +82,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| network | ablation | seed | " + " | ".join(METRIC_NAMES) + " | params (M) | GFLOPs | FP32 time vs BA-Net | "
         "FP16 / FP32 time | CPU INT8 / FP32 time | FP16 agreement (mean / worst) | "
-        "CPU INT8 agreement (mean / worst) |",
-        "|---|---|---:|" + "---:|" * len(METRIC_NAMES) + "---:|---:|---:|---:|---:|---:|---:|",
+        "CPU INT8 agreement (mean / worst) | TensorRT INT8 graph: agreement, gate |",
+        "|---|---|---:|" + "---:|" * len(METRIC_NAMES) + "---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in entries:
         r = lat["ratios"].get(e["label"], {})
@@ -86,7 +92,8 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(_pct(e["metrics"].get(k)) for k in METRIC_NAMES)
             + f" | {e['params'] / 1e6:.2f} | {e['gflops']:.2f} | {_ratio(r.get('fp32_vs_reference'))} | "
             f"{_ratio(r.get('fp16_vs_fp32'))} | {_ratio(r.get('int8_vs_fp32'))} | "
-            f"{_agreement(e['artifacts'].get('fp16'))} | {_agreement(e['artifacts'].get('int8'))} |")
+            f"{_agreement(e['artifacts'].get('fp16'))} | {_agreement(e['artifacts'].get('int8'))} | "
+            f"{_tensorrt_int8(e.get('tensorrt_int8'))} |")
     parity_images = {a.get("images") for e in entries for a in e["artifacts"].values()} - {None}
     lines += [
         "",
@@ -102,8 +109,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Agreement: `export.parity` (the export gate): Jaccard of each artifact's masks with the FP32 PyTorch "
         f"model's, on {', '.join(str(n) for n in sorted(parity_images)) or '-'} test images; ONNX Runtime's CPU "
         "provider runs FP16 convolutions in FP32, so FP16 agreement checks weight rounding only. CPU INT8 is "
-        "`model_int8_cpu.onnx`, the INT8 artifact ONNX Runtime runs; the TensorRT INT8 graph's gate is in each "
-        "entry's export manifest (`OUT/<entry>/export/1/manifest.json`).",
+        "`model_int8_cpu.onnx`, the INT8 artifact ONNX Runtime runs (timed); the TensorRT INT8 graph "
+        "(`model_int8.onnx`, what TensorRT would run: not timed here) is scored by the same gate on the same "
+        "images (ONNX Runtime CPU), with the Q/DQ placement the export chose.",
         "",
         "## Training",
         "",

@@ -51,6 +51,9 @@ def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
             assert art["mean_agreement"] == parity["mean_agreement"] and art["images"] == 3, precision
             assert art["worst_agreement"] == parity["worst_agreement"] <= art["mean_agreement"], precision
         assert entry["artifacts"]["fp32"]["mean_agreement"] == pytest.approx(1.0, abs=1e-6)  # FP32 ONNX = PyTorch
+        trt = entry["tensorrt_int8"]  # the TensorRT INT8 graph: not timed, but its gate is reported
+        assert trt["name"] == "onnx_int8" and trt["gate"] in ("pass", "fail") and trt["images"] == 3
+        assert trt["mean_agreement"] == by_path["model_int8.onnx"]["parity"]["mean_agreement"]
         ratios = result["latency"]["ratios"][entry["label"]]
         for key in ("fp16_vs_fp32", "int8_vs_fp32", "fp32_vs_reference"):
             r = ratios[key]
