@@ -165,6 +165,20 @@ def free_port(host: str = DEFAULT_HOST) -> int:
         return sock.getsockname()[1]
 
 
+def exit_words(code: int | None) -> str:
+    """``exited with status 1`` or, when Triton died of a signal, ``was killed by SIGSEGV (status -11)``.
+
+    The Triton in nvidia-pytriton once segfaulted while shutting down after a model failed to load (CI, 2026-12-03);
+    the reasons in its log are the same either way, so the caller shows them whatever the status.
+    """
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name} (status {code})"
+        except ValueError:
+            pass
+    return f"exited with status {code}"
+
+
 class TritonServer:
     """A ``tritonserver`` process on ``repository``; use as ``with TritonServer(repo) as server: ...``.
 
@@ -282,7 +296,7 @@ class TritonServer:
                 if self._reader is not None:
                     self._reader.join(timeout=5)
                 reasons = self.reasons() or list(self.log_tail)[-15:]
-                raise ServerError(f"tritonserver exited with status {code} before it was ready "
+                raise ServerError(f"tritonserver {exit_words(code)} before it was ready "
                                   f"(repository {self.repository}):\n" + "\n".join(reasons))
             if self.is_ready():
                 log.info("tritonserver ready: gRPC %s, HTTP %s", self.grpc_url, self.http_url)

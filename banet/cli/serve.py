@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.quiet:
         logging.getLogger("banet.server.tritonserver").setLevel(logging.WARNING)
-    from banet.server import ServerError, TritonServer
+    from banet.server import ServerError, TritonServer, exit_words
 
     repository = args.repository
     if not repository.is_dir():
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(0.5):
             if server.process is not None and server.process.poll() is not None:
                 reasons = server.reasons() or list(server.log_tail)[-10:]
-                print(f"banet-serve: tritonserver exited unexpectedly with status {server.process.returncode}:\n"
+                print(f"banet-serve: tritonserver {exit_words(server.process.returncode)} unexpectedly:\n"
                       + "\n".join(reasons), file=sys.stderr)
                 return 1
         code = server.stop()
