@@ -115,14 +115,16 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "## Training",
         "",
-        "| network | ablation | seed | epochs | steps | train s | val JA per epoch | train + eval + export s |",
+        "| network | ablation | seed | epochs | steps | train s (all sessions) | val JA per epoch | eval + export s |",
         "|---|---|---:|---:|---:|---:|---|---:|",
     ]
     for e in entries:
         t = e["training"]
         val = ", ".join(f"{h['JA']:.3f}" for h in t["val_history"] if h.get("JA") is not None)
         lines.append(f"| {e['arch']} | {e['ablation']} | {e.get('seed', '-')} | {t['epochs']} | {t['steps']} | {t['train_seconds']:.0f} | "
-                     f"{val} | {sum(e['timings'].values()):.0f} |")
+                     f"{val} | {e['timings']['eval_s'] + e['timings']['export_s']:.0f} |")
+    lines += ["", "- train s: `history.json`'s epoch times summed over every session of a run (resumed runs included); "
+              "eval + export s: the scoring and export of `best.pt` in the session that wrote the entry."]
     if lat.get("skipped"):
         lines += ["", "## Latency rows skipped", ""] + [f"- {k}: {v}" for k, v in lat["skipped"].items()]
     if result.get("plots"):
@@ -156,7 +158,8 @@ def plot(result: dict[str, Any], path: Path) -> Path:
     ax2.set(xlabel=f"GFLOPs at {s['size']} px", ylabel="JA (%)", title="JA against compute")
     ax2.grid(alpha=0.3)
     ratios = result["latency"]["ratios"]
-    for offset, key, color in ((-0.2, "fp16_vs_fp32", "tab:purple"), (0.2, "int8_vs_fp32", "tab:orange")):
+    for offset, key, color, name in ((-0.2, "fp16_vs_fp32", "tab:purple", "FP16 / FP32"),
+                                     (0.2, "int8_vs_fp32", "tab:orange", "CPU INT8 / FP32")):
         med, lo, hi, ys = [], [], [], []
         for i, label in enumerate(labels):
             r = ratios.get(label, {}).get(key)
@@ -165,11 +168,11 @@ def plot(result: dict[str, Any], path: Path) -> Path:
                 med.append(r["median"])
                 lo.append(r["median"] - r["min"])
                 hi.append(r["max"] - r["median"])
-        ax3.errorbar(med, ys, xerr=[lo, hi], fmt="o", color=color, capsize=3, label=key.replace("_vs_", " / "))
+        ax3.errorbar(med, ys, xerr=[lo, hi], fmt="o", color=color, capsize=3, label=name)
     ax3.axvline(1.0, color="black", linewidth=0.8)
     ax3.set_yticks(y, labels)
     ax3.invert_yaxis()
-    ax3.set(xlabel="time ratio (ONNX Runtime CPU, batch 1; < 1 is faster)", title="precision vs FP32 (range over repeats)")
+    ax3.set(xlabel="time ratio, ONNX Runtime CPU, batch 1\n(< 1 is faster)", title="time vs FP32 (range over repeats)")
     ax3.legend(loc="lower right", fontsize=8)
     ax3.grid(axis="x", alpha=0.3)
     fig.suptitle(f"{Path(s['data']).name}, {s['preset']} configurations, {s['size']} px, {s['epochs']} epoch(s) "
