@@ -46,10 +46,17 @@ def _agreement(art: dict[str, Any] | None) -> str:
     return f"{art['mean_agreement']:.4f} / {art['worst_agreement']:.3f}"
 
 
+def _gated(art: dict[str, Any] | None) -> str:
+    """``mean / worst, gate`` (the export gate's verdict on these images), or just the agreement when none was made."""
+    if not art or art.get("mean_agreement") is None:
+        return "-"
+    return f"{_agreement(art)}, {art['gate']}" if art.get("gate") else _agreement(art)
+
+
 def _tensorrt_int8(art: dict[str, Any] | None) -> str:
     if not art or art.get("mean_agreement") is None:
         return "-"
-    return f"{_agreement(art)}, {art.get('gate')} ({art.get('placement')})"
+    return f"{_gated(art)} ({art.get('placement')})"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -81,8 +88,8 @@ def markdown(result: dict[str, Any]) -> str:
         "deployment columns",
         "",
         "| network | ablation | seed | " + " | ".join(METRIC_NAMES) + " | params (M) | GFLOPs | FP32 time vs BA-Net | "
-        "FP16 / FP32 time | CPU INT8 / FP32 time | FP16 agreement (mean / worst) | "
-        "CPU INT8 agreement (mean / worst) | TensorRT INT8 graph: agreement, gate |",
+        "FP16 / FP32 time | CPU INT8 / FP32 time | FP16 agreement (mean / worst), gate | "
+        "CPU INT8 agreement (mean / worst), gate | TensorRT INT8 graph: agreement, gate (placement) |",
         "|---|---|---:|" + "---:|" * len(METRIC_NAMES) + "---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for e in entries:
@@ -92,7 +99,7 @@ def markdown(result: dict[str, Any]) -> str:
             + " | ".join(_pct(e["metrics"].get(k)) for k in METRIC_NAMES)
             + f" | {e['params'] / 1e6:.2f} | {e['gflops']:.2f} | {_ratio(r.get('fp32_vs_reference'))} | "
             f"{_ratio(r.get('fp16_vs_fp32'))} | {_ratio(r.get('int8_vs_fp32'))} | "
-            f"{_agreement(e['artifacts'].get('fp16'))} | {_agreement(e['artifacts'].get('int8'))} | "
+            f"{_gated(e['artifacts'].get('fp16'))} | {_gated(e['artifacts'].get('int8'))} | "
             f"{_tensorrt_int8(e.get('tensorrt_int8'))} |")
     parity_images = {a.get("images") for e in entries for a in e["artifacts"].values()} - {None}
     lines += [

@@ -50,6 +50,7 @@ def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
             parity = by_path[Path(art["path"]).name]["parity"]
             assert art["mean_agreement"] == parity["mean_agreement"] and art["images"] == 3, precision
             assert art["worst_agreement"] == parity["worst_agreement"] <= art["mean_agreement"], precision
+            assert art["gate"] == by_path[Path(art["path"]).name]["gate"], precision  # the export's verdict
         assert entry["artifacts"]["fp32"]["mean_agreement"] == pytest.approx(1.0, abs=1e-6)  # FP32 ONNX = PyTorch
         trt = entry["tensorrt_int8"]  # the TensorRT INT8 graph: not timed, but its gate is reported
         assert trt["name"] == "onnx_int8" and trt["gate"] in ("pass", "fail") and trt["images"] == 3
@@ -73,6 +74,13 @@ def test_results_hold_table_one_columns_size_latency_and_agreement(compared):
     assert all(len(rep) == 6 for rep in result["latency"]["repeats"])
     md = (root / "results" / "cmp.md").read_text()
     assert "not the paper's numbers" in md and "| unet | full |" in md and "cmp_comparison.png" in md
+    for entry in result["entries"]:  # each agreement cell carries the export gate's verdict beside it
+        fp16, int8, trt = entry["artifacts"]["fp16"], entry["artifacts"]["int8"], entry["tensorrt_int8"]
+        row = next(line for line in md.splitlines() if line.startswith(f"| {entry['arch']} | full | 0 |")
+                   and f"{fp16['mean_agreement']:.4f}" in line)
+        assert (f"{fp16['mean_agreement']:.4f} / {fp16['worst_agreement']:.3f}, {fp16['gate']} | "
+                f"{int8['mean_agreement']:.4f} / {int8['worst_agreement']:.3f}, {int8['gate']} | "
+                f"{trt['mean_agreement']:.4f} / {trt['worst_agreement']:.3f}, {trt['gate']} ({trt['placement']}) |") in row
     for plot in ("comparison", "curves"):  # the one results writer's STEM_<plot>.png
         assert (root / "results" / f"cmp_{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
