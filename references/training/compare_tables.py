@@ -54,9 +54,8 @@ def _gated(art: dict[str, Any] | None) -> str:
 
 
 def _tensorrt_int8(art: dict[str, Any] | None) -> str:
-    if not art or art.get("mean_agreement") is None:
-        return "-"
-    return f"{_gated(art)} ({art.get('placement')})"
+    cell = _gated(art)
+    return cell if cell == "-" else f"{cell} ({art.get('placement')})"
 
 
 def markdown(result: dict[str, Any]) -> str:
